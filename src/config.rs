@@ -1,0 +1,726 @@
+//! Plugin configuration: the seed's format, which loads unchanged, plus this plugin's
+//! additions. Every value is checked at load, and every error names the bridge, the entry
+//! and the field it is about.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{Deserialize, Deserializer, Error as _};
+use serde_path_to_error::Segment;
+
+use crate::topic::{KafkaTopic, KeyTemplate, TopicFilter, TopicTemplate};
+
+/// The file rmqtt reads this plugin's configuration from, inside `plugins.dir`.
+pub const CONFIG_FILE: &str = "rmqtt-bridge-egress-kafka.toml";
+
+/// The whole plugin configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Upstream's task-pool size. Accepted so upstream files load; this plugin has no
+    /// task pool (records are produced without waiting), so it has no effect.
+    #[serde(default)]
+    pub task_queue_capacity: Option<usize>,
+    /// Upstream's task-pool concurrency. Accepted, no effect (see above).
+    #[serde(default)]
+    pub task_concurrency_limit: Option<usize>,
+    #[serde(default)]
+    pub bridges: Vec<BridgeConfig>,
+}
+
+/// One `[[bridges]]` table: a Kafka cluster and the entries forwarded to it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeConfig {
+    #[serde(default = "yes")]
+    pub enable: bool,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub servers: Option<String>,
+    #[serde(default)]
+    pub client_id_prefix: Option<String>,
+    #[serde(default = "one")]
+    pub concurrent_client_limit: usize,
+    /// librdkafka properties; keys starting with `#` are ignored, as upstream does.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// Most records of this bridge waiting for a delivery report.
+    #[serde(default = "default_max_inflight_messages")]
+    pub max_inflight_messages: usize,
+    /// Most payload + key bytes of this bridge waiting for a delivery report.
+    #[serde(default = "default_max_inflight_bytes", deserialize_with = "byte_size")]
+    pub max_inflight_bytes: u64,
+    /// How long stopping the plugin waits for in-flight records.
+    #[serde(default = "default_shutdown_timeout", deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+    #[serde(default)]
+    pub entries: Vec<EntryConfig>,
+}
+
+/// One `[[bridges.entries]]` table: a topic filter and where its messages go.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntryConfig {
+    pub local: LocalConfig,
+    pub remote: RemoteConfig,
+    #[serde(default)]
+    pub transform: Option<TransformConfig>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    pub topic_filter: TopicFilter,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    pub topic: TopicTemplate,
+    /// How long a publish may wait for room in the in-flight buffer; 0 never waits.
+    #[serde(default, deserialize_with = "duration")]
+    pub queue_timeout: Duration,
+    #[serde(default)]
+    pub partition: Option<i32>,
+    #[serde(default)]
+    pub skip_levels: usize,
+    #[serde(default)]
+    pub key: Option<KeyTemplate>,
+    /// Acknowledge QoS 1/2 publishes only after Kafka acknowledged every record.
+    #[serde(default)]
+    pub ack_after_delivery: bool,
+}
+
+/// `transform.*`: the WebAssembly module an entry runs its messages through.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// Path of the `.wasm` file; relative paths resolve against the broker's working directory.
+    pub module: PathBuf,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default = "default_instances")]
+    pub instances: usize,
+    #[serde(default = "default_transform_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_max_memory", deserialize_with = "byte_size")]
+    pub max_memory: u64,
+    #[serde(default)]
+    pub on_error: OnError,
+    #[serde(default)]
+    pub dead_letter_topic: Option<KafkaTopic>,
+}
+
+/// What happens to a message whose transform failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Count it and drop it.
+    #[default]
+    Drop,
+    /// Send the untransformed record, as an entry without a transform would.
+    Forward,
+    /// Send the original payload to `dead_letter_topic` with headers naming the cause.
+    DeadLetter,
+}
+
+impl OnError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Drop => "drop",
+            OnError::Forward => "forward",
+            OnError::DeadLetter => "dead_letter",
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn default_max_inflight_messages() -> usize {
+    100_000
+}
+fn default_max_inflight_bytes() -> u64 {
+    64 << 20
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_instances() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+fn default_transform_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_max_memory() -> u64 {
+    16 << 20
+}
+
+/// Parses a duration in rmqtt's notation ("500ms", "5s", "0m", "1h30m"; units ms, s, m,
+/// h, d, w and f for fortnights), but strictly: unlike upstream, a typo is an error, not 0.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let s: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total: u64 = 0;
+    let mut rest = s.as_str();
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "invalid duration \"{text}\": expected a number, e.g. \"500ms\" or \"5s\""
+            ));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration \"{text}\": number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let ms_per_unit: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 604_800_000,
+            "f" => 1_209_600_000,
+            "" => {
+                return Err(format!(
+                    "invalid duration \"{text}\": missing unit (ms, s, m, h, d, w)"
+                ))
+            }
+            u => {
+                return Err(format!(
+                    "invalid duration \"{text}\": unknown unit \"{u}\" (use ms, s, m, h, d, w)"
+                ))
+            }
+        };
+        rest = &rest[unit_len..];
+        total = n
+            .checked_mul(ms_per_unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("invalid duration \"{text}\": too large"))?;
+    }
+    Ok(Duration::from_millis(total))
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(&String::deserialize(d)?).map_err(D::Error::custom)
+}
+
+fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| {
+            D::Error::custom(format!(
+                "invalid size \"{text}\", e.g. \"16MiB\" or \"512KiB\""
+            ))
+        })
+}
+
+/// A configuration problem, located as precisely as possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Index and name of the bridge, when the problem is inside one.
+    pub bridge: Option<(usize, String)>,
+    /// Index of the entry, when the problem is inside one.
+    pub entry: Option<usize>,
+    /// Dotted path of the field inside the bridge/entry (or from the top of the file).
+    pub field: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{CONFIG_FILE}: ")?;
+        match &self.bridge {
+            Some((_, name)) if !name.is_empty() => write!(f, "bridge \"{name}\", ")?,
+            Some((i, _)) => write!(f, "bridges[{i}], ")?,
+            None => {}
+        }
+        if let Some(e) = self.entry {
+            write!(f, "entry {e}, ")?;
+        }
+        if self.field.is_empty() {
+            write!(f, "{}", self.problem)
+        } else {
+            write!(f, "field `{}`: {}", self.field, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl PluginConfig {
+    /// Deserializes and validates the configuration tree rmqtt read for this plugin.
+    pub fn from_value(raw: config::Value) -> Result<PluginConfig, ConfigError> {
+        let names = bridge_names(&raw);
+        let cfg: PluginConfig = serde_path_to_error::deserialize(raw).map_err(|e| {
+            let mut err = locate(e.path(), &names);
+            err.problem = clean_message(&e.inner().to_string());
+            err
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (used by tests and by `rmqttd --check`).
+    pub fn from_toml(text: &str) -> Result<PluginConfig, ConfigError> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize::<config::Value>())
+            .map_err(|e| ConfigError {
+                bridge: None,
+                entry: None,
+                field: String::new(),
+                problem: e.to_string(),
+            })?;
+        PluginConfig::from_value(raw)
+    }
+
+    /// The enabled bridges with their index in the file.
+    pub fn enabled_bridges(&self) -> impl Iterator<Item = (usize, &BridgeConfig)> {
+        self.bridges.iter().enumerate().filter(|(_, b)| b.enable)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen = HashSet::new();
+        for (bi, b) in self.bridges.iter().enumerate() {
+            let err = |entry: Option<usize>, field: &str, problem: String| ConfigError {
+                bridge: Some((bi, b.name.clone())),
+                entry,
+                field: field.to_owned(),
+                problem,
+            };
+            if b.concurrent_client_limit == 0 || b.concurrent_client_limit > 64 {
+                return Err(err(
+                    None,
+                    "concurrent_client_limit",
+                    format!("must be 1 to 64, got {}", b.concurrent_client_limit),
+                ));
+            }
+            if !b.enable {
+                continue;
+            }
+            if b.name.is_empty() {
+                return Err(err(None, "name", "an enabled bridge needs a name".into()));
+            }
+            if !seen.insert(b.name.as_str()) {
+                return Err(err(
+                    None,
+                    "name",
+                    format!("another enabled bridge is already named \"{}\"", b.name),
+                ));
+            }
+            match &b.servers {
+                None => {
+                    return Err(err(
+                        None,
+                        "servers",
+                        "missing: set the Kafka bootstrap servers, e.g. \"127.0.0.1:9092\"".into(),
+                    ))
+                }
+                Some(s) if s.trim().is_empty() => {
+                    return Err(err(None, "servers", "is empty".into()))
+                }
+                Some(_) => {}
+            }
+            for reserved in ["bootstrap.servers", "client.id"] {
+                if b.properties.contains_key(reserved) {
+                    return Err(err(
+                        None,
+                        &format!("properties.\"{reserved}\""),
+                        "is set by the plugin (from `servers` and `client_id_prefix`); remove it"
+                            .into(),
+                    ));
+                }
+            }
+            if b.max_inflight_messages == 0 {
+                return Err(err(
+                    None,
+                    "max_inflight_messages",
+                    "must be at least 1".into(),
+                ));
+            }
+            if b.max_inflight_bytes < 1024 {
+                return Err(err(
+                    None,
+                    "max_inflight_bytes",
+                    "must be at least 1KiB".into(),
+                ));
+            }
+            for (ei, e) in b.entries.iter().enumerate() {
+                if let Some(p) = e.remote.partition {
+                    if p < 0 {
+                        return Err(err(
+                            Some(ei),
+                            "remote.partition",
+                            format!("must be 0 or more, got {p}"),
+                        ));
+                    }
+                }
+                if let Some(t) = &e.transform {
+                    if t.instances == 0 || t.instances > 256 {
+                        return Err(err(
+                            Some(ei),
+                            "transform.instances",
+                            format!("must be 1 to 256, got {}", t.instances),
+                        ));
+                    }
+                    if t.timeout.is_zero() || t.timeout > Duration::from_secs(60) {
+                        return Err(err(
+                            Some(ei),
+                            "transform.timeout",
+                            format!("must be between 1ms and 60s, got {:?}", t.timeout),
+                        ));
+                    }
+                    if t.max_memory < 64 << 10 || t.max_memory > 4 << 30 {
+                        return Err(err(
+                            Some(ei),
+                            "transform.max_memory",
+                            "must be between 64KiB and 4GiB".into(),
+                        ));
+                    }
+                    match (t.on_error, &t.dead_letter_topic) {
+                        (OnError::DeadLetter, None) => {
+                            return Err(err(Some(ei), "transform.dead_letter_topic", "is required when on_error = \"dead_letter\"".into()))
+                        }
+                        (OnError::Drop | OnError::Forward, Some(_)) => {
+                            return Err(err(
+                                Some(ei),
+                                "transform.dead_letter_topic",
+                                format!("has no effect with on_error = \"{}\"; set on_error = \"dead_letter\" or remove it", t.on_error.as_str()),
+                            ))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BridgeConfig {
+    /// librdkafka properties to apply, without the commented-out (`#`) keys.
+    pub fn active_properties(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.properties
+            .iter()
+            .filter(|(k, _)| !k.trim_start().starts_with('#'))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn servers(&self) -> &str {
+        self.servers.as_deref().unwrap_or_default()
+    }
+
+    /// `${client_id_prefix}:${bridge_name}:egress:${node_id}:${entry_index}:${client_no}`,
+    /// with `client_no` from 1 to `concurrent_client_limit`.
+    pub fn client_id(&self, node_id: u64, entry_index: usize, client_no: usize) -> String {
+        let prefix = self.client_id_prefix.as_deref().unwrap_or("rmqtt");
+        format!(
+            "{prefix}:{}:egress:{node_id}:{entry_index}:{client_no}",
+            self.name
+        )
+    }
+}
+
+fn bridge_names(raw: &config::Value) -> Vec<String> {
+    let Ok(table) = raw.clone().into_table() else {
+        return Vec::new();
+    };
+    let Some(Ok(bridges)) = table.get("bridges").map(|b| b.clone().into_array()) else {
+        return Vec::new();
+    };
+    bridges
+        .into_iter()
+        .map(|b| {
+            b.into_table()
+                .ok()
+                .and_then(|t| t.get("name").and_then(|n| n.clone().into_string().ok()))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Turns a serde path such as `bridges[1].entries[0].remote.topic` into a location.
+fn locate(path: &serde_path_to_error::Path, names: &[String]) -> ConfigError {
+    let segs: Vec<&Segment> = path.iter().collect();
+    let mut err = ConfigError {
+        bridge: None,
+        entry: None,
+        field: String::new(),
+        problem: String::new(),
+    };
+    let mut rest = segs.as_slice();
+    if let [Segment::Map { key }, Segment::Seq { index }, tail @ ..] = rest {
+        if key == "bridges" {
+            err.bridge = Some((*index, names.get(*index).cloned().unwrap_or_default()));
+            rest = tail;
+            if let [Segment::Map { key }, Segment::Seq { index }, tail @ ..] = rest {
+                if key == "entries" {
+                    err.entry = Some(*index);
+                    rest = tail;
+                }
+            }
+        }
+    }
+    let mut field = String::new();
+    for seg in rest {
+        match seg {
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                if key.contains('.') {
+                    field.push_str(&format!("\"{key}\""));
+                } else {
+                    field.push_str(key);
+                }
+            }
+            Segment::Seq { index } => field.push_str(&format!("[{index}]")),
+            Segment::Unknown => {}
+        }
+    }
+    err.field = field;
+    err
+}
+
+/// The config crate appends " for key `...`" to its messages; the location is ours to report.
+fn clean_message(msg: &str) -> String {
+    match msg.rfind(" for key `") {
+        Some(i) if msg.ends_with('`') => msg[..i].to_owned(),
+        _ => msg.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seed document's example configuration, verbatim.
+    const SEED: &str = r#"
+[[bridges]]
+# Whether to enable the bridge. Values: true/false. Default: true.
+enable = true
+# Name of the bridge.
+name = "bridge_kafka_1"
+# Bootstrap servers for the Kafka cluster.
+servers = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+
+# Prefix for the client ID.
+client_id_prefix = "kafka_001"
+
+# Maximum limit of clients connected to the remote kafka broker
+concurrent_client_limit = 3
+
+# See more properties and their definitions at https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md
+[bridges.properties]
+"message.timeout.ms" = "5000"
+
+[[bridges.entries]]
+#Local topic filter: All messages matching this topic filter will be forwarded.
+local.topic_filter = "local/topic1/egress/#"
+
+remote.topic = "remote-topic1-egress-${local.topic}"
+#The queue_timeout parameter controls how long to retry for if the librdkafka producer queue is full. 0 to never block.
+remote.queue_timeout = "0m"
+#Sets the destination partition of the record.
+#remote.partition = 0
+
+[[bridges.entries]]
+#Local topic filter: All messages matching this topic filter will be forwarded.
+local.topic_filter = "local/topic2/egress/#"
+
+remote.topic = "remote-topic2-egress"
+#remote.queue_timeout = "0m"
+#remote.partition = 0
+"#;
+
+    #[test]
+    fn seed_config_loads_unchanged() {
+        let cfg = PluginConfig::from_toml(SEED).unwrap();
+        let b = &cfg.bridges[0];
+        assert!(b.enable);
+        assert_eq!(b.name, "bridge_kafka_1");
+        assert_eq!(b.servers(), "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094");
+        assert_eq!(b.concurrent_client_limit, 3);
+        assert_eq!(
+            b.active_properties().collect::<Vec<_>>(),
+            [("message.timeout.ms", "5000")]
+        );
+        assert_eq!(b.entries.len(), 2);
+        assert_eq!(
+            b.entries[0].local.topic_filter.as_str(),
+            "local/topic1/egress/#"
+        );
+        assert_eq!(b.entries[0].remote.queue_timeout, Duration::ZERO);
+        assert_eq!(
+            b.entries[1].remote.topic.constant(),
+            Some("remote-topic2-egress")
+        );
+        assert_eq!(b.entries[1].remote.partition, None);
+        assert_eq!(
+            b.client_id(1, 0, 1),
+            "kafka_001:bridge_kafka_1:egress:1:0:1"
+        );
+    }
+
+    #[test]
+    fn upstream_extras_are_accepted() {
+        let cfg = PluginConfig::from_toml(
+            r##"
+task_queue_capacity = 300000
+task_concurrency_limit = 128
+[[bridges]]
+name = "b"
+servers = "k:9092"
+[bridges.properties]
+"message.timeout.ms" = 5000
+"#linger.ms" = "5"
+[[bridges.entries]]
+local.topic_filter = "a/b/c/#"
+remote.topic = "t-${local.topic}"
+remote.skip_levels = 2
+remote.partition = "1"
+remote.key = "${clientid}-${username}"
+"##,
+        )
+        .unwrap();
+        let b = &cfg.bridges[0];
+        assert!(b.enable, "enable defaults to true, as the seed documents");
+        assert_eq!(
+            b.active_properties().collect::<Vec<_>>(),
+            [("message.timeout.ms", "5000")]
+        );
+        assert_eq!(b.entries[0].remote.skip_levels, 2);
+        assert_eq!(b.entries[0].remote.partition, Some(1));
+        assert_eq!(
+            b.entries[0].remote.key.as_ref().unwrap().as_str(),
+            "${clientid}-${username}"
+        );
+    }
+
+    fn error_of(toml: &str) -> ConfigError {
+        PluginConfig::from_toml(toml).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_bridge_entry_and_field() {
+        let e = error_of(
+            r#"
+[[bridges]]
+name = "b1"
+servers = "k:9092"
+[[bridges.entries]]
+local.topic_filter = "a/#"
+remote.topic = "t"
+[[bridges.entries]]
+local.topic_filter = "b/#"
+remote.topic = "t"
+remote.queue_timeout = "5 parsecs"
+"#,
+        );
+        assert_eq!(e.bridge, Some((0, "b1".to_owned())));
+        assert_eq!(e.entry, Some(1));
+        assert_eq!(e.field, "remote.queue_timeout");
+        let msg = e.to_string();
+        assert!(msg.starts_with("rmqtt-bridge-egress-kafka.toml: bridge \"b1\", entry 1, field `remote.queue_timeout`: invalid duration"), "{msg}");
+
+        let e = error_of("[[bridges]]\nname = \"b1\"\n[[bridges.entries]]\nlocal.topic_filter = \"a/#\"\nremote.topic = \"t\"\n");
+        assert_eq!((e.entry, e.field.as_str()), (None, "servers"));
+
+        let e = error_of("[[bridges]]\nname = \"x\"\nservers = \"k\"\n[[bridges.entries]]\nlocal.topic_filter = \"a/#/b\"\nremote.topic = \"t\"\n");
+        assert_eq!((e.entry, e.field.as_str()), (Some(0), "local.topic_filter"));
+        assert!(
+            e.problem.contains("'#' must be the last level"),
+            "{}",
+            e.problem
+        );
+
+        let e = error_of("[[bridges]]\nname = \"x\"\nservers = \"k\"\n[[bridges]]\nname = \"x\"\nservers = \"k\"\n");
+        assert_eq!((e.bridge.clone().unwrap().0, e.field.as_str()), (1, "name"));
+
+        let e =
+            error_of("[[bridges]]\nname = \"x\"\nservers = \"k\"\nconcurrent_client_limit = 0\n");
+        assert_eq!(e.field, "concurrent_client_limit");
+
+        let e = error_of("[[bridges]]\nname = \"x\"\nservers = \"k\"\n[[bridges.entries]]\nlocal.topic_filter = \"a\"\nremote.topik = \"t\"\n");
+        assert_eq!((e.entry, e.field.as_str()), (Some(0), "remote.topik"));
+        assert!(e.problem.contains("unknown field `topik`"), "{}", e.problem);
+
+        let e =
+            error_of("[[bridges]]\nname = \"x\"\nservers = \"k\"\nmax_inflight_bytes = \"lots\"\n");
+        assert_eq!(e.field, "max_inflight_bytes");
+    }
+
+    #[test]
+    fn transform_section_is_checked() {
+        let base = "[[bridges]]\nname = \"x\"\nservers = \"k\"\n[[bridges.entries]]\nlocal.topic_filter = \"a\"\nremote.topic = \"t\"\n";
+        let cfg = PluginConfig::from_toml(&format!(
+            "{base}transform.module = \"m.wasm\"\ntransform.config = {{ threshold = 30, on = true, name = \"n\" }}\ntransform.timeout = \"10ms\"\ntransform.max_memory = \"16MiB\"\ntransform.on_error = \"dead_letter\"\ntransform.dead_letter_topic = \"dlq\"\n"
+        ))
+        .unwrap();
+        let t = cfg.bridges[0].entries[0].transform.as_ref().unwrap();
+        assert_eq!(t.config.get("threshold").map(String::as_str), Some("30"));
+        assert_eq!(t.config.get("on").map(String::as_str), Some("true"));
+        assert_eq!(t.timeout, Duration::from_millis(10));
+        assert_eq!(t.max_memory, 16 << 20);
+        assert_eq!(t.on_error, OnError::DeadLetter);
+
+        let e = error_of(&format!(
+            "{base}transform.module = \"m.wasm\"\ntransform.on_error = \"dead_letter\"\n"
+        ));
+        assert_eq!(e.field, "transform.dead_letter_topic");
+        let e = error_of(&format!(
+            "{base}transform.module = \"m.wasm\"\ntransform.on_error = \"explode\"\n"
+        ));
+        assert_eq!(e.field, "transform.on_error");
+        let e = error_of(&format!(
+            "{base}transform.module = \"m.wasm\"\ntransform.instances = 0\n"
+        ));
+        assert_eq!(e.field, "transform.instances");
+    }
+
+    #[test]
+    fn durations_parse_strictly() {
+        assert_eq!(parse_duration("0m").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("1h30m15s").unwrap(),
+            Duration::from_secs(5415)
+        );
+        assert_eq!(
+            parse_duration("2W3d12H").unwrap(),
+            Duration::from_secs(1_512_000)
+        );
+        assert_eq!(
+            parse_duration("1f").unwrap(),
+            Duration::from_secs(1_209_600)
+        );
+        for bad in ["", "5", "ms", "5 parsecs", "1.5s", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

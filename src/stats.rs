@@ -1,0 +1,207 @@
+//! Accounting: every matched publish ends in exactly one counted outcome per unit (a
+//! record, or the message itself when no record is produced). Counters are lock-free and
+//! reported through the plugin's `attrs()`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+/// The fate of one unit. A filtered or failed message is one unit; a message that
+/// produced records is one unit per record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Kafka acknowledged the record.
+    Delivered,
+    /// The transform returned no records.
+    Filtered,
+    /// The transform failed and `on_error = "drop"`.
+    TransformError,
+    /// Kafka acknowledged the record in the dead-letter topic.
+    DeadLettered,
+    /// No room in the in-flight buffer within `remote.queue_timeout`.
+    DroppedBufferFull,
+    /// Kafka or librdkafka gave up on the record (after retries, `message.timeout.ms`,
+    /// an invalid topic, or a purge at shutdown).
+    DeliveryFailed,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Delivered,
+        Outcome::Filtered,
+        Outcome::TransformError,
+        Outcome::DeadLettered,
+        Outcome::DroppedBufferFull,
+        Outcome::DeliveryFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Filtered => "filtered",
+            Outcome::TransformError => "transform_error",
+            Outcome::DeadLettered => "dead_lettered",
+            Outcome::DroppedBufferFull => "dropped_buffer_full",
+            Outcome::DeliveryFailed => "delivery_failed",
+        }
+    }
+}
+
+/// Counters of one entry.
+#[derive(Default)]
+pub struct EntryStats {
+    /// Publishes that matched the entry's topic filter and passed the ACL.
+    matched: AtomicU64,
+    /// Publishes that matched but were denied by the broker's ACL, so never forwarded.
+    acl_denied: AtomicU64,
+    /// Records handed to librdkafka (they end delivered, dead_lettered or delivery_failed).
+    produced: AtomicU64,
+    outcomes: [AtomicU64; Outcome::ALL.len()],
+}
+
+impl EntryStats {
+    #[inline]
+    pub fn matched(&self) {
+        self.matched.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn acl_denied(&self) {
+        self.acl_denied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn produced(&self) {
+        self.produced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn outcome(&self, o: Outcome) {
+        self.outcomes[o as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, o: Outcome) -> u64 {
+        self.outcomes[o as usize].load(Ordering::Relaxed)
+    }
+
+    /// Records produced but not yet settled by a delivery report.
+    pub fn in_flight(&self) -> u64 {
+        let settled = self.get(Outcome::Delivered)
+            + self.get(Outcome::DeadLettered)
+            + self.get(Outcome::DeliveryFailed);
+        self.produced
+            .load(Ordering::Relaxed)
+            .saturating_sub(settled)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut outcomes = Map::new();
+        for o in Outcome::ALL {
+            outcomes.insert(o.as_str().into(), self.get(o).into());
+        }
+        json!({
+            "matched": self.matched.load(Ordering::Relaxed),
+            "acl_denied": self.acl_denied.load(Ordering::Relaxed),
+            "produced": self.produced.load(Ordering::Relaxed),
+            "in_flight": self.in_flight(),
+            "outcomes": outcomes,
+        })
+    }
+}
+
+fn millis_since_start() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Lets through at most one log line per interval and counts the rest, so a failure
+/// storm cannot flood the log or slow the hot path.
+pub struct LogLimiter {
+    interval_ms: u64,
+    next_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogLimiter {
+    pub fn new(interval_ms: u64) -> Self {
+        LogLimiter {
+            interval_ms,
+            next_ms: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)` when a line may be logged now, `n` being how many were suppressed since.
+    pub fn allow(&self) -> Option<u64> {
+        let now = millis_since_start();
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now + self.interval_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        LogLimiter::new(1000)
+    }
+}
+
+/// Logs through a [`LogLimiter`], noting how many lines were suppressed before this one.
+#[macro_export]
+macro_rules! log_limited {
+    ($limiter:expr, $level:expr, $($arg:tt)+) => {
+        if let Some(suppressed) = $limiter.allow() {
+            if suppressed > 0 {
+                log::log!($level, "{} ({} similar messages suppressed)", format_args!($($arg)+), suppressed);
+            } else {
+                log::log!($level, $($arg)+);
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_is_produced_minus_settled() {
+        let s = EntryStats::default();
+        for _ in 0..5 {
+            s.produced();
+        }
+        s.outcome(Outcome::Delivered);
+        s.outcome(Outcome::DeliveryFailed);
+        s.outcome(Outcome::DeadLettered);
+        s.outcome(Outcome::Filtered);
+        assert_eq!(s.in_flight(), 2);
+        let j = s.to_json();
+        assert_eq!(j["outcomes"]["filtered"], 1);
+        assert_eq!(j["in_flight"], 2);
+    }
+
+    #[test]
+    fn limiter_lets_one_through_per_interval() {
+        let l = LogLimiter::new(60_000);
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), None);
+        assert_eq!(l.allow(), None);
+        assert_eq!(l.suppressed.load(Ordering::Relaxed), 2);
+    }
+}

@@ -1,0 +1,444 @@
+//! The WebAssembly host against hand-written WAT modules: correct outputs, and every way
+//! a guest can fail, each contained, classified, counted, and followed by a normally
+//! served message on a fresh instance.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use abi::input::InputFields;
+use abi::output::Records;
+use rmqtt_bridge_egress_kafka::transform::{
+    Cause, EngineLimits, Failure, ModuleSpec, TransformEngine, TransformPool,
+};
+
+/// Helpers shared by the fixtures. Memory layout: output document at 1024, data at
+/// 2048, input buffer at 65536 (page 2).
+const PRELUDE: &str = r#"
+  (func (export "rmqtt_transform_abi_v1"))
+  (func (export "rmqtt_transform_reserve") (param i32) (result i32) (i32.const 65536))
+  ;; address of the payload's length field: in + 24 (fixed part) + 4 + topic length
+  (func $payload_len_at (param $in i32) (result i32)
+    (i32.add (i32.add (local.get $in) (i32.const 28)) (i32.load (i32.add (local.get $in) (i32.const 24)))))
+  ;; writes a record descriptor: payload, optional topic (len -1 = entry default), no key
+  (func $record (param $at i32) (param $ptr i32) (param $len i32) (param $tptr i32) (param $tlen i32)
+    (i32.store (local.get $at) (i32.const 0))
+    (i32.store offset=4 (local.get $at) (i32.const 0))
+    (i64.store offset=8 (local.get $at) (i64.const 0))
+    (i32.store offset=16 (local.get $at) (local.get $tptr))
+    (i32.store offset=20 (local.get $at) (local.get $tlen))
+    (i32.store offset=24 (local.get $at) (i32.const 0))
+    (i32.store offset=28 (local.get $at) (i32.const -1))
+    (i32.store offset=32 (local.get $at) (local.get $ptr))
+    (i32.store offset=36 (local.get $at) (local.get $len))
+    (i32.store offset=40 (local.get $at) (i32.const 0))
+    (i32.store offset=44 (local.get $at) (i32.const 0)))
+  ;; an OK header for $n records; returns the packed (ptr, len)
+  (func $ok (param $n i32) (result i64)
+    (i32.store (i32.const 1024) (i32.const 0))
+    (i32.store (i32.const 1028) (local.get $n))
+    (i64.or (i64.shl (i64.const 1024) (i64.const 32))
+            (i64.extend_i32_u (i32.add (i32.const 8) (i32.mul (local.get $n) (i32.const 48))))))
+  (func $identity (param $in i32) (result i64)
+    (local $p i32)
+    (local.set $p (call $payload_len_at (local.get $in)))
+    (call $record (i32.const 1032) (i32.add (local.get $p) (i32.const 4)) (i32.load (local.get $p)) (i32.const 0) (i32.const -1))
+    (call $ok (i32.const 1)))
+  ;; payloads starting with '!' take the fixture's $misbehave path; others are echoed
+  (func (export "rmqtt_transform") (param $in i32) (param $len i32) (result i64)
+    (if (i32.eq (i32.load8_u (i32.add (call $payload_len_at (local.get $in)) (i32.const 4))) (i32.const 33))
+      (then (return (call $misbehave (local.get $in)))))
+    (call $identity (local.get $in)))
+"#;
+
+/// A module whose `$misbehave` is `body`; `head` goes before the memory (imports).
+fn fixture(head: &str, body: &str) -> String {
+    fixture_with(head, body, "")
+}
+
+/// Like [`fixture`], with extra function definitions.
+fn fixture_with(head: &str, body: &str, funcs: &str) -> String {
+    format!(
+        "(module {head}\n (memory (export \"memory\") 2)\n (data (i32.const 2048) \"fan-afan-bfan-cnope\")\n{PRELUDE}\n{funcs}\n (func $misbehave (param $in i32) (result i64) {body}))"
+    )
+}
+
+fn engine() -> TransformEngine {
+    TransformEngine::new(EngineLimits {
+        instances: 16,
+        max_memory: 16 << 20,
+    })
+    .unwrap()
+}
+
+fn write_module(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".wat").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn spec(path: &std::path::Path, timeout: Duration, max_memory: u64) -> ModuleSpec {
+    ModuleSpec {
+        path: path.to_owned(),
+        label: "test/entry 0".into(),
+        timeout,
+        max_memory,
+        config: BTreeMap::new(),
+    }
+}
+
+struct Setup {
+    _engine: TransformEngine,
+    _file: tempfile::NamedTempFile,
+    pool: TransformPool,
+}
+
+async fn pool_with(text: &str, timeout: Duration, max_memory: u64) -> Setup {
+    let engine = engine();
+    let file = write_module(text);
+    let module = engine
+        .load(&spec(file.path(), timeout, max_memory))
+        .unwrap();
+    let pool = TransformPool::new(module, 1).await.unwrap();
+    Setup {
+        _engine: engine,
+        _file: file,
+        pool,
+    }
+}
+
+async fn pool(body: &str) -> Setup {
+    pool_with(&fixture("", body), Duration::from_millis(100), 16 << 20).await
+}
+
+fn input(payload: &[u8]) -> InputFields<'_, &'static [u8]> {
+    InputFields {
+        qos: 1,
+        retain: false,
+        dup: false,
+        timestamp_ms: 1_700_000_000_000,
+        node_id: 1,
+        topic: b"sensors/a",
+        payload,
+        client_id: b"c1",
+        username: None,
+        peer_addr: None,
+        properties: None,
+    }
+}
+
+fn payloads(records: &Records<'_>) -> Vec<Vec<u8>> {
+    records
+        .iter()
+        .map(|r| r.unwrap().payload.unwrap().to_vec())
+        .collect()
+}
+
+/// Runs a message that must fail with `cause`, then checks the counters and that the
+/// next message is served normally by a fresh instance.
+async fn assert_contained(s: &Setup, trigger: &[u8], cause: Cause) -> Failure {
+    let mut c = s.pool.checkout().await.unwrap();
+    let failure = match c.transform(&input(trigger)).await {
+        Err(f) => f,
+        Ok(r) => panic!("expected {cause:?}, got {} records", r.len()),
+    };
+    drop(c);
+    assert_eq!(failure.cause, cause, "{failure}");
+    assert_eq!(s.pool.failures(cause), 1);
+    let others: u64 = Cause::ALL
+        .iter()
+        .filter(|c| **c != cause)
+        .map(|c| s.pool.failures(*c))
+        .sum();
+    assert_eq!(others, 0);
+
+    let mut c = s.pool.checkout().await.unwrap();
+    let records = c.transform(&input(b"healthy")).await.unwrap();
+    assert_eq!(payloads(&records), [b"healthy".to_vec()]);
+    drop(c);
+    let replaced = if cause == Cause::GuestError { 0 } else { 1 };
+    assert_eq!(
+        s.pool.replaced(),
+        replaced,
+        "instances replaced after {cause:?}"
+    );
+    failure
+}
+
+#[tokio::test]
+async fn identity_echoes_the_payload_without_copying_in_the_guest() {
+    let s = pool("(unreachable)").await;
+    let mut c = s.pool.checkout().await.unwrap();
+    for msg in [&b"one"[..], b"two", &[7u8; 4000]] {
+        let records = c.transform(&input(msg)).await.unwrap();
+        assert_eq!(payloads(&records), [msg.to_vec()]);
+        let r = records.iter().next().unwrap().unwrap();
+        assert_eq!(
+            (r.topic, r.key, r.partition, r.timestamp),
+            (None, None, None, None)
+        );
+    }
+}
+
+#[tokio::test]
+async fn drop_returns_no_records() {
+    let s = pool("(call $ok (i32.const 0))").await;
+    let mut c = s.pool.checkout().await.unwrap();
+    assert!(c.transform(&input(b"!drop")).await.unwrap().is_empty());
+    assert_eq!(
+        payloads(&c.transform(&input(b"kept")).await.unwrap()),
+        [b"kept".to_vec()]
+    );
+}
+
+#[tokio::test]
+async fn fan_out_to_three_records_with_topic_overrides() {
+    let s = pool(
+        r#"(local $p i32)
+        (local.set $p (call $payload_len_at (local.get $in)))
+        (call $record (i32.const 1032) (i32.add (local.get $p) (i32.const 4)) (i32.load (local.get $p)) (i32.const 2048) (i32.const 5))
+        (call $record (i32.const 1080) (i32.add (local.get $p) (i32.const 4)) (i32.load (local.get $p)) (i32.const 2053) (i32.const 5))
+        (call $record (i32.const 1128) (i32.add (local.get $p) (i32.const 4)) (i32.load (local.get $p)) (i32.const 2058) (i32.const 5))
+        (call $ok (i32.const 3))"#,
+    )
+    .await;
+    let mut c = s.pool.checkout().await.unwrap();
+    let records = c.transform(&input(b"!fan")).await.unwrap();
+    let topics: Vec<&[u8]> = records.iter().map(|r| r.unwrap().topic.unwrap()).collect();
+    assert_eq!(topics, [&b"fan-a"[..], b"fan-b", b"fan-c"]);
+    assert_eq!(payloads(&records), vec![b"!fan".to_vec(); 3]);
+}
+
+#[tokio::test]
+async fn endless_loop_hits_the_timeout() {
+    let s = pool_with(
+        &fixture("", "(loop $l (br $l)) (unreachable)"),
+        Duration::from_millis(20),
+        16 << 20,
+    )
+    .await;
+    let f = assert_contained(&s, b"!loop", Cause::Timeout).await;
+    assert!(f.message.contains("20ms"), "{f}");
+}
+
+#[tokio::test]
+async fn memory_bomb_hits_the_limit() {
+    let bomb =
+        "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) (unreachable)";
+    let s = pool_with(&fixture("", bomb), Duration::from_secs(5), 1 << 20).await;
+    let f = assert_contained(&s, b"!bomb", Cause::Memory).await;
+    assert!(f.message.contains("1048576"), "{f}");
+}
+
+#[tokio::test]
+async fn unreachable_is_a_trap() {
+    let s = pool("(unreachable)").await;
+    let f = assert_contained(&s, b"!trap", Cause::Trap).await;
+    assert!(f.message.contains("unreachable"), "{f}");
+}
+
+#[tokio::test]
+async fn stack_overflow_is_a_trap() {
+    let deep =
+        "(func $deep (param i32) (result i32) (i32.add (call $deep (local.get 0)) (i32.const 1)))";
+    let text = fixture_with(
+        "",
+        "(drop (call $deep (i32.const 0))) (call $ok (i32.const 0))",
+        deep,
+    );
+    let s = pool_with(&text, Duration::from_secs(5), 16 << 20).await;
+    let f = assert_contained(&s, b"!deep", Cause::Trap).await;
+    assert!(f.message.contains("stack"), "{f}");
+}
+
+#[tokio::test]
+async fn output_document_outside_memory_is_bad_output() {
+    let s = pool("(i64.const 0x7fff000000000008)").await;
+    let f = assert_contained(&s, b"!ptr", Cause::BadOutput).await;
+    assert!(f.message.contains("outside linear memory"), "{f}");
+}
+
+#[tokio::test]
+async fn record_length_past_memory_is_bad_output() {
+    let s = pool("(call $record (i32.const 1032) (i32.const 0) (i32.const 0x7fffffff) (i32.const 0) (i32.const -1)) (call $ok (i32.const 1))").await;
+    let mut c = s.pool.checkout().await.unwrap();
+    // The header is fine; the record's payload is checked when the record is read.
+    let records = c.transform(&input(b"!len")).await.unwrap();
+    let err = records.iter().next().unwrap().unwrap_err();
+    assert!(err.to_string().contains("payload"), "{err}");
+}
+
+#[tokio::test]
+async fn malformed_status_is_bad_output() {
+    let s = pool("(i32.store (i32.const 1024) (i32.const 7)) (i32.store (i32.const 1028) (i32.const 0)) (i64.const 0x0000040000000008)").await;
+    assert_contained(&s, b"!status", Cause::BadOutput).await;
+}
+
+#[tokio::test]
+async fn reported_error_keeps_the_instance() {
+    let s = pool(
+        r#"(i32.store (i32.const 1024) (i32.const 1)) (i32.store (i32.const 1028) (i32.const 4))
+           (memory.copy (i32.const 1032) (i32.const 2063) (i32.const 4))
+           (i64.const 0x000004000000000c)"#,
+    )
+    .await;
+    let f = assert_contained(&s, b"!err", Cause::GuestError).await;
+    assert_eq!(f.message, "nope");
+}
+
+#[tokio::test]
+async fn abort_import_reports_a_panic_with_its_message() {
+    let text = fixture(
+        r#"(import "rmqtt" "abort" (func $abort (param i32 i32)))"#,
+        "(call $abort (i32.const 2063) (i32.const 4)) (unreachable)",
+    );
+    let s = pool_with(&text, Duration::from_millis(100), 16 << 20).await;
+    let f = assert_contained(&s, b"!panic", Cause::Panic).await;
+    assert_eq!(f.message, "nope");
+}
+
+#[test]
+fn a_slow_guest_yields_to_other_tasks() {
+    // One runtime thread: if the guest did not yield, the ticker could not run at all.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = pool_with(
+            &fixture("", "(loop $l (br $l)) (unreachable)"),
+            Duration::from_millis(200),
+            16 << 20,
+        )
+        .await;
+        let ticks = Arc::new(AtomicU32::new(0));
+        let t = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                t.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut c = s.pool.checkout().await.unwrap();
+        let before = ticks.load(Ordering::Relaxed);
+        let err = c.transform(&input(b"!slow")).await.err().unwrap();
+        assert_eq!(err.cause, Cause::Timeout);
+        let during = ticks.load(Ordering::Relaxed) - before;
+        ticker.abort();
+        assert!(
+            during >= 10,
+            "other tasks ran only {during} times during a 200ms guest call"
+        );
+    });
+}
+
+#[test]
+fn missing_export_is_refused_at_load() {
+    let e = engine();
+    let text = "(module (memory (export \"memory\") 1) (func (export \"rmqtt_transform_abi_v1\")) (func (export \"rmqtt_transform_reserve\") (param i32) (result i32) (i32.const 0)))";
+    let f = write_module(text);
+    let err = e
+        .load(&spec(f.path(), Duration::from_millis(10), 1 << 20))
+        .err()
+        .unwrap();
+    assert!(err.contains("missing export `rmqtt_transform`"), "{err}");
+    assert!(
+        err.contains(&f.path().display().to_string()),
+        "names the file: {err}"
+    );
+}
+
+#[test]
+fn wrong_abi_version_is_refused_at_load() {
+    let e = engine();
+    let f = write_module(
+        &fixture("", "(unreachable)").replace("rmqtt_transform_abi_v1", "rmqtt_transform_abi_v2"),
+    );
+    let err = e
+        .load(&spec(f.path(), Duration::from_millis(10), 1 << 20))
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("targets transform ABI v2, this host supports v1"),
+        "{err}"
+    );
+    let f = write_module("(module (memory (export \"memory\") 1))");
+    let err = e
+        .load(&spec(f.path(), Duration::from_millis(10), 1 << 20))
+        .err()
+        .unwrap();
+    assert!(err.contains("not a transform module"), "{err}");
+}
+
+#[test]
+fn wrong_signature_and_unknown_imports_are_refused_at_load() {
+    let e = engine();
+    let f = write_module(&fixture("", "(unreachable)").replace(
+        "(param i32) (result i32) (i32.const 65536)",
+        "(result i32) (i32.const 65536)",
+    ));
+    let err = e
+        .load(&spec(f.path(), Duration::from_millis(10), 1 << 20))
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("`rmqtt_transform_reserve` must be a function (i32) -> i32"),
+        "{err}"
+    );
+    let f = write_module(&fixture(
+        r#"(import "wasi_snapshot_preview1" "path_open" (func (param i32)))"#,
+        "(unreachable)",
+    ));
+    let err = e
+        .load(&spec(f.path(), Duration::from_millis(10), 1 << 20))
+        .err()
+        .unwrap();
+    assert!(err.contains("path_open"), "{err}");
+    let err = e
+        .load(&spec(
+            std::path::Path::new("/nonexistent/m.wasm"),
+            Duration::from_millis(10),
+            1 << 20,
+        ))
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("cannot read module /nonexistent/m.wasm"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn failing_init_refuses_the_pool_with_the_modules_message() {
+    let init = r#"(func (export "rmqtt_transform_init") (param i32 i32) (result i64)
+        (i32.store (i32.const 1024) (i32.const 1)) (i32.store (i32.const 1028) (i32.const 4))
+        (memory.copy (i32.const 1032) (i32.const 2063) (i32.const 4))
+        (i64.const 0x000004000000000c))"#;
+    let text = fixture_with("", "(unreachable)", init);
+    let e = engine();
+    let f = write_module(&text);
+    let module = e
+        .load(&spec(f.path(), Duration::from_millis(100), 1 << 20))
+        .unwrap();
+    let err = TransformPool::new(module, 2).await.err().unwrap();
+    assert_eq!(
+        (err.cause, err.message.as_str()),
+        (Cause::GuestError, "init failed: nope")
+    );
+}
+
+#[tokio::test]
+async fn initial_memory_above_the_cap_is_refused() {
+    let e = engine();
+    let f = write_module(&fixture("", "(unreachable)").replace(
+        "(memory (export \"memory\") 2)",
+        "(memory (export \"memory\") 40)",
+    ));
+    let module = e
+        .load(&spec(f.path(), Duration::from_millis(100), 1 << 20))
+        .unwrap();
+    let err = TransformPool::new(module, 1).await.err().unwrap();
+    assert_eq!(err.cause, Cause::Memory, "{err}");
+}
