@@ -1,1 +1,472 @@
-//! placeholder
+//! The `#[transform]` attribute of `rmqtt-kafka-transform`. Use it through that crate
+//! (`rmqtt_kafka_transform::transform`), whose documentation describes it.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{
+    parse_macro_input, FnArg, GenericArgument, GenericParam, ItemFn, Lifetime, Path, PathArguments,
+    ReturnType, Token, Type, TypePath,
+};
+
+/// Turns `fn name(msg: &Message[, cfg: &Config]) -> Outcome | Result<Outcome, E>` into the
+/// transform of a WebAssembly module. See `rmqtt_kafka_transform::transform`.
+#[proc_macro_attribute]
+pub fn transform(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let args = parse_macro_input!(attr as Args);
+    let func = parse_macro_input!(item as ItemFn);
+    expand(args, func).into()
+}
+
+/// `#[transform]` or `#[transform(init = path)]`.
+struct Args {
+    init: Option<Path>,
+}
+
+impl Parse for Args {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut init = None;
+        while !input.is_empty() {
+            let name: syn::Ident = input.parse()?;
+            if name != "init" {
+                return Err(syn::Error::new(
+                    name.span(),
+                    format!("unknown #[transform] argument `{name}`; the only argument is `init = path::to::fn`"),
+                ));
+            }
+            if init.is_some() {
+                return Err(syn::Error::new(name.span(), "`init` is given twice"));
+            }
+            input.parse::<Token![=]>()?;
+            init = Some(input.parse::<Path>()?);
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(Args { init })
+    }
+}
+
+const SHAPES: &str = "expected `fn name(msg: &Message) -> Outcome` or `fn name(msg: &Message, cfg: &Config) -> Result<Outcome, Error>`";
+
+/// The functions the expansion exports (plus its adapters).
+const EXPORTS: [&str; 6] = [
+    "rmqtt_transform_abi_v1",
+    "rmqtt_transform_reserve",
+    "rmqtt_transform_init",
+    "rmqtt_transform",
+    "__rmqtt_transform",
+    "__rmqtt_init",
+];
+
+/// The lifetime the macro gives every elided lifetime of the signature.
+const LIFETIME: &str = "'__rmqtt";
+
+fn expand(args: Args, mut func: ItemFn) -> TokenStream2 {
+    let checked = validate(&func.sig);
+    // Also on error, so that the function as written compiles and the only error is ours.
+    name_elided_lifetimes(&mut func.sig);
+    if let Err(err) = checked {
+        let mut tokens = err.to_compile_error();
+        tokens.extend(func.into_token_stream());
+        return tokens;
+    }
+
+    let name = &func.sig.ident;
+    let arity = func.sig.inputs.len();
+    let krate = quote!(::rmqtt_kafka_transform);
+    let call = if arity == 1 {
+        quote!(#name(msg))
+    } else {
+        quote!(#name(msg, cfg))
+    };
+    let ret_span = match &func.sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
+    let convert = quote_spanned! {ret_span=>
+        let result = #call;
+        #krate::__private::IntoResult::into_result(result)
+    };
+
+    let (init_fn, init_arg) = match &args.init {
+        Some(path) => {
+            let convert = quote_spanned! {path.span()=>
+                #krate::__private::IntoInitResult::into_init_result(#path(cfg))
+            };
+            (
+                quote! {
+                    fn __rmqtt_init(cfg: &#krate::Config) -> ::core::result::Result<(), #krate::Error> {
+                        #convert
+                    }
+                },
+                quote!(::core::option::Option::Some(__rmqtt_init as #krate::__private::InitFn)),
+            )
+        }
+        None => (quote!(), quote!(::core::option::Option::None)),
+    };
+
+    quote! {
+        #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+        #func
+
+        // The exports of ABI v1 (docs/abi.md). The adapters are type-checked on every
+        // target, so a native `cargo test` catches what a wasm build would reject.
+        #[allow(dead_code, unsafe_code, non_snake_case)]
+        const _: () = {
+            fn __rmqtt_transform<'m>(
+                msg: &'m #krate::Message<'m>,
+                cfg: &'m #krate::Config,
+            ) -> ::core::result::Result<#krate::Outcome<'m>, #krate::Error> {
+                let _ = &cfg;
+                #convert
+            }
+
+            #init_fn
+
+            #[cfg(target_arch = "wasm32")]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn rmqtt_transform_abi_v1() {}
+
+            #[cfg(target_arch = "wasm32")]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn rmqtt_transform_reserve(len: i32) -> i32 {
+                #krate::__private::reserve(len)
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn rmqtt_transform_init(ptr: i32, len: i32) -> i64 {
+                #krate::__private::init(ptr, len, #init_arg)
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn rmqtt_transform(ptr: i32, len: i32) -> i64 {
+                #krate::__private::transform(ptr, len, __rmqtt_transform)
+            }
+        };
+    }
+}
+
+fn validate(sig: &syn::Signature) -> syn::Result<()> {
+    if let Some(asyncness) = &sig.asyncness {
+        return Err(syn::Error::new(
+            asyncness.span(),
+            "a #[transform] function cannot be `async`: the host calls it synchronously, once per message",
+        ));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        return Err(syn::Error::new(
+            unsafety.span(),
+            "a #[transform] function cannot be `unsafe`",
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        return Err(syn::Error::new_spanned(
+            abi,
+            "a #[transform] function cannot have an ABI; the macro generates the exports",
+        ));
+    }
+    if let Some(param) = sig
+        .generics
+        .params
+        .iter()
+        .find(|p| !matches!(p, GenericParam::Lifetime(_)))
+    {
+        return Err(syn::Error::new_spanned(
+            param,
+            "a #[transform] function cannot be generic: the module exports exactly one concrete function",
+        ));
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        return Err(syn::Error::new_spanned(
+            where_clause,
+            "a #[transform] function cannot have a `where` clause",
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        return Err(syn::Error::new(variadic.span(), SHAPES));
+    }
+    let arity = sig.inputs.len();
+    if arity == 0 || arity > 2 {
+        let message = format!("a #[transform] function takes one or two arguments; {SHAPES}");
+        return Err(if arity == 0 {
+            syn::Error::new(sig.paren_token.span.join(), message)
+        } else {
+            let extra: Vec<_> = sig.inputs.iter().skip(2).collect();
+            syn::Error::new_spanned(quote!(#(#extra),*), message)
+        });
+    }
+    for (i, arg) in sig.inputs.iter().enumerate() {
+        let expected = if i == 0 { "Message" } else { "Config" };
+        check_arg(arg, expected)?;
+    }
+    check_return(&sig.output, sig.paren_token.span.join())?;
+    if EXPORTS.contains(&sig.ident.to_string().as_str()) {
+        return Err(syn::Error::new(
+            sig.ident.span(),
+            format!(
+                "`{}` is the name of a generated export; give the function another name",
+                sig.ident
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Names the lifetimes the signature elides, so that the result may borrow from the
+/// message's data and the config (plain elision cannot pick between several input
+/// lifetimes): `fn f<'l>(msg: &Message<'l>, cfg: &'l Config) -> Outcome<'l>`. Signatures
+/// with explicit lifetime parameters are left alone.
+fn name_elided_lifetimes(sig: &mut syn::Signature) {
+    if sig.generics.lifetimes().next().is_none() {
+        let lifetime = Lifetime::new(LIFETIME, Span::call_site());
+        let mut namer = NameElided {
+            lifetime: lifetime.clone(),
+            touched: false,
+        };
+        for (i, arg) in sig.inputs.iter_mut().enumerate() {
+            if let FnArg::Typed(pat) = arg {
+                match &mut *pat.ty {
+                    // `&Message<'l>`: records borrow the message's data ('l), not the
+                    // reference to the `Message` value, which may be a temporary.
+                    Type::Reference(reference) if i == 0 => {
+                        namer.visit_type_mut(&mut reference.elem)
+                    }
+                    // `&'l Config`: records may borrow config values.
+                    ty => namer.visit_type_mut(ty),
+                }
+            }
+        }
+        namer.visit_return_type_mut(&mut sig.output);
+        if namer.touched {
+            sig.generics
+                .params
+                .insert(0, GenericParam::Lifetime(syn::LifetimeParam::new(lifetime)));
+        }
+    }
+}
+
+/// `&Message` / `&Config` (any path ending in that name, with or without lifetimes).
+fn check_arg(arg: &FnArg, expected: &str) -> syn::Result<()> {
+    let what = if expected == "Message" {
+        "first"
+    } else {
+        "second"
+    };
+    let ty = match arg {
+        FnArg::Receiver(r) => {
+            return Err(syn::Error::new(
+                r.span(),
+                "a #[transform] function cannot take `self`; it must be a free function",
+            ))
+        }
+        FnArg::Typed(pat) => &*pat.ty,
+    };
+    let Type::Reference(reference) = ty else {
+        return Err(syn::Error::new_spanned(
+            ty,
+            format!(
+                "the {what} argument must be a shared reference: `&{expected}`, not `{}`",
+                pretty(ty)
+            ),
+        ));
+    };
+    if let Some(mutability) = &reference.mutability {
+        return Err(syn::Error::new(
+            mutability.span(),
+            format!("the {what} argument must be a shared reference `&{expected}`, not `&mut {expected}`"),
+        ));
+    }
+    if last_ident(&reference.elem).as_deref() != Some(expected) {
+        return Err(syn::Error::new_spanned(
+            &reference.elem,
+            format!("the {what} argument must be `&{expected}`; {SHAPES}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks for `Outcome` or `Result<Outcome, _>` (any paths ending in those names).
+fn check_return(output: &ReturnType, fallback: Span) -> syn::Result<()> {
+    let ty = match output {
+        ReturnType::Default => {
+            return Err(syn::Error::new(
+                fallback,
+                "a #[transform] function must return `Outcome` or `Result<Outcome, E>`; add `-> Outcome`",
+            ))
+        }
+        ReturnType::Type(_, ty) => &**ty,
+    };
+    let error = || {
+        syn::Error::new_spanned(
+            ty,
+            format!(
+                "a #[transform] function must return `Outcome` or `Result<Outcome, E>`, not `{}`",
+                pretty(ty)
+            ),
+        )
+    };
+    let Type::Path(TypePath { qself: None, path }) = ty else {
+        return Err(error());
+    };
+    let last = path.segments.last().ok_or_else(error)?;
+    match last.ident.to_string().as_str() {
+        "Outcome" => Ok(()),
+        "Result" => {
+            let PathArguments::AngleBracketed(args) = &last.arguments else {
+                return Err(error());
+            };
+            match args.args.first() {
+                Some(GenericArgument::Type(ok)) if last_ident(ok).as_deref() == Some("Outcome") => {
+                    Ok(())
+                }
+                _ => Err(error()),
+            }
+        }
+        _ => Err(error()),
+    }
+}
+
+fn last_ident(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(TypePath { qself: None, path }) => {
+            path.segments.last().map(|s| s.ident.to_string())
+        }
+        Type::Group(g) => last_ident(&g.elem),
+        Type::Paren(p) => last_ident(&p.elem),
+        _ => None,
+    }
+}
+
+/// Replaces elided lifetimes (`&T`, `'_`, and a missing `<'a>` on `Message`, `Outcome`,
+/// `Record`)
+/// with one named lifetime.
+struct NameElided {
+    lifetime: Lifetime,
+    touched: bool,
+}
+
+impl VisitMut for NameElided {
+    fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+        match &r.lifetime {
+            None => {
+                r.lifetime = Some(self.lifetime.clone());
+                self.touched = true;
+            }
+            Some(l) if l.ident == "_" => {
+                r.lifetime = Some(self.lifetime.clone());
+                self.touched = true;
+            }
+            Some(_) => {}
+        }
+        syn::visit_mut::visit_type_reference_mut(self, r);
+    }
+
+    fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+        if l.ident == "_" {
+            *l = self.lifetime.clone();
+            self.touched = true;
+        }
+    }
+
+    fn visit_path_segment_mut(&mut self, seg: &mut syn::PathSegment) {
+        let named = ["Message", "Outcome", "Record"]
+            .iter()
+            .any(|n| seg.ident == n);
+        if named && seg.arguments.is_none() {
+            let lifetime = &self.lifetime;
+            seg.arguments = PathArguments::AngleBracketed(syn::parse_quote!(<#lifetime>));
+            self.touched = true;
+        }
+        syn::visit_mut::visit_path_segment_mut(self, seg);
+    }
+}
+
+/// `Result<Record, Error>` rather than `Result < Record , Error >`.
+fn pretty(ty: &Type) -> String {
+    let mut text = ty.to_token_stream().to_string();
+    for (from, to) in [
+        (" < ", "<"),
+        ("< ", "<"),
+        (" <", "<"),
+        (" >", ">"),
+        (" :: ", "::"),
+        (" ,", ","),
+        ("& ", "&"),
+    ] {
+        text = text.replace(from, to);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(sig: &str) -> String {
+        let mut sig: syn::Signature = syn::parse_str(sig).unwrap();
+        name_elided_lifetimes(&mut sig);
+        sig.to_token_stream().to_string().replace(' ', "")
+    }
+
+    #[test]
+    fn elided_lifetimes_get_one_name() {
+        assert_eq!(
+            named("fn f(msg: &Message) -> Outcome"),
+            "fnf<'__rmqtt>(msg:&Message<'__rmqtt>)->Outcome<'__rmqtt>"
+        );
+        assert_eq!(
+            named("fn f(msg: &Message<'_>, cfg: &Config) -> Result<Outcome, Error>"),
+            "fnf<'__rmqtt>(msg:&Message<'__rmqtt>,cfg:&'__rmqttConfig)->Result<Outcome<'__rmqtt>,Error>"
+        );
+        assert_eq!(
+            named("fn f(msg: &x::Message, _: &x::Config) -> std::result::Result<x::Outcome, &str>"),
+            "fnf<'__rmqtt>(msg:&x::Message<'__rmqtt>,_:&'__rmqttx::Config)->std::result::Result<x::Outcome<'__rmqtt>,&'__rmqttstr>"
+        );
+    }
+
+    #[test]
+    fn explicit_lifetimes_are_left_alone() {
+        let sig = "fn f<'a>(msg: &Message<'a>, cfg: &Config) -> Outcome<'a>";
+        assert_eq!(named(sig), sig.replace(' ', ""));
+    }
+
+    #[test]
+    fn signatures_are_validated() {
+        let check = |sig: &str| validate(&syn::parse_str(sig).unwrap()).map_err(|e| e.to_string());
+        assert!(check("fn f(msg: &Message) -> Outcome").is_ok());
+        assert!(check(
+            "fn f(m: &rmqtt_kafka_transform::Message, c: &Config) -> Result<Outcome, String>"
+        )
+        .is_ok());
+        assert!(check("fn f(msg: &Message) -> Result<Outcome>").is_ok());
+        let err = check("fn f(msg: &Config) -> Outcome").unwrap_err();
+        assert!(
+            err.starts_with("the first argument must be `&Message`"),
+            "{err}"
+        );
+        let err = check("fn f(msg: &Message, cfg: Config) -> Outcome").unwrap_err();
+        assert!(
+            err.starts_with("the second argument must be a shared reference"),
+            "{err}"
+        );
+        let err = check("fn f(msg: &Message) -> Option<Outcome>").unwrap_err();
+        assert_eq!(err, "a #[transform] function must return `Outcome` or `Result<Outcome, E>`, not `Option<Outcome>`");
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let args: Args = syn::parse_str("init = checks::config").unwrap();
+        assert_eq!(
+            args.init.unwrap().to_token_stream().to_string(),
+            "checks :: config"
+        );
+        assert!(syn::parse_str::<Args>("").unwrap().init.is_none());
+        assert!(syn::parse_str::<Args>("init = a, init = b").is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! Keys each record by a JSON field and carries MQTT metadata as Kafka headers.
+//!
+//! The payload is a JSON object and is forwarded unchanged (borrowed, no copy). Config:
+//! - `key_field` (default `device_id`): the member whose value becomes the record key; a
+//!   string is used as is, a number as its JSON text (`42`, `1.5`).
+//! - `topic_headers` (default none): `name:level,name:level` — each adds header `name`
+//!   with the 0-based MQTT topic level `level`; for `site:1,line:2` and the topic
+//!   `sensors/berlin/line1/telemetry`, `site=berlin` and `line=line1`. A level the topic
+//!   does not have adds no header. Checked when the plugin starts.
+//!
+//! Headers, in this order: every MQTT v5 user property (same name and value, in the order
+//! the client sent them, repeats kept), then the topic headers in config order.
+//!
+//! Invalid JSON, a payload that is not an object, or a missing key field (or one that is
+//! neither a string nor a number) is an error.
+
+use rmqtt_kafka_transform::prelude::*;
+use rmqtt_kafka_transform::{bail, serde_json::Value};
+
+/// Parses `topic_headers` (`site:1,line:2`) into `(header name, topic level)` pairs.
+fn topic_headers(cfg: &Config) -> Result<Vec<(&str, usize)>, Error> {
+    let Some(spec) = cfg.get("topic_headers") else {
+        return Ok(Vec::new());
+    };
+    spec.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let parsed = item.split_once(':').and_then(|(name, level)| {
+                let name = name.trim();
+                Some((name, level.trim().parse().ok()?)).filter(|_| !name.is_empty())
+            });
+            parsed.ok_or_else(|| {
+                Error::msg(format!(
+                    "config key `topic_headers`: `{item}` is not `name:level` (e.g. `site:1`)"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn check_config(cfg: &Config) -> Result<(), Error> {
+    topic_headers(cfg).map(drop)
+}
+
+#[transform(init = check_config)]
+fn key_headers(msg: &Message, cfg: &Config) -> Result<Outcome, Error> {
+    let key_field = cfg.get_or("key_field", "device_id");
+    let Value::Object(doc) = msg.json_value()? else {
+        bail!("payload is not a JSON object");
+    };
+    let key = match doc.get(key_field) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => bail!("key field `{key_field}` must be a string or a number, not {other}"),
+        None => bail!("key field `{key_field}` is missing"),
+    };
+
+    let mut record = Record::new(msg.payload()).key(key);
+    for (name, value) in msg.user_properties() {
+        record = record.header(name, value);
+    }
+    for (name, level) in topic_headers(cfg)? {
+        if let Some(value) = msg.topic_level(level) {
+            record = record.header(name, value);
+        }
+    }
+    Ok(record.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use rmqtt_kafka_transform::TestMessage;
+
+    use super::*;
+
+    const TOPIC: &str = "sensors/berlin/line1/telemetry";
+
+    fn headers(record: &Record) -> Vec<(String, String)> {
+        record
+            .headers()
+            .map(|(n, v)| {
+                (
+                    n.to_owned(),
+                    String::from_utf8(v.unwrap().to_vec()).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_by_the_field_and_maps_properties_and_levels() {
+        let cfg = Config::from_pairs([("topic_headers", "site:1, line:2")]);
+        let t = TestMessage::new(TOPIC, r#"{"device_id":"d1","value":42}"#)
+            .user_property("tenant", "acme")
+            .user_property("tag", "a")
+            .user_property("tag", "b");
+        let out = key_headers(&t.message(), &cfg).unwrap();
+        let [record] = out.records() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(record.get_key(), Some(&b"d1"[..]));
+        assert_eq!(record.payload(), Some(t.message().payload()));
+        assert!(record.payload_is_borrowed());
+        let expected = [
+            ("tenant", "acme"),
+            ("tag", "a"),
+            ("tag", "b"),
+            ("site", "berlin"),
+            ("line", "line1"),
+        ];
+        assert_eq!(
+            headers(record),
+            expected.map(|(n, v)| (n.to_owned(), v.to_owned()))
+        );
+    }
+
+    #[test]
+    fn numeric_keys_custom_field_and_v3_messages() {
+        let cfg = Config::from_pairs([("key_field", "serial")]);
+        let t = TestMessage::new(TOPIC, r#"{"serial":1234,"value":1}"#);
+        let out = key_headers(&t.message(), &cfg).unwrap();
+        assert_eq!(out.records()[0].get_key(), Some(&b"1234"[..]));
+        assert_eq!(out.records()[0].headers().count(), 0);
+    }
+
+    #[test]
+    fn missing_topic_levels_add_no_header() {
+        let cfg = Config::from_pairs([("topic_headers", "site:1,deep:9")]);
+        let t = TestMessage::new("a/b", r#"{"device_id":"d"}"#);
+        let out = key_headers(&t.message(), &cfg).unwrap();
+        assert_eq!(
+            headers(&out.records()[0]),
+            [("site".to_owned(), "b".to_owned())]
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let cfg = Config::new();
+        let run = |payload: &str| {
+            let t = TestMessage::new(TOPIC, payload);
+            key_headers(&t.message(), &cfg)
+                .map(drop)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(run(r#"{"value":1}"#), "key field `device_id` is missing");
+        assert_eq!(
+            run(r#"{"device_id":null}"#),
+            "key field `device_id` must be a string or a number, not null"
+        );
+        assert_eq!(run("42"), "payload is not a JSON object");
+        assert!(run("not json").starts_with("invalid JSON payload"));
+    }
+
+    #[test]
+    fn topic_headers_config_is_checked() {
+        for bad in ["site", "site:x", ":1", "site:-1"] {
+            let err = check_config(&Config::from_pairs([("topic_headers", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("config key `topic_headers`"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(check_config(&Config::from_pairs([("topic_headers", "")])).is_ok());
+    }
+}

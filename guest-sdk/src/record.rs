@@ -1,0 +1,352 @@
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::Error;
+
+/// Byte-like values a [`Record`] accepts for its payload, key and header values:
+/// `&[u8]`, `&[u8; N]`, `&str`, `Vec<u8>`, `String`, `&Vec<u8>`, `&String` and `Cow`s.
+///
+/// Borrowed values (for instance a slice of the [`Message`](crate::Message)) are handed
+/// to the host in place, without a copy; owned values are kept alive by the SDK until the
+/// host has read them.
+pub trait IntoBytes<'a> {
+    /// The bytes, borrowed or owned.
+    fn into_bytes(self) -> Cow<'a, [u8]>;
+}
+
+impl<'a> IntoBytes<'a> for &'a [u8] {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl<'a, const N: usize> IntoBytes<'a> for &'a [u8; N] {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl<'a> IntoBytes<'a> for &'a str {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.as_bytes())
+    }
+}
+
+impl<'a> IntoBytes<'a> for &'a Vec<u8> {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl<'a> IntoBytes<'a> for &'a String {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Borrowed(self.as_bytes())
+    }
+}
+
+impl<'a> IntoBytes<'a> for Vec<u8> {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Owned(self)
+    }
+}
+
+impl<'a> IntoBytes<'a> for String {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        Cow::Owned(self.into_bytes())
+    }
+}
+
+impl<'a> IntoBytes<'a> for Cow<'a, [u8]> {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        self
+    }
+}
+
+impl<'a> IntoBytes<'a> for Cow<'a, str> {
+    fn into_bytes(self) -> Cow<'a, [u8]> {
+        match self {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        }
+    }
+}
+
+/// A header name and its value (`None`: a null value).
+pub(crate) type Header<'a> = (Cow<'a, str>, Option<Cow<'a, [u8]>>);
+
+/// One Kafka record to produce.
+///
+/// Everything not set falls back to the entry's configuration: no topic means
+/// `remote.topic`, no key means `remote.key`, no partition means `remote.partition` (or the
+/// partitioner), no timestamp means the publish time. The host's standard MQTT headers
+/// come first, then the headers added here, in order.
+///
+/// ```
+/// use rmqtt_kafka_transform::Record;
+///
+/// let record = Record::new("payload").key("device-1").header("site", "berlin").topic("alarms");
+/// assert_eq!(record.payload(), Some(&b"payload"[..]));
+/// assert_eq!(record.get_header("site"), Some(&b"berlin"[..]));
+/// assert_eq!(record.get_topic(), Some("alarms"));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub(crate) payload: Option<Cow<'a, [u8]>>,
+    pub(crate) key: Option<Cow<'a, [u8]>>,
+    pub(crate) topic: Option<Cow<'a, str>>,
+    pub(crate) partition: Option<i32>,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) headers: Vec<Header<'a>>,
+}
+
+impl<'a> Record<'a> {
+    /// A record with this payload. Pass `msg.payload()` to forward the payload unchanged
+    /// without copying it.
+    pub fn new(payload: impl IntoBytes<'a>) -> Record<'a> {
+        Record {
+            payload: Some(payload.into_bytes()),
+            ..Record::default()
+        }
+    }
+
+    /// A record with a null payload (a Kafka tombstone on compacted topics).
+    pub fn null_payload() -> Record<'a> {
+        Record::default()
+    }
+
+    /// A record whose payload is `value` serialized as JSON.
+    #[cfg(feature = "json")]
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Record<'static>, Error> {
+        let payload = serde_json::to_vec(value)
+            .map_err(|e| Error::msg(format_args!("cannot serialize JSON: {e}")))?;
+        Ok(Record::new(payload))
+    }
+
+    /// The record key (default: the entry's `remote.key`, if any).
+    pub fn key(mut self, key: impl IntoBytes<'a>) -> Record<'a> {
+        self.key = Some(key.into_bytes());
+        self
+    }
+
+    /// Appends a header. Names may repeat; Kafka keeps them all, in order.
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'a, str>>,
+        value: impl IntoBytes<'a>,
+    ) -> Record<'a> {
+        self.headers.push((name.into(), Some(value.into_bytes())));
+        self
+    }
+
+    /// Appends a header with a null value.
+    pub fn null_header(mut self, name: impl Into<Cow<'a, str>>) -> Record<'a> {
+        self.headers.push((name.into(), None));
+        self
+    }
+
+    /// The Kafka topic (default: the entry's `remote.topic`). It must be a valid Kafka
+    /// topic name: 1 to 249 characters of `a-z A-Z 0-9 . _ -`.
+    pub fn topic(mut self, topic: impl Into<Cow<'a, str>>) -> Record<'a> {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// The partition (must be ≥ 0; default: the entry's `remote.partition`, else the
+    /// partitioner).
+    pub fn partition(mut self, partition: i32) -> Record<'a> {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// The record timestamp in ms since the Unix epoch (default: the publish time).
+    pub fn timestamp(mut self, timestamp_ms: i64) -> Record<'a> {
+        self.timestamp = Some(timestamp_ms);
+        self
+    }
+
+    /// Checks what the host would reject: an invalid topic name, a negative partition, or
+    /// more than 1024 headers. The SDK runs this before handing a record over, so a
+    /// mistake surfaces as the transform's error with a clear message.
+    pub fn validate(&self) -> Result<(), Error> {
+        if let Some(topic) = &self.topic {
+            validate_topic(topic)?;
+        }
+        if let Some(p) = self.partition {
+            if p < 0 {
+                return Err(Error::msg(format_args!("partition {p} is negative")));
+            }
+        }
+        if self.headers.len() > abi::MAX_HEADERS as usize {
+            return Err(Error::msg(format_args!(
+                "a record has {} headers, the limit is {}",
+                self.headers.len(),
+                abi::MAX_HEADERS
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn validate_topic(topic: &str) -> Result<(), Error> {
+    let valid_chars = topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if topic.is_empty() || topic.len() > 249 || !valid_chars {
+        return Err(Error::msg(format_args!(
+            "`{topic}` is not a valid Kafka topic name (1 to 249 characters of a-z A-Z 0-9 . _ -)"
+        )));
+    }
+    Ok(())
+}
+
+/// Getters, mostly for unit tests. Those whose plain name is taken by a builder method
+/// carry a `get_` prefix: `get_key`, `get_topic`, `get_partition`, `get_timestamp`,
+/// `get_header`.
+impl<'a> Record<'a> {
+    /// The payload; `None` for a null payload.
+    pub fn payload(&self) -> Option<&[u8]> {
+        self.payload.as_deref()
+    }
+
+    /// The payload as UTF-8 text, if it is set and valid UTF-8.
+    pub fn payload_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.payload.as_deref()?).ok()
+    }
+
+    /// `true` when the payload borrows from the message or another long-lived buffer, so
+    /// no copy is made inside the module.
+    pub fn payload_is_borrowed(&self) -> bool {
+        matches!(self.payload, Some(Cow::Borrowed(_)))
+    }
+
+    /// The key, if set.
+    pub fn get_key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    /// The topic override, if set.
+    pub fn get_topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// The partition, if set.
+    pub fn get_partition(&self) -> Option<i32> {
+        self.partition
+    }
+
+    /// The timestamp, if set.
+    pub fn get_timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// `(name, value)` of every header, in order; `None` is a null value.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+        self.headers.iter().map(|(n, v)| (&**n, v.as_deref()))
+    }
+
+    /// The value of the first header called `name` (`None` if absent or null).
+    pub fn get_header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v)
+    }
+}
+
+impl fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Bytes<'b>(Option<&'b [u8]>);
+        impl fmt::Debug for Bytes<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.0 {
+                    None => f.write_str("None"),
+                    Some(b) => match std::str::from_utf8(b) {
+                        Ok(s) => fmt::Debug::fmt(s, f),
+                        Err(_) => fmt::Debug::fmt(b, f),
+                    },
+                }
+            }
+        }
+        let headers: Vec<_> = self.headers().map(|(n, v)| (n, Bytes(v))).collect();
+        f.debug_struct("Record")
+            .field("topic", &self.topic)
+            .field("key", &Bytes(self.key.as_deref()))
+            .field("partition", &self.partition)
+            .field("timestamp", &self.timestamp)
+            .field("headers", &headers)
+            .field("payload", &Bytes(self.payload.as_deref()))
+            .finish()
+    }
+}
+
+/// What a transform does with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// Filter the message out: nothing is produced (counted as `filtered`).
+    Drop,
+    /// Produce one record.
+    Record(Record<'a>),
+    /// Produce these records, in order (at most 1024; an empty list is the same as `Drop`).
+    Records(Vec<Record<'a>>),
+}
+
+impl<'a> Outcome<'a> {
+    /// The records to produce: empty for [`Outcome::Drop`].
+    pub fn records(&self) -> &[Record<'a>] {
+        match self {
+            Outcome::Drop => &[],
+            Outcome::Record(r) => std::slice::from_ref(r),
+            Outcome::Records(rs) => rs,
+        }
+    }
+
+    /// `true` when nothing is produced.
+    pub fn is_drop(&self) -> bool {
+        self.records().is_empty()
+    }
+
+    /// Checks every record (see [`Record::validate`]) and the 1024-record limit.
+    pub fn validate(&self) -> Result<(), Error> {
+        let records = self.records();
+        if records.len() > abi::MAX_RECORDS as usize {
+            return Err(Error::msg(format_args!(
+                "the transform returned {} records, the limit is {}",
+                records.len(),
+                abi::MAX_RECORDS
+            )));
+        }
+        records.iter().try_for_each(Record::validate)
+    }
+
+    pub(crate) fn into_records(self) -> Vec<Record<'a>> {
+        match self {
+            Outcome::Drop => Vec::new(),
+            Outcome::Record(r) => vec![r],
+            Outcome::Records(rs) => rs,
+        }
+    }
+}
+
+impl<'a> From<Record<'a>> for Outcome<'a> {
+    fn from(record: Record<'a>) -> Outcome<'a> {
+        Outcome::Record(record)
+    }
+}
+
+impl<'a> From<Vec<Record<'a>>> for Outcome<'a> {
+    fn from(records: Vec<Record<'a>>) -> Outcome<'a> {
+        Outcome::Records(records)
+    }
+}
+
+impl<'a> From<Option<Record<'a>>> for Outcome<'a> {
+    /// `None` drops the message.
+    fn from(record: Option<Record<'a>>) -> Outcome<'a> {
+        record.map_or(Outcome::Drop, Outcome::Record)
+    }
+}
+
+impl<'a> FromIterator<Record<'a>> for Outcome<'a> {
+    fn from_iter<I: IntoIterator<Item = Record<'a>>>(iter: I) -> Outcome<'a> {
+        Outcome::Records(iter.into_iter().collect())
+    }
+}

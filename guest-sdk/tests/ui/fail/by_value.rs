@@ -1,0 +1,8 @@
+use rmqtt_kafka_transform::prelude::*;
+
+#[transform]
+fn t(_msg: Message) -> Outcome {
+    Outcome::Drop
+}
+
+fn main() {}
