@@ -1,6 +1,24 @@
+//! `rmqtt-bridge-egress-kafka`: an RMQTT plugin that forwards MQTT publishes to Apache
+//! Kafka, optionally through a WebAssembly transform per topic-filter entry.
+//!
+//! Its configuration format is that of RMQTT's own Kafka egress bridge, extended; see
+//! `plugins/rmqtt-bridge-egress-kafka.toml` and the README.
+
+pub mod ack;
+pub mod bridge;
 pub mod config;
+mod hook;
 pub mod inflight;
+mod plugin;
+mod producer;
 pub mod publish;
 pub mod stats;
 pub mod topic;
 pub mod transform;
+
+pub use plugin::BridgePlugin;
+
+/// The name the plugin registers under, and the stem of its configuration file.
+pub const PLUGIN_NAME: &str = "rmqtt-bridge-egress-kafka";
+
+rmqtt::register!(BridgePlugin::new);

@@ -50,7 +50,7 @@ impl TransformModule {
                 path.display()
             )
         })?;
-        check_exports(&module).map_err(|e| format!("{}: {e}", path.display()))?;
+        check_exports(&module, spec.max_memory).map_err(|e| format!("{}: {e}", path.display()))?;
         let pre = engine.linker().instantiate_pre(&module).map_err(|e| {
             format!("{}: {e:#} (a module may import only rmqtt.log, rmqtt.abort and the WASI subset in docs/abi.md)", path.display())
         })?;
@@ -84,8 +84,9 @@ fn is(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
     same(&mut ty.params(), params) && same(&mut ty.results(), results)
 }
 
-/// Checks the ABI marker and the signatures of the required exports.
-fn check_exports(module: &Module) -> Result<(), String> {
+/// Checks the ABI marker, the signatures of the required exports, and that the
+/// module's initial memory fits under `max_memory`.
+fn check_exports(module: &Module, max_memory: u64) -> Result<(), String> {
     let mut versions: Vec<&str> = module
         .exports()
         .filter_map(|e| e.name().strip_prefix(abi::ABI_MARKER_PREFIX))
@@ -106,7 +107,14 @@ fn check_exports(module: &Module) -> Result<(), String> {
         });
     }
     match module.get_export(abi::EXPORT_MEMORY) {
-        Some(ExternType::Memory(_)) => {}
+        Some(ExternType::Memory(m)) => {
+            let needed = m.minimum().saturating_mul(m.page_size());
+            if needed > max_memory {
+                return Err(format!(
+                    "the module needs at least {needed} bytes of memory, more than transform.max_memory ({max_memory} bytes)"
+                ));
+            }
+        }
         Some(_) => return Err(format!("export `{}` must be a memory", abi::EXPORT_MEMORY)),
         None => {
             return Err(format!(

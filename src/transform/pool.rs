@@ -46,7 +46,8 @@ impl TransformPool {
             .acquire()
             .await
             .map_err(|_| Failure::new(Cause::Trap, "the instance pool is closed"))?;
-        let instance = match self.idle.lock().pop() {
+        let idle = self.idle.lock().pop();
+        let instance = match idle {
             Some(i) => i,
             None => {
                 let i = GuestInstance::new(&self.module).await.map_err(|f| {

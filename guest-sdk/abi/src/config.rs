@@ -28,9 +28,16 @@ pub fn decode<'a>(doc: &'a [u8], mut each: impl FnMut(&'a str, &'a str)) -> Resu
     let mut r = Reader::new(doc);
     let count = r.u32("config count")?;
     for _ in 0..count {
-        let k = core::str::from_utf8(r.len_prefixed("config key")?).map_err(|_| WireError::Invalid { field: "config key" })?;
-        let v = core::str::from_utf8(r.len_prefixed("config value")?)
-            .map_err(|_| WireError::Invalid { field: "config value" })?;
+        let k = core::str::from_utf8(r.len_prefixed("config key")?).map_err(|_| {
+            WireError::Invalid {
+                field: "config key",
+            }
+        })?;
+        let v = core::str::from_utf8(r.len_prefixed("config value")?).map_err(|_| {
+            WireError::Invalid {
+                field: "config value",
+            }
+        })?;
         each(k, v);
     }
     r.finish()

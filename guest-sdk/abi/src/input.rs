@@ -72,7 +72,9 @@ impl<U: AsRef<[u8]>> InputFields<'_, U> {
             + 4;
         match &self.properties {
             Some(p) => {
-                len += opt_len(p.content_type) + opt_len(p.response_topic) + opt_len(p.correlation_data);
+                len += opt_len(p.content_type)
+                    + opt_len(p.response_topic)
+                    + opt_len(p.correlation_data);
                 for (k, v) in p.user_properties {
                     len += 8 + k.as_ref().len() + v.as_ref().len();
                 }
@@ -159,7 +161,10 @@ fn text<'a>(bytes: &'a [u8], field: &'static str) -> Result<&'a str, WireError> 
     core::str::from_utf8(bytes).map_err(|_| WireError::Invalid { field })
 }
 
-fn opt_text<'a>(bytes: Option<&'a [u8]>, field: &'static str) -> Result<Option<&'a str>, WireError> {
+fn opt_text<'a>(
+    bytes: Option<&'a [u8]>,
+    field: &'static str,
+) -> Result<Option<&'a str>, WireError> {
     bytes.map(|b| text(b, field)).transpose()
 }
 
@@ -191,8 +196,14 @@ impl<'a> Input<'a> {
         let region = r.remaining();
         let mut props = Reader::new(region);
         for _ in 0..count {
-            text(props.len_prefixed("user_property.name")?, "user_property.name")?;
-            text(props.len_prefixed("user_property.value")?, "user_property.value")?;
+            text(
+                props.len_prefixed("user_property.name")?,
+                "user_property.name",
+            )?;
+            text(
+                props.len_prefixed("user_property.value")?,
+                "user_property.value",
+            )?;
         }
         props.finish()?;
         Ok(Input {
@@ -235,7 +246,10 @@ impl<'a> UserProperties<'a> {
     }
 
     pub fn iter(&self) -> UserPropertyIter<'a> {
-        UserPropertyIter { left: self.count, reader: Reader::new(self.region) }
+        UserPropertyIter {
+            left: self.count,
+            reader: Reader::new(self.region),
+        }
     }
 }
 
@@ -347,9 +361,15 @@ mod tests {
         let mut buf = [0u8; 512];
         fields.encode(&mut buf[..len]);
         for cut in 0..len {
-            assert!(Input::decode(&buf[..cut]).is_err(), "prefix of {cut} bytes accepted");
+            assert!(
+                Input::decode(&buf[..cut]).is_err(),
+                "prefix of {cut} bytes accepted"
+            );
         }
-        assert_eq!(Input::decode(&buf[..len + 1]).unwrap_err(), WireError::TrailingBytes { extra: 1 });
+        assert_eq!(
+            Input::decode(&buf[..len + 1]).unwrap_err(),
+            WireError::TrailingBytes { extra: 1 }
+        );
     }
 
     #[test]
@@ -359,6 +379,9 @@ mod tests {
         let len = fields.encoded_len();
         let mut buf = [0u8; 512];
         fields.encode(&mut buf[..len]);
-        assert_eq!(Input::decode(&buf[..len]).unwrap_err(), WireError::Invalid { field: "topic" });
+        assert_eq!(
+            Input::decode(&buf[..len]).unwrap_err(),
+            WireError::Invalid { field: "topic" }
+        );
     }
 }

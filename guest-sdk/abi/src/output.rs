@@ -150,11 +150,19 @@ pub fn read_output(memory: &[u8], ptr: u32, len: u32) -> Result<Output<'_>, Wire
         }
         Some(Status::Ok) => {
             if n > MAX_RECORDS {
-                return Err(WireError::TooMany { field: "record count", count: n, max: MAX_RECORDS });
+                return Err(WireError::TooMany {
+                    field: "record count",
+                    count: n,
+                    max: MAX_RECORDS,
+                });
             }
             let table = r.bytes(n as usize * RECORD_LEN, "record descriptors")?;
             r.finish()?;
-            Ok(Output::Records(Records { memory, table, count: n }))
+            Ok(Output::Records(Records {
+                memory,
+                table,
+                count: n,
+            }))
         }
         None => Err(WireError::Invalid { field: "status" }),
     }
@@ -180,7 +188,9 @@ impl<'m> Records<'m> {
     /// Decodes every descriptor, resolving its slices against guest memory.
     pub fn iter(&self) -> impl Iterator<Item = Result<Record<'m>, WireError>> + 'm {
         let memory = self.memory;
-        self.table.chunks_exact(RECORD_LEN).map(move |d| Record::decode(memory, d))
+        self.table
+            .chunks_exact(RECORD_LEN)
+            .map(move |d| Record::decode(memory, d))
     }
 }
 
@@ -195,7 +205,12 @@ pub struct Record<'m> {
     pub headers: Headers<'m>,
 }
 
-fn opt_slice<'m>(memory: &'m [u8], ptr: u32, len: u32, field: &'static str) -> Result<Option<&'m [u8]>, WireError> {
+fn opt_slice<'m>(
+    memory: &'m [u8],
+    ptr: u32,
+    len: u32,
+    field: &'static str,
+) -> Result<Option<&'m [u8]>, WireError> {
     if len == ABSENT {
         Ok(None)
     } else {
@@ -208,17 +223,24 @@ impl<'m> Record<'m> {
         let mut r = Reader::new(descriptor);
         let flags = r.u32("record flags")?;
         if flags & !KNOWN_RECORD_FLAGS != 0 {
-            return Err(WireError::Invalid { field: "record flags" });
+            return Err(WireError::Invalid {
+                field: "record flags",
+            });
         }
         let partition = r.i32("partition")?;
         let timestamp = r.i64("timestamp")?;
-        let mut region = |field| -> Result<(u32, u32), WireError> { Ok((r.u32(field)?, r.u32(field)?)) };
+        let mut region =
+            |field| -> Result<(u32, u32), WireError> { Ok((r.u32(field)?, r.u32(field)?)) };
         let (topic_ptr, topic_len) = region("topic")?;
         let (key_ptr, key_len) = region("key")?;
         let (payload_ptr, payload_len) = region("payload")?;
         let (headers_ptr, header_count) = region("headers")?;
         if header_count > MAX_HEADERS {
-            return Err(WireError::TooMany { field: "header count", count: header_count, max: MAX_HEADERS });
+            return Err(WireError::TooMany {
+                field: "header count",
+                count: header_count,
+                max: MAX_HEADERS,
+            });
         }
         let table_len = header_count * HEADER_ENTRY_LEN as u32;
         Ok(Record {
@@ -227,7 +249,10 @@ impl<'m> Record<'m> {
             topic: opt_slice(memory, topic_ptr, topic_len, "topic")?,
             key: opt_slice(memory, key_ptr, key_len, "key")?,
             payload: opt_slice(memory, payload_ptr, payload_len, "payload")?,
-            headers: Headers { memory, table: slice(memory, headers_ptr, table_len, "headers")? },
+            headers: Headers {
+                memory,
+                table: slice(memory, headers_ptr, table_len, "headers")?,
+            },
         })
     }
 }
@@ -250,7 +275,9 @@ impl<'m> Headers<'m> {
 
     /// `(name, value)` pairs; a `None` value is a null header value.
     #[allow(clippy::type_complexity)]
-    pub fn iter(&self) -> impl Iterator<Item = Result<(&'m [u8], Option<&'m [u8]>), WireError>> + 'm {
+    pub fn iter(
+        &self,
+    ) -> impl Iterator<Item = Result<(&'m [u8], Option<&'m [u8]>), WireError>> + 'm {
         let memory = self.memory;
         self.table.chunks_exact(HEADER_ENTRY_LEN).map(move |e| {
             let word = |at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]);
@@ -287,8 +314,16 @@ mod tests {
         let payload = mem.put(b"{\"v\":1}");
         let (hn, hv) = (mem.put(b"site"), mem.put(b"berlin"));
         let null_name = mem.put(b"nothing");
-        let h1 = HeaderDescriptor { name: hn, value: Some(hv) }.to_bytes();
-        let h2 = HeaderDescriptor { name: null_name, value: None }.to_bytes();
+        let h1 = HeaderDescriptor {
+            name: hn,
+            value: Some(hv),
+        }
+        .to_bytes();
+        let h2 = HeaderDescriptor {
+            name: null_name,
+            value: None,
+        }
+        .to_bytes();
         let table = mem.put(&[h1, h2].concat());
         let first = RecordDescriptor {
             partition: Some(2),
@@ -301,7 +336,9 @@ mod tests {
         let second = RecordDescriptor::default();
         let doc = mem.put(&[&ok_header(2)[..], &first.to_bytes(), &second.to_bytes()].concat());
 
-        let Output::Records(records) = read_output(&mem.0, doc.0, doc.1).unwrap() else { panic!("not records") };
+        let Output::Records(records) = read_output(&mem.0, doc.0, doc.1).unwrap() else {
+            panic!("not records")
+        };
         assert_eq!(records.len(), 2);
         let got: Vec<Record> = records.iter().collect::<Result<_, _>>().unwrap();
         assert_eq!(got[0].partition, Some(2));
@@ -310,8 +347,17 @@ mod tests {
         assert_eq!(got[0].key, Some(&b"dev-1"[..]));
         assert_eq!(got[0].payload, Some(&b"{\"v\":1}"[..]));
         let headers: Vec<_> = got[0].headers.iter().collect::<Result<_, _>>().unwrap();
-        assert_eq!(headers, [(&b"site"[..], Some(&b"berlin"[..])), (&b"nothing"[..], None)]);
-        assert_eq!((got[1].partition, got[1].timestamp, got[1].topic, got[1].key), (None, None, None, None));
+        assert_eq!(
+            headers,
+            [
+                (&b"site"[..], Some(&b"berlin"[..])),
+                (&b"nothing"[..], None)
+            ]
+        );
+        assert_eq!(
+            (got[1].partition, got[1].timestamp, got[1].topic, got[1].key),
+            (None, None, None, None)
+        );
         assert_eq!(got[1].payload, None);
         assert!(got[1].headers.is_empty());
     }
@@ -320,7 +366,9 @@ mod tests {
     fn error_document_carries_its_message() {
         let mut mem = Memory(Vec::new());
         let doc = mem.put(&[&error_header(4)[..], b"boom"].concat());
-        let Output::Error(msg) = read_output(&mem.0, doc.0, doc.1).unwrap() else { panic!("not an error") };
+        let Output::Error(msg) = read_output(&mem.0, doc.0, doc.1).unwrap() else {
+            panic!("not an error")
+        };
         assert_eq!(msg, b"boom");
     }
 
@@ -328,28 +376,67 @@ mod tests {
     fn bad_documents_are_rejected() {
         let mut mem = Memory(Vec::new());
         let ok0 = mem.put(&ok_header(0));
-        assert!(matches!(read_output(&mem.0, ok0.0, ok0.1), Ok(Output::Records(r)) if r.is_empty()));
+        assert!(
+            matches!(read_output(&mem.0, ok0.0, ok0.1), Ok(Output::Records(r)) if r.is_empty())
+        );
         // The document itself lies outside memory.
-        assert!(matches!(read_output(&mem.0, 4, 100), Err(WireError::OutOfBounds { field: "output", .. })));
-        assert!(matches!(read_output(&mem.0, u32::MAX, 8), Err(WireError::OutOfBounds { .. })));
+        assert!(matches!(
+            read_output(&mem.0, 4, 100),
+            Err(WireError::OutOfBounds {
+                field: "output",
+                ..
+            })
+        ));
+        assert!(matches!(
+            read_output(&mem.0, u32::MAX, 8),
+            Err(WireError::OutOfBounds { .. })
+        ));
         // Unknown status.
         let bad_status = mem.put(&[7, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(read_output(&mem.0, bad_status.0, bad_status.1).unwrap_err(), WireError::Invalid { field: "status" });
+        assert_eq!(
+            read_output(&mem.0, bad_status.0, bad_status.1).unwrap_err(),
+            WireError::Invalid { field: "status" }
+        );
         // Count promises more descriptors than the document holds.
         let short = mem.put(&ok_header(1));
-        assert!(matches!(read_output(&mem.0, short.0, short.1), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            read_output(&mem.0, short.0, short.1),
+            Err(WireError::Truncated { .. })
+        ));
         // Too many records.
         let huge = mem.put(&ok_header(MAX_RECORDS + 1));
-        assert!(matches!(read_output(&mem.0, huge.0, huge.1), Err(WireError::TooMany { .. })));
+        assert!(matches!(
+            read_output(&mem.0, huge.0, huge.1),
+            Err(WireError::TooMany { .. })
+        ));
         // A record whose payload points past the end of memory.
-        let rec = RecordDescriptor { payload: Some((1 << 20, 4)), ..Default::default() };
+        let rec = RecordDescriptor {
+            payload: Some((1 << 20, 4)),
+            ..Default::default()
+        };
         let doc = mem.put(&[&ok_header(1)[..], &rec.to_bytes()].concat());
-        let Output::Records(records) = read_output(&mem.0, doc.0, doc.1).unwrap() else { panic!() };
-        assert!(matches!(records.iter().next().unwrap(), Err(WireError::OutOfBounds { field: "payload", .. })));
+        let Output::Records(records) = read_output(&mem.0, doc.0, doc.1).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(
+            records.iter().next().unwrap(),
+            Err(WireError::OutOfBounds {
+                field: "payload",
+                ..
+            })
+        ));
         // A header table that overflows u32 arithmetic is caught by the limit.
-        let rec = RecordDescriptor { headers: (0, u32::MAX), ..Default::default() };
+        let rec = RecordDescriptor {
+            headers: (0, u32::MAX),
+            ..Default::default()
+        };
         let doc = mem.put(&[&ok_header(1)[..], &rec.to_bytes()].concat());
-        let Output::Records(records) = read_output(&mem.0, doc.0, doc.1).unwrap() else { panic!() };
-        assert!(matches!(records.iter().next().unwrap(), Err(WireError::TooMany { .. })));
+        let Output::Records(records) = read_output(&mem.0, doc.0, doc.1).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(
+            records.iter().next().unwrap(),
+            Err(WireError::TooMany { .. })
+        ));
     }
 }

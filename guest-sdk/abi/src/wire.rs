@@ -12,11 +12,20 @@ pub enum WireError {
     /// The document has bytes after its last field.
     TrailingBytes { extra: usize },
     /// A slice points outside linear memory.
-    OutOfBounds { field: &'static str, ptr: u32, len: u32, memory: usize },
+    OutOfBounds {
+        field: &'static str,
+        ptr: u32,
+        len: u32,
+        memory: usize,
+    },
     /// A field holds a value the format does not allow.
     Invalid { field: &'static str },
     /// A count exceeds the ABI limit.
-    TooMany { field: &'static str, count: u32, max: u32 },
+    TooMany {
+        field: &'static str,
+        count: u32,
+        max: u32,
+    },
 }
 
 impl fmt::Display for WireError {
@@ -53,7 +62,10 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    pub(crate) fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], WireError> {
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<[u8; N], WireError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.bytes(N, field)?);
         Ok(out)
@@ -93,7 +105,10 @@ impl<'a> Reader<'a> {
     }
 
     /// Like [`Reader::len_prefixed`], where a length of [`ABSENT`] means `None`.
-    pub(crate) fn opt_len_prefixed(&mut self, field: &'static str) -> Result<Option<&'a [u8]>, WireError> {
+    pub(crate) fn opt_len_prefixed(
+        &mut self,
+        field: &'static str,
+    ) -> Result<Option<&'a [u8]>, WireError> {
         let len = self.u32(field)?;
         if len == ABSENT {
             return Ok(None);
@@ -109,7 +124,9 @@ impl<'a> Reader<'a> {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(WireError::TrailingBytes { extra: self.buf.len() })
+            Err(WireError::TrailingBytes {
+                extra: self.buf.len(),
+            })
         }
     }
 }
@@ -159,10 +176,20 @@ pub(crate) fn len_u32(bytes: &[u8]) -> u32 {
 }
 
 /// Returns `memory[ptr..ptr + len]`, or an error naming `field`.
-pub(crate) fn slice<'m>(memory: &'m [u8], ptr: u32, len: u32, field: &'static str) -> Result<&'m [u8], WireError> {
+pub(crate) fn slice<'m>(
+    memory: &'m [u8],
+    ptr: u32,
+    len: u32,
+    field: &'static str,
+) -> Result<&'m [u8], WireError> {
     let start = ptr as usize;
     match start.checked_add(len as usize) {
         Some(end) if end <= memory.len() => Ok(&memory[start..end]),
-        _ => Err(WireError::OutOfBounds { field, ptr, len, memory: memory.len() }),
+        _ => Err(WireError::OutOfBounds {
+            field,
+            ptr,
+            len,
+            memory: memory.len(),
+        }),
     }
 }

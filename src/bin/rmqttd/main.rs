@@ -1,1 +1,173 @@
-fn main() {}
+//! `rmqttd`: an RMQTT broker with the Kafka egress bridge and `rmqtt-acl` built in.
+//!
+//! It reads `rmqtt.toml` like upstream's rmqttd (`rmqttd -f rmqtt.toml`, the same options
+//! and file format). `--demo` runs the bridge against an embedded Kafka and prints every
+//! record that lands in it.
+
+mod demo;
+mod listeners;
+mod logging;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use rmqtt::context::ServerContext;
+use rmqtt::node::Node;
+use rmqtt::server::MqttServer;
+use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
+use rmqtt_conf::Settings;
+
+const ACL_PLUGIN: &str = "rmqtt-acl";
+
+#[derive(Parser)]
+#[command(
+    name = "rmqttd",
+    about = "RMQTT broker with the Kafka egress bridge",
+    disable_version_flag = true
+)]
+struct Cli {
+    #[command(flatten)]
+    opts: rmqtt_conf::Options,
+
+    /// Run against an embedded Kafka (librdkafka's mock cluster) instead of the
+    /// configured servers, and print every record that lands in it.
+    #[arg(long)]
+    demo: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.opts.version {
+        println!(
+            "rmqttd {} (rmqtt-bridge-egress-kafka) on rmqtt {}",
+            env!("CARGO_PKG_VERSION"),
+            Node::version()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rmqttd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e:#}");
+            eprintln!("rmqttd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if let Some(file) = &cli.opts.cfg_name {
+        // rmqtt-conf silently ignores a missing file; a typo in -f deserves an error.
+        if !Path::new(file).is_file() {
+            bail!("configuration file {file} not found");
+        }
+    }
+    let conf = Settings::init(cli.opts.clone())
+        .map_err(|e| anyhow!("invalid broker configuration: {e}"))?;
+    logging::init(&conf.log)?;
+
+    let demo = if cli.demo {
+        Some(demo::Demo::start(&conf.plugins.dir)?)
+    } else {
+        None
+    };
+    let plugins_dir = demo
+        .as_ref()
+        .map_or_else(|| conf.plugins.dir.clone(), |d| d.plugins_dir());
+
+    let node = Node::new(
+        conf.node.id,
+        conf.node.busy.loadavg,
+        conf.node.busy.cpuloadavg,
+        conf.node.busy.update_interval,
+    );
+    let scx = ServerContext::new()
+        .node(node)
+        .task_exec_workers(conf.task.exec_workers)
+        .task_exec_queue_max(conf.task.exec_queue_max)
+        .busy_check_enable(conf.node.busy.check_enable)
+        .busy_handshaking_limit(conf.node.busy.handshaking)
+        .mqtt_max_sessions(conf.mqtt.max_sessions)
+        .plugins_config_dir(plugins_dir.as_str())
+        .build()
+        .await;
+
+    register_plugins(&scx, &conf.plugins.default_startups, &plugins_dir).await?;
+
+    let mut server = MqttServer::new(scx.clone());
+    let mut addrs = Vec::new();
+    for listener in listeners::bind(&conf.listeners)? {
+        addrs.push(listener.local_addr()?);
+        server = server.listener(listener);
+    }
+    server.build().start();
+    log::info!(
+        "rmqttd listening on {}",
+        addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(demo) = &demo {
+        demo.print_instructions(&addrs, scx.plugins.get_config(PLUGIN_NAME).await.ok());
+    }
+
+    shutdown_signal().await?;
+    log::info!("shutting down");
+    if scx.plugins.is_active(PLUGIN_NAME) {
+        // Flushes in-flight records; whatever cannot be delivered is logged and counted.
+        if let Err(e) = scx.plugins.stop(PLUGIN_NAME).await {
+            log::warn!("stopping {PLUGIN_NAME}: {e}");
+        }
+    }
+    drop(demo);
+    Ok(())
+}
+
+/// Registers the built-in plugins; those in `plugins.default_startups` start now.
+async fn register_plugins(
+    scx: &ServerContext,
+    startups: &[String],
+    plugins_dir: &str,
+) -> Result<()> {
+    for name in startups {
+        if name != PLUGIN_NAME && name != ACL_PLUGIN {
+            log::warn!("plugin {name} is listed in plugins.default_startups but is not built into this rmqttd");
+        }
+    }
+    let starts = |name: &str| startups.iter().any(|s| s == name);
+    rmqtt_acl::register_named(scx, ACL_PLUGIN, starts(ACL_PLUGIN), false)
+        .await
+        .with_context(|| format!("plugin {ACL_PLUGIN} failed to start"))?;
+    let file = Path::new(plugins_dir).join(format!("{PLUGIN_NAME}.toml"));
+    rmqtt_bridge_egress_kafka::register_named(scx, PLUGIN_NAME, starts(PLUGIN_NAME), false)
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "plugin {PLUGIN_NAME} failed to start (configuration {}): {e}",
+                file.display()
+            )
+        })
+}
+
+async fn shutdown_signal() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
