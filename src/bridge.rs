@@ -287,6 +287,7 @@ impl Entry {
             Ok(r) => r,
             Err(f) => {
                 drop(instance);
+                pool.replenish().await;
                 return self.transform_failed(p, topic, key, f, ack, wait).await;
             }
         };
@@ -314,6 +315,7 @@ impl Entry {
             drop(checked);
             instance.reject_output(&f);
             drop(instance);
+            pool.replenish().await;
             return self.transform_failed(p, topic, key, f, ack, wait).await;
         }
         for r in checked {

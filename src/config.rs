@@ -519,43 +519,7 @@ mod tests {
     use super::*;
 
     /// The seed document's example configuration, verbatim.
-    const SEED: &str = r#"
-[[bridges]]
-# Whether to enable the bridge. Values: true/false. Default: true.
-enable = true
-# Name of the bridge.
-name = "bridge_kafka_1"
-# Bootstrap servers for the Kafka cluster.
-servers = "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
-
-# Prefix for the client ID.
-client_id_prefix = "kafka_001"
-
-# Maximum limit of clients connected to the remote kafka broker
-concurrent_client_limit = 3
-
-# See more properties and their definitions at https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md
-[bridges.properties]
-"message.timeout.ms" = "5000"
-
-[[bridges.entries]]
-#Local topic filter: All messages matching this topic filter will be forwarded.
-local.topic_filter = "local/topic1/egress/#"
-
-remote.topic = "remote-topic1-egress-${local.topic}"
-#The queue_timeout parameter controls how long to retry for if the librdkafka producer queue is full. 0 to never block.
-remote.queue_timeout = "0m"
-#Sets the destination partition of the record.
-#remote.partition = 0
-
-[[bridges.entries]]
-#Local topic filter: All messages matching this topic filter will be forwarded.
-local.topic_filter = "local/topic2/egress/#"
-
-remote.topic = "remote-topic2-egress"
-#remote.queue_timeout = "0m"
-#remote.partition = 0
-"#;
+    const SEED: &str = include_str!("../tests/fixtures/seed-bridge-egress-kafka.toml");
 
     #[test]
     fn seed_config_loads_unchanged() {

@@ -145,6 +145,7 @@ async fn assert_contained(s: &Setup, trigger: &[u8], cause: Cause) -> Failure {
         Ok(r) => panic!("expected {cause:?}, got {} records", r.len()),
     };
     drop(c);
+    s.pool.replenish().await;
     assert_eq!(failure.cause, cause, "{failure}");
     assert_eq!(s.pool.failures(cause), 1);
     let others: u64 = Cause::ALL

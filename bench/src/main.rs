@@ -1,1 +1,143 @@
-fn main() {}
+//! `bridge-bench`: runs one MQTT load against five broker configurations, with a real
+//! Kafka-compatible broker (tansu) as a separate process, and reports what reached Kafka.
+//!
+//! - `bridge-bench run` drives everything: per configuration and load it starts a fresh
+//!   tansu, a broker (`bridge-bench broker`, its own process so that its RSS is its own),
+//!   the MQTT publishers and a Kafka reader, then prints a table and writes JSON.
+//! - `bridge-bench broker` is that broker: RMQTT with no bridge, the upstream plugin or
+//!   this plugin.
+
+mod broker;
+mod kafka;
+mod load;
+mod process;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::broker::PluginKind;
+use crate::load::Load;
+use crate::run::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "bridge-bench",
+    about = "Benchmark of MQTT-to-Kafka bridging in RMQTT"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs an RMQTT broker (used by `run`; one process per measured configuration).
+    Broker {
+        /// Which bridge plugin to register as "rmqtt-bridge-egress-kafka".
+        #[arg(long, value_enum)]
+        plugin: PluginKind,
+        /// The plugin's TOML configuration.
+        #[arg(long, required_if_eq_any([("plugin", "upstream"), ("plugin", "ours")]))]
+        plugin_config: Option<PathBuf>,
+        /// TCP port on 127.0.0.1; 0 picks a free one. The bound address is printed on
+        /// stdout as `listening <addr>`.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// Runs the benchmark and prints the results.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Steady-state measurement window of each run (e.g. 10s, 1500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Load before the measurement window, not counted in rates or latencies.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// MQTT publishers (each its own connection).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub publishers: u32,
+    /// Configurations to run: a (no bridge), b (upstream 0.24), c (this plugin),
+    /// d (passthrough module), e (key_headers module).
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e")]
+    pub only: Vec<Config>,
+    /// Loads to run: qos0-256, qos0-4k, qos1-256, qos1-4k.
+    #[arg(long, value_delimiter = ',', default_value = "qos0-256,qos0-4k,qos1-256,qos1-4k")]
+    pub loads: Vec<Load>,
+    /// After the publishers stop, keep reading Kafka until nothing new arrived for this
+    /// long...
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub drain_quiet: Duration,
+    /// ...or until this much time passed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub drain_max: Duration,
+    /// The tansu binary (scripts/tansu-path.sh prints it).
+    #[arg(long, env = "TANSU")]
+    pub tansu: PathBuf,
+    /// Directory of the example modules built for wasm32-unknown-unknown.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/target/wasm32-unknown-unknown/release"))]
+    pub modules: PathBuf,
+    /// Where to write the raw results (JSON).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-results.json"))]
+    pub out: PathBuf,
+    /// Directory for the logs and generated configuration files of each run.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-logs"))]
+    pub logs: PathBuf,
+}
+
+/// `10s`, `1500ms`, `2m`, or a number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 10s, 500ms, 2m)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("`{s}`: unknown unit `{unit}` (use ms, s or m)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Broker {
+            plugin,
+            plugin_config,
+            port,
+        } => broker::main(plugin, plugin_config, port),
+        Command::Run(args) => run::main(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bridge-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

@@ -1,7 +1,7 @@
 //! The instances of one entry: `transform.instances` of them, reused across messages,
 //! handed out first come first served, and replaced after a failure.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -17,6 +17,8 @@ pub struct TransformPool {
     idle: Mutex<Vec<GuestInstance>>,
     /// One permit per instance; tokio's semaphore is fair (FIFO).
     permits: Semaphore,
+    /// Slots whose instance was discarded and not yet replaced.
+    missing: AtomicUsize,
     replaced: AtomicU64,
     /// Failed calls by cause, whatever `on_error` then did with the message.
     failures: [AtomicU64; Cause::ALL.len()],
@@ -34,12 +36,13 @@ impl TransformPool {
             size,
             idle: Mutex::new(idle),
             permits: Semaphore::new(size),
+            missing: AtomicUsize::new(0),
             replaced: AtomicU64::new(0),
             failures: Default::default(),
         })
     }
 
-    /// Waits for a free instance. A slot whose instance was discarded is refilled here.
+    /// Waits for a free instance, first come first served.
     pub async fn checkout(&self) -> Result<Checkout<'_>, Failure> {
         let permit = self
             .permits
@@ -49,15 +52,12 @@ impl TransformPool {
         let idle = self.idle.lock().pop();
         let instance = match idle {
             Some(i) => i,
+            // Holding a permit with no idle instance means a discarded one's slot is empty.
             None => {
-                let i = GuestInstance::new(&self.module).await.map_err(|f| {
-                    Failure::new(
-                        f.cause,
-                        format!("could not replace a discarded instance: {}", f.message),
-                    )
-                })?;
-                self.replaced.fetch_add(1, Ordering::Relaxed);
-                i
+                let _ = self
+                    .missing
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| m.checked_sub(1));
+                self.fresh_instance().await?
             }
         };
         Ok(Checkout {
@@ -65,6 +65,37 @@ impl TransformPool {
             instance: Some(instance),
             _permit: permit,
         })
+    }
+
+    /// Replaces the instances that failures discarded, so that the next messages find
+    /// healthy ones. The bridge calls it right after a failed call.
+    pub async fn replenish(&self) {
+        while self
+            .missing
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| m.checked_sub(1))
+            .is_ok()
+        {
+            match self.fresh_instance().await {
+                Ok(i) => self.idle.lock().push(i),
+                Err(f) => {
+                    self.missing.fetch_add(1, Ordering::AcqRel);
+                    log::warn!("{}: {}", self.module.label, f.message);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn fresh_instance(&self) -> Result<GuestInstance, Failure> {
+        let i = GuestInstance::new(&self.module).await.map_err(|f| {
+            self.failures[f.cause as usize].fetch_add(1, Ordering::Relaxed);
+            Failure::new(
+                f.cause,
+                format!("could not replace a discarded instance: {}", f.message),
+            )
+        })?;
+        self.replaced.fetch_add(1, Ordering::Relaxed);
+        Ok(i)
     }
 
     pub fn module(&self) -> &TransformModule {
@@ -133,7 +164,9 @@ impl Checkout<'_> {
 impl Drop for Checkout<'_> {
     fn drop(&mut self) {
         if let Some(instance) = self.instance.take() {
-            if !instance.poisoned {
+            if instance.poisoned {
+                self.pool.missing.fetch_add(1, Ordering::AcqRel);
+            } else {
                 self.pool.idle.lock().push(instance);
             }
         }

@@ -60,7 +60,6 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e:#}");
             eprintln!("rmqttd: error: {e:#}");
             ExitCode::FAILURE
         }

@@ -1,0 +1,159 @@
+//! Child processes (tansu, the broker), free ports and the broker's memory.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// A child process that is killed if it is still running when dropped (an error path).
+pub struct Proc {
+    pub name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `cmd` with stderr appended to `log`, and stdout too unless `pipe_stdout`
+    /// (then [`Proc::stdout`] reads it).
+    pub fn spawn(
+        name: &'static str,
+        mut cmd: Command,
+        log: &Path,
+        pipe_stdout: bool,
+    ) -> Result<Proc> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        let stdout = if pipe_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::from(file.try_clone()?)
+        };
+        cmd.stdin(Stdio::null()).stdout(stdout).stderr(file);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
+        Ok(Proc { name, child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// Fails if the process has exited.
+    pub fn check_running(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited early ({status})", self.name);
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL if it is still running after `grace`.
+    pub fn terminate(mut self, grace: Duration) -> Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("  {} did not stop within {grace:?}; killing it", self.name);
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until something accepts TCP connections at `addr`.
+pub fn wait_for_port(proc: &mut Proc, addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        proc.check_running()?;
+        if Instant::now() > deadline {
+            bail!("{} does not accept connections on {addr}", proc.name);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Samples a process's resident set size every 100 ms until stopped.
+pub struct RssSampler {
+    pid: u32,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<(f64, u64)>>,
+}
+
+/// What the sampler saw: peak RSS (VmHWM, the kernel's high-water mark) and the samples.
+pub struct Rss {
+    pub hwm_kb: u64,
+    /// `(seconds since the sampler started, VmRSS in kB)`.
+    pub samples: Vec<(f64, u64)>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut samples = Vec::new();
+            while !s.load(Ordering::Relaxed) {
+                if let Some(kb) = status_kb(pid, "VmRSS:") {
+                    samples.push((start.elapsed().as_secs_f64(), kb));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        });
+        RssSampler { pid, stop, thread }
+    }
+
+    /// Stops sampling; call while the process still runs (VmHWM is read last).
+    pub fn finish(self) -> Rss {
+        let hwm = status_kb(self.pid, "VmHWM:");
+        self.stop.store(true, Ordering::Relaxed);
+        let samples = self.thread.join().unwrap_or_default();
+        let sampled_max = samples.iter().map(|&(_, kb)| kb).max().unwrap_or(0);
+        Rss {
+            hwm_kb: hwm.unwrap_or(0).max(sampled_max),
+            samples,
+        }
+    }
+}
+
+/// A `kB` field of /proc/PID/status.
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}

@@ -1,0 +1,417 @@
+//! Separate processes: tansu as Kafka, `rmqttd` as the broker, Debian's `mosquitto_pub`
+//! as the publisher. The seed's configuration runs verbatim, only `servers` changed.
+//! Also: every kind of bad configuration refuses the start with one clear message.
+
+mod common;
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{read_topic, Record};
+
+const SEED: &str = include_str!("fixtures/seed-bridge-egress-kafka.toml");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("{what} exited with {status} before listening:\n{err}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A dependency the test needs; missing is a failure, never a skip.
+fn require(tool: &str) -> PathBuf {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    match found {
+        Some(o) => PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+        None => panic!("{tool} is required (run scripts/setup.sh)"),
+    }
+}
+
+fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return p.into();
+    }
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tansu-path.sh"))
+        .output()
+        .unwrap();
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(
+        out.status.success() && path.is_file(),
+        "tansu is required: run scripts/setup.sh tansu (or set TANSU_BIN)"
+    );
+    path
+}
+
+/// A process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Tansu {
+    _proc: Proc,
+    bootstrap: String,
+}
+
+fn start_tansu() -> Tansu {
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut child = Command::new(tansu_bin())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child, "tansu");
+    Tansu {
+        _proc: Proc(child),
+        bootstrap: format!("127.0.0.1:{port}"),
+    }
+}
+
+/// A working directory with rmqtt.toml and plugins/ for one rmqttd.
+struct Site {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Site {
+    fn new(plugin_toml: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        std::fs::write(
+            dir.path().join("rmqtt.toml"),
+            format!(
+                "node.id = 1\nlog.to = \"console\"\nlog.level = \"info\"\nplugins.dir = \"plugins/\"\nplugins.default_startups = [\"rmqtt-acl\", \"rmqtt-bridge-egress-kafka\"]\nlistener.tcp.external.addr = \"127.0.0.1:{port}\"\nlistener.tcp.external.allow_anonymous = true\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("plugins/rmqtt-acl.toml"),
+            "rules = [[\"allow\", \"all\"]]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("plugins/rmqtt-bridge-egress-kafka.toml"),
+            plugin_toml,
+        )
+        .unwrap();
+        Site { dir, port }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rmqttd"));
+        c.args(["-f", "rmqtt.toml"]).current_dir(self.dir.path());
+        c
+    }
+
+    fn start(&self) -> Proc {
+        let mut child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_port(self.port, &mut child, "rmqttd");
+        Proc(child)
+    }
+
+    /// Runs rmqttd expecting it to refuse the start; returns its stderr.
+    fn refused(&self) -> String {
+        let mut child = self
+            .command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("rmqttd did not refuse to start");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(status.code(), Some(1), "exit status; stderr:\n{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("stack backtrace"),
+            "a panic:\n{err}"
+        );
+        err
+    }
+}
+
+fn mosquitto_pub(port: u16, args: &[&str]) {
+    let status = Command::new(require("mosquitto_pub"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mosquitto_pub {args:?}");
+}
+
+fn read_back(bootstrap: &str, topic: &str, want: usize) -> Vec<Record> {
+    read_topic(
+        bootstrap,
+        topic,
+        want,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+    )
+}
+
+#[test]
+fn seed_config_verbatim_with_tansu_rmqttd_and_mosquitto_pub() {
+    let tansu = start_tansu();
+    let config = SEED.replace(
+        "servers = \"127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094\"",
+        &format!("servers = \"{}\"", tansu.bootstrap),
+    );
+    assert_ne!(config, SEED, "only `servers` changes");
+    let site = Site::new(&config);
+    let _rmqttd = site.start();
+
+    mosquitto_pub(
+        site.port,
+        &[
+            "-V",
+            "mqttv5",
+            "-q",
+            "1",
+            "-t",
+            "local/topic1/egress/dev1",
+            "-m",
+            "{\"v\":1}",
+            "-D",
+            "publish",
+            "user-property",
+            "site",
+            "berlin",
+            "-D",
+            "publish",
+            "content-type",
+            "application/json",
+        ],
+    );
+    mosquitto_pub(
+        site.port,
+        &[
+            "-V",
+            "mqttv311",
+            "-q",
+            "0",
+            "-t",
+            "local/topic2/egress/x/y",
+            "-m",
+            "plain",
+        ],
+    );
+    mosquitto_pub(
+        site.port,
+        &[
+            "-V",
+            "mqttv311",
+            "-q",
+            "1",
+            "-t",
+            "elsewhere/x",
+            "-m",
+            "not forwarded",
+        ],
+    );
+
+    let recs = read_back(
+        &tansu.bootstrap,
+        "remote-topic1-egress-local-topic1-egress-dev1",
+        1,
+    );
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r.payload_str(), "{\"v\":1}");
+    assert_eq!(
+        r.header("topic").as_deref(),
+        Some("local/topic1/egress/dev1")
+    );
+    assert_eq!(r.header("qos").as_deref(), Some("1"));
+    assert_eq!(r.header("from_type").as_deref(), Some("custom"));
+    assert_eq!(r.header("from_node").as_deref(), Some("1"));
+    assert_eq!(r.header("site").as_deref(), Some("berlin"));
+    assert_eq!(
+        r.header("content_type").as_deref(),
+        Some("application/json")
+    );
+    let ts: i64 = r.header("ts").unwrap().parse().unwrap();
+    assert_eq!(r.timestamp, Some(ts));
+
+    let recs = read_back(&tansu.bootstrap, "remote-topic2-egress", 1);
+    assert_eq!(
+        recs.iter().map(Record::payload_str).collect::<Vec<_>>(),
+        ["plain"]
+    );
+    assert_eq!(
+        recs[0].header("topic").as_deref(),
+        Some("local/topic2/egress/x/y")
+    );
+}
+
+#[test]
+fn bad_configurations_refuse_the_start_with_one_clear_message() {
+    let entry = "[[bridges.entries]]\nlocal.topic_filter = \"a/#\"\nremote.topic = \"t\"\n";
+    let bridge =
+        |body: &str| format!("[[bridges]]\nname = \"b1\"\nservers = \"127.0.0.1:1\"\n{body}");
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        ("missing servers", format!("[[bridges]]\nname = \"b1\"\n{entry}"), &["bridge \"b1\"", "field `servers`", "missing"]),
+        (
+            "invalid topic filter",
+            bridge("[[bridges.entries]]\nlocal.topic_filter = \"a/#/b\"\nremote.topic = \"t\"\n"),
+            &["bridge \"b1\"", "entry 0", "field `local.topic_filter`", "'#' must be the last level"],
+        ),
+        ("duplicate bridge name", format!("{}{}", bridge(entry), bridge(entry)), &["bridge \"b1\"", "field `name`", "already named \"b1\""]),
+        ("no producers", bridge(&format!("concurrent_client_limit = 0\n{entry}")), &["bridge \"b1\"", "field `concurrent_client_limit`", "1 to 64"]),
+        (
+            "typo",
+            bridge("[[bridges.entries]]\nlocal.topic_filter = \"a/#\"\nremote.topic = \"t\"\nremote.queue_timout = \"1s\"\n"),
+            &["bridge \"b1\"", "entry 0", "field `remote.queue_timout`", "unknown field"],
+        ),
+        (
+            "bad duration",
+            bridge("[[bridges.entries]]\nlocal.topic_filter = \"a/#\"\nremote.topic = \"t\"\nremote.queue_timeout = \"5 parsecs\"\n"),
+            &["bridge \"b1\"", "entry 0", "field `remote.queue_timeout`", "invalid duration \"5 parsecs\""],
+        ),
+        (
+            "missing module",
+            bridge("[[bridges.entries]]\nlocal.topic_filter = \"a/#\"\nremote.topic = \"t\"\ntransform.module = \"nope.wasm\"\n"),
+            &["bridge \"b1\"", "entry 0", "field `transform.module`", "cannot read module", "nope.wasm"],
+        ),
+        (
+            "unknown librdkafka property",
+            bridge(&format!("[bridges.properties]\n\"linger.msec\" = \"5\"\n{entry}")),
+            &["bridge \"b1\" entry 0", "linger.msec"],
+        ),
+    ];
+    for (what, config, expect) in cases {
+        let err = Site::new(&config).refused();
+        for e in expect {
+            assert!(err.contains(e), "{what}: expected {e:?} in:\n{err}");
+        }
+        assert!(
+            err.contains("rmqtt-bridge-egress-kafka.toml"),
+            "{what}: names the file:\n{err}"
+        );
+        let lines = err.lines().filter(|l| l.contains("rmqttd: error")).count();
+        assert_eq!(lines, 1, "{what}: one error line:\n{err}");
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rmqttd"))
+        .args(["-f", "/nonexistent/rmqtt.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("configuration file /nonexistent/rmqtt.toml not found"));
+}
+
+#[test]
+fn sigterm_flushes_and_exits_cleanly() {
+    let tansu = start_tansu();
+    let config = SEED.replace(
+        "servers = \"127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094\"",
+        &format!("servers = \"{}\"", tansu.bootstrap),
+    );
+    let site = Site::new(&config);
+    let mut rmqttd = site.start();
+    for i in 0..20 {
+        mosquitto_pub(
+            site.port,
+            &[
+                "-q",
+                "1",
+                "-t",
+                "local/topic2/egress/t",
+                "-m",
+                &i.to_string(),
+            ],
+        );
+    }
+    let pid = rmqttd.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = rmqttd.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "rmqttd did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    rmqttd
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "exit status {status}:\n{err}");
+    assert!(
+        err.contains("delivered 20, delivery_failed 0"),
+        "the shutdown summary:\n{err}"
+    );
+    assert_eq!(
+        read_back(&tansu.bootstrap, "remote-topic2-egress", 20).len(),
+        20
+    );
+}
