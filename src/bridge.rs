@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::BaseRecord;
 use serde_json::{json, Value};
 use smallvec::SmallVec;
 
@@ -15,7 +14,7 @@ use crate::ack::{AckFailure, AckWait, Acks};
 use crate::config::{BridgeConfig, EntryConfig, OnError, PluginConfig};
 use crate::inflight::Inflight;
 use crate::log_limited;
-use crate::producer::{EntryShared, Producers, Tag};
+use crate::producer::{EntryShared, Producers, Record, Tag};
 use crate::publish::PublishInfo;
 use crate::stats::{EntryStats, LogLimiter, Outcome};
 use crate::topic::{check_kafka_topic, skip_levels, RenderBuf, Vars};
@@ -444,7 +443,7 @@ impl Entry {
             ack_slot,
         }
         .encode();
-        let mut record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(out.topic, tag)
+        let mut record = Record::with_opaque_to(out.topic, tag)
             .timestamp(out.timestamp)
             .headers(out.headers);
         record.key = out.key;

@@ -111,6 +111,9 @@ impl ProducerContext for DeliveryContext {
 
 pub type KafkaProducer = ThreadedProducer<DeliveryContext>;
 
+/// A record on its way to librdkafka; its opaque is an encoded [`Tag`].
+pub type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
+
 /// The producers of one entry.
 pub struct Producers {
     clients: Vec<KafkaProducer>,
@@ -169,10 +172,7 @@ impl Producers {
 
     /// Hands a record to librdkafka; on error the record comes back for a retry.
     #[allow(clippy::result_large_err)]
-    pub fn send<'a>(
-        &self,
-        record: BaseRecord<'a, [u8], [u8], usize>,
-    ) -> Result<(), (KafkaError, BaseRecord<'a, [u8], [u8], usize>)> {
+    pub fn send<'a>(&self, record: Record<'a>) -> Result<(), (KafkaError, Record<'a>)> {
         self.pick(record.key).send(record)
     }
 

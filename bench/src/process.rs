@@ -138,6 +138,11 @@ impl RssSampler {
         RssSampler { pid, stop, thread }
     }
 
+    /// VmRSS now, kB.
+    pub fn current_kb(&self) -> u64 {
+        status_kb(self.pid, "VmRSS:").unwrap_or(0)
+    }
+
     /// Stops sampling; call while the process still runs (VmHWM is read last).
     pub fn finish(self) -> Rss {
         let hwm = status_kb(self.pid, "VmHWM:");
@@ -156,4 +161,69 @@ fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// CPU time (clock ticks) of the whole machine and of some processes at one instant.
+pub struct CpuSnapshot {
+    busy: u64,
+    procs: Vec<u64>,
+}
+
+/// CPU use between two snapshots, in cores (CPU seconds per second).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CpuUse {
+    /// Per process, in the order given to [`CpuSnapshot::take`].
+    pub procs: Vec<f64>,
+    /// Everything else on the machine (other processes, the kernel's own threads).
+    pub other: f64,
+}
+
+impl CpuSnapshot {
+    pub fn take(pids: &[u32]) -> CpuSnapshot {
+        CpuSnapshot {
+            busy: machine_busy_ticks().unwrap_or(0),
+            procs: pids
+                .iter()
+                .map(|&p| process_ticks(p).unwrap_or(0))
+                .collect(),
+        }
+    }
+
+    pub fn since(&self, earlier: &CpuSnapshot, seconds: f64) -> CpuUse {
+        // SAFETY: sysconf has no memory effects.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let cores = |ticks: u64| ticks as f64 / hz / seconds;
+        let procs: Vec<u64> = self
+            .procs
+            .iter()
+            .zip(&earlier.procs)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
+        let busy = self.busy.saturating_sub(earlier.busy);
+        CpuUse {
+            other: cores(busy.saturating_sub(procs.iter().sum())),
+            procs: procs.into_iter().map(cores).collect(),
+        }
+    }
+}
+
+/// Busy ticks of all CPUs (/proc/stat: user, nice, system, irq, softirq, steal).
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    Some([0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum())
+}
+
+/// utime + stime of a process, all threads (/proc/PID/stat fields 14 and 15).
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }

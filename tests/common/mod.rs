@@ -3,6 +3,8 @@
 //! rumqttc clients.
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -426,9 +428,15 @@ impl V5Client {
                         }
                     }
                     Ok(Event::Incoming(Packet::PubAck(a))) => {
-                        let _ = tx.send((a.pkid, a.reason as u8));
+                        let _ = tx.send((a.pkid, puback_code(a.reason)));
                     }
                     Ok(_) => {}
+                    // rumqttc reports a PUBACK with a failure reason as an error.
+                    Err(rumqttc::v5::ConnectionError::MqttState(
+                        rumqttc::v5::StateError::PubAckFail { reason },
+                    )) => {
+                        let _ = tx.send((0, puback_code(reason)));
+                    }
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
             }
@@ -446,6 +454,22 @@ impl V5Client {
             .await
             .ok()
             .flatten()
+    }
+}
+
+/// The MQTT v5 reason code of a PUBACK reason.
+fn puback_code(reason: rumqttc::v5::mqttbytes::v5::PubAckReason) -> u8 {
+    use rumqttc::v5::mqttbytes::v5::PubAckReason as R;
+    match reason {
+        R::Success => 0x00,
+        R::NoMatchingSubscribers => 0x10,
+        R::UnspecifiedError => 0x80,
+        R::ImplementationSpecificError => 0x83,
+        R::NotAuthorized => 0x87,
+        R::TopicNameInvalid => 0x90,
+        R::PacketIdentifierInUse => 0x91,
+        R::QuotaExceeded => 0x97,
+        R::PayloadFormatInvalid => 0x99,
     }
 }
 

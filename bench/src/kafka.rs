@@ -1,0 +1,372 @@
+//! The Kafka side: a fresh tansu process per run, and a reader that counts what arrived.
+//!
+//! The reader is a librdkafka consumer that `assign`s every partition from the beginning
+//! (tansu's consumer-group join takes over 15 s) on a thread of its own. It reads during
+//! the load and after it, and takes a record's arrival time when it receives it.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::load::now_us;
+use crate::process::{free_port, wait_for_port, Proc};
+
+/// A tansu broker with in-memory storage.
+pub struct Tansu {
+    proc: Proc,
+    url: String,
+    pub bootstrap: String,
+}
+
+impl Tansu {
+    pub fn start(bin: &Path, log: &Path) -> Result<Tansu> {
+        let port = free_port()?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut cmd = Command::new(bin);
+        cmd.args(["broker", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"]);
+        let mut proc = Proc::spawn("tansu", cmd, log, false)?;
+        wait_for_port(
+            &mut proc,
+            ([127, 0, 0, 1], port).into(),
+            Duration::from_secs(15),
+        )?;
+        Ok(Tansu {
+            proc,
+            url,
+            bootstrap: format!("127.0.0.1:{port}"),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn create_topic(&self, bin: &Path, name: &str, partitions: u32) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let out = Command::new(bin)
+                .args(["topic", "create", name, "--broker", &self.url])
+                .args(["--partitions", &partitions.to_string()])
+                .output()
+                .context("cannot run `tansu topic create`")?;
+            if out.status.success() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "tansu topic create {name} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn stop(self) -> Result<()> {
+        self.proc.terminate(Duration::from_secs(5))
+    }
+}
+
+/// The steady-state window, in µs since the epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub start_us: u64,
+    pub end_us: u64,
+}
+
+impl Window {
+    fn contains(&self, t_us: u64) -> bool {
+        (self.start_us..self.end_us).contains(&t_us)
+    }
+}
+
+/// What the reader found in Kafka.
+#[derive(Default)]
+pub struct Received {
+    /// Per publisher, which sequence numbers arrived.
+    seen: Vec<Bits>,
+    /// Records that arrived more than once.
+    pub duplicates: u64,
+    /// Records whose arrival time lies in the window.
+    pub arrived_in_window: u64,
+    /// Publish-to-arrival latencies (µs) of the records published in the window.
+    pub latencies_us: Vec<u64>,
+    /// Records whose key is their payload's `device_id`.
+    pub keyed: u64,
+    /// Records that are not the benchmark's.
+    pub foreign: u64,
+    /// Consumer errors (the first one is kept).
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Arrival of the last record, µs since the epoch.
+    pub last_arrival_us: Option<u64>,
+    /// Records read, duplicates and foreign ones included.
+    pub read: u64,
+    /// Records the topic holds after the drain according to its offsets (the sum of
+    /// high − low watermarks): if it exceeds `read`, the reader missed records.
+    pub in_topic: Option<u64>,
+}
+
+impl Received {
+    /// Distinct records of `publisher` with a sequence number below `count`.
+    pub fn distinct_below(&self, publisher: usize, count: u64) -> u64 {
+        self.seen
+            .get(publisher)
+            .map_or(0, |bits| bits.count_below(count))
+    }
+
+    /// Distinct records of every publisher.
+    pub fn distinct(&self) -> u64 {
+        self.seen.iter().map(|b| b.count_below(u64::MAX)).sum()
+    }
+
+    fn record(&mut self, m: &rdkafka::message::BorrowedMessage<'_>, window: Window) {
+        let arrival = now_us();
+        self.last_arrival_us = Some(arrival);
+        self.read += 1;
+        if window.contains(arrival) {
+            self.arrived_in_window += 1;
+        }
+        let Some(f) = m.payload().and_then(Fields::parse) else {
+            self.foreign += 1;
+            return;
+        };
+        if self.seen.len() <= f.publisher {
+            self.seen.resize_with(f.publisher + 1, Bits::default);
+        }
+        if !self.seen[f.publisher].insert(f.seq) {
+            self.duplicates += 1;
+            return;
+        }
+        if window.contains(f.t_us) {
+            self.latencies_us.push(arrival.saturating_sub(f.t_us));
+        }
+        let key_publisher = m
+            .key()
+            .and_then(|k| k.strip_prefix(b"dev-"))
+            .and_then(|k| std::str::from_utf8(k).ok()?.parse::<usize>().ok());
+        if key_publisher == Some(f.publisher) {
+            self.keyed += 1;
+        }
+    }
+}
+
+/// A growable bit set of sequence numbers.
+#[derive(Default)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    /// Sets `i`; false if it was set already.
+    fn insert(&mut self, i: u64) -> bool {
+        let (word, bit) = ((i / 64) as usize, i % 64);
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        let was = self.0[word] & (1 << bit) != 0;
+        self.0[word] |= 1 << bit;
+        !was
+    }
+
+    fn count_below(&self, n: u64) -> u64 {
+        let full = usize::try_from(n / 64).unwrap_or(usize::MAX);
+        let mut count: u64 = self
+            .0
+            .iter()
+            .take(full)
+            .map(|w| u64::from(w.count_ones()))
+            .sum();
+        if let Some(w) = self.0.get(full) {
+            let mask = (1u64 << (n % 64)) - 1;
+            count += u64::from((w & mask).count_ones());
+        }
+        count
+    }
+}
+
+/// The fields of a benchmark payload the reader needs. Its layout is fixed (see
+/// `load::payload`), so they are read from its first bytes without a JSON parser.
+#[derive(Debug, PartialEq, Eq)]
+struct Fields {
+    publisher: usize,
+    seq: u64,
+    t_us: u64,
+}
+
+impl Fields {
+    fn parse(payload: &[u8]) -> Option<Fields> {
+        let head = &payload[..payload.len().min(128)];
+        Some(Fields {
+            publisher: usize::try_from(number_after(head, b"\"pub\":")?).ok()?,
+            seq: number_after(head, b"\"seq\":")?,
+            t_us: number_after(head, b"\"t_us\":")?,
+        })
+    }
+}
+
+fn number_after(haystack: &[u8], key: &[u8]) -> Option<u64> {
+    let at = haystack.windows(key.len()).position(|w| w == key)? + key.len();
+    let digits = haystack[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&haystack[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// How the reader ends once the publishers stopped: when nothing new arrived for
+/// `quiet`, or after `max`.
+#[derive(Clone, Copy)]
+pub struct Drain {
+    pub quiet: Duration,
+    pub max: Duration,
+}
+
+/// A reader on its own thread.
+pub struct Reader {
+    window: mpsc::Sender<Window>,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<Received>>,
+}
+
+impl Reader {
+    /// Assigns every partition of `topic` from the beginning. Reading starts when
+    /// [`Reader::begin`] gives the window.
+    pub fn start(bootstrap: &str, topic: &str, partitions: u32, drain: Drain) -> Result<Reader> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "bridge-bench")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            // Return fetches quickly: the arrival time is taken when a record is read.
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .context("cannot create the Kafka reader")?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, i32::try_from(p)?, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl)?;
+        let (window_tx, window_rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("kafka-reader".into())
+            .spawn(move || {
+                let mut got = read(&consumer, &window_rx, &s, drain)?;
+                got.in_topic = records_in_topic(&consumer);
+                Ok(got)
+            })?;
+        Ok(Reader {
+            window: window_tx,
+            stop,
+            thread,
+        })
+    }
+
+    pub fn begin(&self, window: Window) -> Result<()> {
+        self.window
+            .send(window)
+            .map_err(|_| anyhow!("the Kafka reader stopped"))
+    }
+
+    /// Tells the reader that the publishers stopped, and waits for it to drain.
+    pub fn finish(self) -> Result<Received> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the Kafka reader panicked"))?
+    }
+}
+
+fn read(
+    consumer: &BaseConsumer,
+    window: &mpsc::Receiver<Window>,
+    stop: &AtomicBool,
+    drain: Drain,
+) -> Result<Received> {
+    let window = window
+        .recv()
+        .map_err(|_| anyhow!("no measurement window"))?;
+    let mut got = Received::default();
+    let mut last_new = Instant::now();
+    let mut stopped_at = None;
+    loop {
+        match consumer.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                got.record(&m, window);
+                last_new = Instant::now();
+            }
+            Some(Err(e)) => {
+                got.errors += 1;
+                got.first_error.get_or_insert_with(|| e.to_string());
+            }
+            None => {}
+        }
+        if stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let since = *stopped_at.get_or_insert(now);
+            if now - last_new.max(since) >= drain.quiet || now - since >= drain.max {
+                return Ok(got);
+            }
+        }
+    }
+}
+
+/// The records of every assigned partition, by their watermarks.
+fn records_in_topic(consumer: &BaseConsumer) -> Option<u64> {
+    let assigned = consumer.assignment().ok()?;
+    let mut total = 0;
+    for e in assigned.elements() {
+        let (low, high) =
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5)).ok()?;
+        total += u64::try_from(high - low).ok()?;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::payload;
+
+    #[test]
+    fn fields_of_a_payload() {
+        let p = payload(3, 123_456, 1_700_000_000_123_456, 256);
+        assert_eq!(
+            Fields::parse(&p),
+            Some(Fields {
+                publisher: 3,
+                seq: 123_456,
+                t_us: 1_700_000_000_123_456
+            })
+        );
+        assert_eq!(Fields::parse(b"hello"), None);
+    }
+
+    #[test]
+    fn bits() {
+        let mut b = Bits::default();
+        assert!(b.insert(0));
+        assert!(b.insert(64));
+        assert!(b.insert(200));
+        assert!(!b.insert(64));
+        assert_eq!(b.count_below(0), 0);
+        assert_eq!(b.count_below(1), 1);
+        assert_eq!(b.count_below(64), 1);
+        assert_eq!(b.count_below(65), 2);
+        assert_eq!(b.count_below(u64::MAX), 3);
+    }
+}

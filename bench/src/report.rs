@@ -1,0 +1,366 @@
+//! Results: per-run metrics, the tables, and the JSON file.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::kafka::Received;
+use crate::load::{Load, Published};
+use crate::process::CpuUse;
+use crate::run::Config;
+
+/// The metrics of one configuration under one load.
+#[derive(Serialize)]
+pub struct RunResult {
+    pub config: Config,
+    pub load: String,
+    /// Set when the run could not be completed; the other fields are then empty.
+    pub error: Option<String>,
+    pub metrics: Option<Metrics>,
+}
+
+#[derive(Serialize)]
+pub struct Metrics {
+    /// Publishes acknowledged (QoS 1) or written (QoS 0) per second, in the window.
+    pub ingest_per_s: f64,
+    /// Records that arrived in Kafka per second, in the window (None without a bridge).
+    pub kafka_per_s: Option<f64>,
+    /// Publish-to-Kafka latency of the records published in the window, milliseconds.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    /// CPU use in the window, in cores: the broker, tansu, this benchmark (publishers and
+    /// Kafka reader), and everything else on the machine.
+    pub cpu_broker: f64,
+    pub cpu_tansu: f64,
+    pub cpu_bench: f64,
+    pub cpu_other: f64,
+    /// Peak resident set size of the broker process (VmHWM), MiB.
+    pub peak_rss_mib: f64,
+    /// Resident set size at the end of the load and after the drain, MiB.
+    pub rss_end_of_load_mib: f64,
+    pub rss_after_drain_mib: f64,
+    /// Publishes acknowledged (QoS 1) or written (QoS 0) over the whole run.
+    pub published: u64,
+    /// Publishes handed to a client that were never acknowledged or written.
+    pub unconfirmed: u64,
+    /// Distinct benchmark records found in Kafka after the drain.
+    pub delivered: u64,
+    /// Published messages not found in Kafka after the drain.
+    pub lost: u64,
+    pub duplicates: u64,
+    /// Records whose Kafka key is their payload's device_id.
+    pub keyed: u64,
+    /// Seconds from the end of the load to the last record's arrival.
+    pub drain_s: Option<f64>,
+    pub publisher_error: Option<String>,
+    pub reader_errors: u64,
+    pub reader_first_error: Option<String>,
+    pub foreign_records: u64,
+    /// Records read from Kafka (duplicates and foreign ones included), and the records
+    /// the topic holds according to its offsets.
+    pub records_read: u64,
+    pub records_in_topic: Option<u64>,
+    /// The plugin's own `attrs()` when the broker was stopped.
+    pub plugin_attrs: Value,
+    /// `(seconds since the broker was up, VmRSS MiB)`, every 100 ms.
+    pub rss_samples: Vec<(f64, f64)>,
+}
+
+pub struct Measured {
+    pub window_s: f64,
+    pub ingest_in_window: u64,
+    pub cpu: CpuUse,
+    pub published: Published,
+    pub received: Received,
+    pub load_end_us: u64,
+    pub has_bridge: bool,
+    pub peak_rss_kb: u64,
+    pub rss_end_of_load_kb: u64,
+    pub rss_samples: Vec<(f64, u64)>,
+    pub plugin_attrs: Value,
+}
+
+fn mib(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+impl Metrics {
+    pub fn compute(m: Measured) -> Metrics {
+        let Measured {
+            window_s,
+            ingest_in_window,
+            cpu,
+            published,
+            mut received,
+            load_end_us,
+            has_bridge,
+            peak_rss_kb,
+            rss_end_of_load_kb,
+            rss_samples,
+            plugin_attrs,
+        } = m;
+        received.latencies_us.sort_unstable();
+        let lat = |p| {
+            has_bridge
+                .then(|| percentile(&received.latencies_us, p))
+                .flatten()
+                .map(|us| us as f64 / 1000.0)
+        };
+        let total: u64 = published.per_publisher.iter().sum();
+        let found: u64 = published
+            .per_publisher
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| received.distinct_below(i, n))
+            .sum();
+        Metrics {
+            ingest_per_s: ingest_in_window as f64 / window_s,
+            kafka_per_s: has_bridge.then(|| received.arrived_in_window as f64 / window_s),
+            cpu_broker: cpu.procs[0],
+            cpu_tansu: cpu.procs[1],
+            cpu_bench: cpu.procs[2],
+            cpu_other: cpu.other,
+            p50_ms: lat(50.0),
+            p99_ms: lat(99.0),
+            max_ms: lat(100.0),
+            peak_rss_mib: mib(peak_rss_kb),
+            rss_end_of_load_mib: mib(rss_end_of_load_kb),
+            rss_after_drain_mib: rss_samples.last().map_or(0.0, |&(_, kb)| mib(kb)),
+            published: total,
+            unconfirmed: published.unconfirmed,
+            delivered: received.distinct(),
+            lost: total - found,
+            duplicates: received.duplicates,
+            keyed: received.keyed,
+            drain_s: received
+                .last_arrival_us
+                .map(|t| t.saturating_sub(load_end_us) as f64 / 1e6),
+            publisher_error: published.error,
+            reader_errors: received.errors,
+            reader_first_error: received.first_error,
+            foreign_records: received.foreign,
+            records_read: received.read,
+            records_in_topic: received.in_topic,
+            plugin_attrs,
+            rss_samples: rss_samples
+                .into_iter()
+                .map(|(t, kb)| ((t * 10.0).round() / 10.0, (mib(kb) * 10.0).round() / 10.0))
+                .collect(),
+        }
+    }
+}
+
+/// Thousands separators: 229014 → "229,014".
+fn int(v: f64) -> String {
+    let s = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "-".into(), f)
+}
+
+fn ratio(num: Option<f64>, den: Option<f64>) -> String {
+    match (num, den) {
+        (Some(n), Some(d)) if d > 0.0 => format!("{:.2}", n / d),
+        _ => "-".into(),
+    }
+}
+
+/// The table of one load: a row per configuration, with ratios to (b) and to (a) taken
+/// from the same run.
+pub fn table(load: Load, results: &[&RunResult], header: &str) -> String {
+    let find = |c: Config| {
+        results
+            .iter()
+            .find(|r| r.config == c)
+            .and_then(|r| r.metrics.as_ref())
+    };
+    let b_kafka = find(Config::B).and_then(|m| m.kafka_per_s);
+    let a_ingest = find(Config::A).map(|m| m.ingest_per_s);
+    let mut out = String::new();
+    let _ = writeln!(out, "{load} — {header}");
+    let head = [
+        "configuration",
+        "ingest/s",
+        "Kafka/s",
+        "Kafka÷b",
+        "Kafka÷a.in",
+        "ingest÷a",
+        "p50 ms",
+        "p99 ms",
+        "peak RSS MiB",
+        "CPU broker/tansu/bench",
+        "published",
+        "in Kafka",
+        "lost",
+        "dup",
+    ];
+    let mut rows = vec![head.map(String::from).to_vec()];
+    let mut notes = Vec::new();
+    for r in results {
+        let Some(m) = &r.metrics else {
+            let mut row = vec![r.config.label().to_string()];
+            row.push(format!(
+                "failed: {}",
+                r.error.as_deref().unwrap_or("unknown")
+            ));
+            rows.push(row);
+            continue;
+        };
+        let bridge = m.kafka_per_s.is_some();
+        let dash = |s: String| if bridge { s } else { "-".into() };
+        rows.push(vec![
+            r.config.label().to_string(),
+            int(m.ingest_per_s),
+            opt(m.kafka_per_s, int),
+            ratio(m.kafka_per_s, b_kafka),
+            ratio(m.kafka_per_s, a_ingest),
+            ratio(Some(m.ingest_per_s), a_ingest),
+            opt(m.p50_ms, |v| format!("{v:.1}")),
+            opt(m.p99_ms, |v| format!("{v:.1}")),
+            format!("{:.0}", m.peak_rss_mib),
+            format!("{:.2}/{:.2}/{:.2}", m.cpu_broker, m.cpu_tansu, m.cpu_bench),
+            int(m.published as f64),
+            dash(int(m.delivered as f64)),
+            dash(int(m.lost as f64)),
+            dash(int(m.duplicates as f64)),
+        ]);
+        if let Some(note) = notes_of(r.config, m) {
+            notes.push(note);
+        }
+    }
+    let widths: Vec<usize> = (0..head.len())
+        .map(|c| {
+            rows.iter()
+                .filter(|r| r.len() == head.len())
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = widths
+                .get(c)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(cell.chars().count());
+            if c == 0 || row.len() != head.len() {
+                let _ = write!(line, "{cell}{}  ", " ".repeat(pad));
+            } else {
+                let _ = write!(line, "{}{cell}  ", " ".repeat(pad));
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    for n in notes {
+        let _ = writeln!(out, "  {n}");
+    }
+    out
+}
+
+/// What the bridge itself counted, and anything odd about the run.
+fn notes_of(config: Config, m: &Metrics) -> Option<String> {
+    let mut parts = Vec::new();
+    let a = &m.plugin_attrs;
+    let outcomes = &a["bridges"][0]["entries"][0]["stats"]["outcomes"];
+    if let Some(o) = outcomes.as_object() {
+        let counted: Vec<String> = o
+            .iter()
+            .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+            .map(|(k, v)| format!("{k} {}", int(v.as_u64().unwrap_or(0) as f64)))
+            .collect();
+        if !counted.is_empty() {
+            parts.push(format!("plugin counted {}", counted.join(", ")));
+        }
+    }
+    if let Some(q) = a.get("task_exec_queue") {
+        parts.push(format!(
+            "upstream task queue at stop: {} waiting, {} active",
+            int(q["waiting_count"].as_u64().unwrap_or(0) as f64),
+            q["active_count"].as_u64().unwrap_or(0)
+        ));
+    }
+    if m.cpu_other > 0.1 {
+        parts.push(format!(
+            "WARNING: other processes used {:.2} cores during the window",
+            m.cpu_other
+        ));
+    }
+    if let Some(d) = m.drain_s {
+        parts.push(format!("last record {d:.1} s after the load"));
+    }
+    if m.unconfirmed > 0 {
+        parts.push(format!("{} publishes never confirmed", int(m.unconfirmed as f64)));
+    }
+    if let Some(e) = &m.publisher_error {
+        parts.push(format!("publisher error: {e}"));
+    }
+    if m.reader_errors > 0 {
+        parts.push(format!(
+            "{} Kafka reader errors ({})",
+            m.reader_errors,
+            m.reader_first_error.as_deref().unwrap_or("")
+        ));
+    }
+    if let Some(n) = m.records_in_topic.filter(|&n| n != m.records_read) {
+        parts.push(format!(
+            "the topic's offsets count {} records, the reader read {}",
+            int(n as f64),
+            int(m.records_read as f64)
+        ));
+    }
+    if m.foreign_records > 0 {
+        parts.push(format!("{} unparseable records", m.foreign_records));
+    }
+    if config == Config::E && m.keyed != m.delivered {
+        parts.push(format!(
+            "only {} of {} records keyed by device_id",
+            m.keyed, m.delivered
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("{}: {}", config.letter(), parts.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50));
+        assert_eq!(percentile(&v, 99.0), Some(99));
+        assert_eq!(percentile(&v, 100.0), Some(100));
+        assert_eq!(percentile(&[7], 99.0), Some(7));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn thousands() {
+        assert_eq!(int(0.0), "0");
+        assert_eq!(int(999.4), "999");
+        assert_eq!(int(229_014.0), "229,014");
+        assert_eq!(int(1_234_567.0), "1,234,567");
+    }
+}

@@ -1,0 +1,400 @@
+//! `bridge-bench run`: every (load × configuration), each on a fresh tansu and broker.
+
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::broker::PluginKind;
+use crate::kafka::{Drain, Reader, Tansu, Window};
+use crate::load::{now_us, Load, Publishers};
+use crate::process::{CpuSnapshot, Proc, RssSampler};
+use crate::report::{table, Measured, Metrics, RunResult};
+use crate::RunArgs;
+
+/// The Kafka topic every bridge writes to, and its partitions.
+const TOPIC: &str = "bench";
+const PARTITIONS: u32 = 4;
+
+/// The five configurations of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Config {
+    /// The broker with no bridge (the ceiling).
+    A,
+    /// The upstream crate `rmqtt-bridge-egress-kafka` 0.24.
+    B,
+    /// This plugin, configuration only.
+    C,
+    /// This plugin with the `passthrough` example module.
+    D,
+    /// This plugin with the `key_headers` example module.
+    E,
+}
+
+impl Config {
+    pub fn letter(self) -> char {
+        match self {
+            Config::A => 'a',
+            Config::B => 'b',
+            Config::C => 'c',
+            Config::D => 'd',
+            Config::E => 'e',
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Config::A => "a no bridge",
+            Config::B => "b upstream 0.24",
+            Config::C => "c ours",
+            Config::D => "d ours+passthrough",
+            Config::E => "e ours+key_headers",
+        }
+    }
+
+    fn plugin(self) -> PluginKind {
+        match self {
+            Config::A => PluginKind::None,
+            Config::B => PluginKind::Upstream,
+            Config::C | Config::D | Config::E => PluginKind::Ours,
+        }
+    }
+
+    /// The transform of the entry: module file name and `transform.config`.
+    fn transform(self) -> Option<(&'static str, Option<&'static str>)> {
+        match self {
+            Config::D => Some(("passthrough.wasm", None)),
+            Config::E => Some((
+                "key_headers.wasm",
+                Some(r#"{ key_field = "device_id", topic_headers = "site:1,line:2" }"#),
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl FromStr for Config {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Config, String> {
+        match s.trim() {
+            "a" => Ok(Config::A),
+            "b" => Ok(Config::B),
+            "c" => Ok(Config::C),
+            "d" => Ok(Config::D),
+            "e" => Ok(Config::E),
+            _ => Err(format!("`{s}` is not a configuration (a, b, c, d or e)")),
+        }
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl Serialize for Config {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.label())
+    }
+}
+
+/// The plugin configuration of b to e: the seed's bridge settings, identical for the
+/// upstream plugin and this one (`enable` defaults to false upstream), one entry that
+/// takes every benchmark topic, and for d and e a transform.
+fn plugin_config(config: Config, bootstrap: &str, modules: &Path) -> String {
+    let mut toml = format!(
+        r#"[[bridges]]
+enable = true
+name = "bench"
+servers = "{bootstrap}"
+client_id_prefix = "bench"
+concurrent_client_limit = 3
+
+[bridges.properties]
+"message.timeout.ms" = "5000"
+
+[[bridges.entries]]
+local.topic_filter = "bench/#"
+remote.topic = "{TOPIC}"
+"#
+    );
+    if let Some((module, module_config)) = config.transform() {
+        toml.push_str(&format!(
+            "transform.module = \"{}\"\ntransform.instances = 2\ntransform.timeout = \"100ms\"\n",
+            modules.join(module).display()
+        ));
+        if let Some(c) = module_config {
+            toml.push_str(&format!("transform.config = {c}\n"));
+        }
+    }
+    toml
+}
+
+pub fn main(args: RunArgs) -> Result<()> {
+    if !args.tansu.is_file() {
+        bail!(
+            "tansu not found at {} (scripts/setup.sh tansu installs it; scripts/tansu-path.sh prints its path)",
+            args.tansu.display()
+        );
+    }
+    for c in &args.only {
+        if let Some((module, _)) = c.transform() {
+            let path = args.modules.join(module);
+            if !path.is_file() {
+                bail!(
+                    "{} not found (build the examples: cd examples && cargo build --release --target wasm32-unknown-unknown)",
+                    path.display()
+                );
+            }
+        }
+    }
+    std::fs::create_dir_all(&args.logs)
+        .with_context(|| format!("cannot create {}", args.logs.display()))?;
+    let exe = std::env::current_exe()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let header = format!(
+        "{} publishers, {} s warmup, {} s steady state",
+        args.publishers,
+        args.warmup.as_secs_f64(),
+        args.duration.as_secs_f64()
+    );
+    let started = Instant::now();
+    let mut results = Vec::new();
+    let mut tables = Vec::new();
+    for &load in &args.loads {
+        let first = results.len();
+        for &config in &args.only {
+            eprintln!("[{:>5.0} s] {load} {config}", started.elapsed().as_secs_f64());
+            let result = match one_run(&args, &exe, &runtime, config, load) {
+                Ok(m) => RunResult {
+                    config,
+                    load: load.to_string(),
+                    error: None,
+                    metrics: Some(m),
+                },
+                Err(e) => {
+                    eprintln!("  failed: {e:#}");
+                    RunResult {
+                        config,
+                        load: load.to_string(),
+                        error: Some(format!("{e:#}")),
+                        metrics: None,
+                    }
+                }
+            };
+            results.push(result);
+        }
+        let these: Vec<&RunResult> = results[first..].iter().collect();
+        let t = table(load, &these, &header);
+        eprintln!("\n{t}");
+        tables.push(t);
+    }
+    let elapsed = started.elapsed();
+    write_json(&args, &results, elapsed)?;
+    println!("{header}; Kafka: tansu, topic of {PARTITIONS} partitions; ratios from this run\n");
+    for t in &tables {
+        println!("{t}");
+    }
+    println!(
+        "total {:.0} s; raw results in {}",
+        elapsed.as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn write_json(args: &RunArgs, results: &[RunResult], elapsed: Duration) -> Result<()> {
+    let doc = json!({
+        "settings": {
+            "publishers": args.publishers,
+            "warmup_s": args.warmup.as_secs_f64(),
+            "duration_s": args.duration.as_secs_f64(),
+            "drain_quiet_s": args.drain_quiet.as_secs_f64(),
+            "drain_max_s": args.drain_max.as_secs_f64(),
+            "kafka_partitions": PARTITIONS,
+        },
+        "elapsed_s": elapsed.as_secs_f64(),
+        "results": results,
+    });
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("cannot write {}", args.out.display()))
+}
+
+/// The broker process and the lines it prints.
+struct Broker {
+    proc: Proc,
+    lines: mpsc::Receiver<String>,
+    addr: SocketAddr,
+}
+
+impl Broker {
+    fn start(exe: &Path, plugin: PluginKind, config: Option<&Path>, log: &Path) -> Result<Broker> {
+        let mut cmd = Command::new(exe);
+        cmd.args(["broker", "--plugin", plugin.as_str(), "--port", "0"]);
+        if let Some(c) = config {
+            cmd.arg("--plugin-config").arg(c);
+        }
+        let mut proc = Proc::spawn("broker", cmd, log, true)?;
+        let stdout = proc.stdout().ok_or_else(|| anyhow!("no broker stdout"))?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Compiling the modules of d and e takes a moment.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            match lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(a) = line.strip_prefix("listening ") {
+                        break a.parse()?;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    proc.check_running()
+                        .with_context(|| format!("see {}", log.display()))?;
+                }
+                Err(_) => bail!("the broker did not start (see {})", log.display()),
+            }
+        };
+        Ok(Broker { proc, lines, addr })
+    }
+
+    /// Stops the broker; returns the plugin attrs it printed.
+    fn stop(self) -> Result<Value> {
+        self.proc.terminate(Duration::from_secs(15))?;
+        let mut attrs = Value::Null;
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+            if let Some(a) = line.strip_prefix("attrs ") {
+                attrs = serde_json::from_str(a)?;
+            }
+        }
+        Ok(attrs)
+    }
+}
+
+fn one_run(
+    args: &RunArgs,
+    exe: &Path,
+    runtime: &tokio::runtime::Runtime,
+    config: Config,
+    load: Load,
+) -> Result<Metrics> {
+    let tag = format!("{load}-{}", config.letter());
+    let log = |what: &str| -> Result<PathBuf> {
+        let p = args.logs.join(format!("{tag}.{what}"));
+        if p.exists() {
+            std::fs::remove_file(&p)?;
+        }
+        Ok(p)
+    };
+    let tansu = Tansu::start(&args.tansu, &log("tansu.log")?)?;
+    tansu.create_topic(&args.tansu, TOPIC, PARTITIONS)?;
+    let has_bridge = config.plugin() != PluginKind::None;
+    let plugin_file = if has_bridge {
+        let f = log("plugin.toml")?;
+        std::fs::write(&f, plugin_config(config, &tansu.bootstrap, &args.modules))?;
+        Some(f)
+    } else {
+        None
+    };
+    let broker = Broker::start(
+        exe,
+        config.plugin(),
+        plugin_file.as_deref(),
+        &log("broker.log")?,
+    )?;
+    let rss = RssSampler::start(broker.proc.pid());
+    // Without a bridge nothing arrives in Kafka: no need to wait for stragglers.
+    let drain = Drain {
+        quiet: if has_bridge {
+            args.drain_quiet
+        } else {
+            Duration::ZERO
+        },
+        max: args.drain_max,
+    };
+    let reader = Reader::start(&tansu.bootstrap, TOPIC, PARTITIONS, drain)?;
+    let mut publishers =
+        runtime.block_on(Publishers::connect(broker.addr, args.publishers, load))?;
+
+    let start_us = now_us() + args.warmup.as_micros() as u64;
+    let window = Window {
+        start_us,
+        end_us: start_us + args.duration.as_micros() as u64,
+    };
+    reader.begin(window)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let pids = [broker.proc.pid(), tansu.pid(), std::process::id()];
+    let (window_s, ingest_in_window, cpu, published) = runtime.block_on(async {
+        let t0 = tokio::time::Instant::now();
+        publishers.start(&stop);
+        tokio::time::sleep_until(t0 + args.warmup).await;
+        let (c1, w1, cpu1) = (publishers.done(), Instant::now(), CpuSnapshot::take(&pids));
+        tokio::time::sleep_until(t0 + args.warmup + args.duration).await;
+        let (c2, w2, cpu2) = (publishers.done(), Instant::now(), CpuSnapshot::take(&pids));
+        stop.store(true, Ordering::Relaxed);
+        let published = publishers.finish(Duration::from_secs(10)).await;
+        let window_s = (w2 - w1).as_secs_f64();
+        (window_s, c2 - c1, cpu2.since(&cpu1, window_s), published)
+    });
+    let load_end_us = now_us();
+    let rss_end_of_load_kb = rss.current_kb();
+    let received = reader.finish()?;
+    let rss = rss.finish();
+    let plugin_attrs = broker.stop()?;
+    tansu.stop()?;
+    Ok(Metrics::compute(Measured {
+        window_s,
+        ingest_in_window,
+        cpu,
+        published,
+        received,
+        load_end_us,
+        has_bridge,
+        peak_rss_kb: rss.hwm_kb,
+        rss_end_of_load_kb,
+        rss_samples: rss.samples,
+        plugin_attrs,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_parse() {
+        assert_eq!("c".parse::<Config>(), Ok(Config::C));
+        assert!("f".parse::<Config>().is_err());
+    }
+
+    #[test]
+    fn plugin_configs_differ_only_by_the_transform() {
+        let dir = Path::new("/m");
+        let b = plugin_config(Config::B, "127.0.0.1:1", dir);
+        assert_eq!(b, plugin_config(Config::C, "127.0.0.1:1", dir));
+        let e = plugin_config(Config::E, "127.0.0.1:1", dir);
+        assert!(e.starts_with(&b));
+        assert!(e.contains("transform.module = \"/m/key_headers.wasm\""));
+    }
+}
