@@ -336,3 +336,11 @@ async fn traps_are_contained_and_handled_by_on_error() {
         );
     }
 }
+
+#[test]
+fn the_passthrough_module_is_at_most_100_kb() {
+    let size = std::fs::metadata(example_module("passthrough"))
+        .unwrap()
+        .len();
+    assert!(size <= 100_000, "passthrough.wasm is {size} bytes");
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the broker with the bridge on an embedded Kafka (librdkafka's mock cluster) and
+# prints every record that lands in it. Installs what it needs first (idempotent).
+# Extra arguments go to rmqttd.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh build
+cargo build --release --locked --bin rmqttd
+exec target/release/rmqttd -f rmqtt.toml --demo "$@"
