@@ -115,6 +115,7 @@ impl AckWait {
         self.receivers.push(rx);
     }
 
+    /// Records a failure of an ack-mode record that never reached librdkafka.
     pub fn fail(&mut self, failure: AckFailure) {
         self.failure.get_or_insert(failure);
     }

@@ -16,7 +16,7 @@ use crate::inflight::Inflight;
 use crate::log_limited;
 use crate::producer::{EntryShared, Producers, Record, Tag};
 use crate::publish::PublishInfo;
-use crate::stats::{EntryStats, LogLimiter, Outcome};
+use crate::stats::{EntryStats, LogLimiter, Outcome, Snapshot};
 use crate::topic::{check_kafka_topic, skip_levels, RenderBuf, Vars};
 use crate::transform::{Cause, Failure, TransformEngine, TransformModule, TransformPool};
 
@@ -53,9 +53,12 @@ pub struct Entry {
     transform_log: LogLimiter,
 }
 
+/// The entry's `remote.topic` for one publish, or why it is not a valid Kafka topic.
+type DefaultTopic<'a> = Result<&'a str, &'a str>;
+
 /// A record ready to be handed to librdkafka.
 struct Outgoing<'a> {
-    topic: &'a str,
+    topic: DefaultTopic<'a>,
     key: Option<&'a [u8]>,
     payload: Option<&'a [u8]>,
     partition: Option<i32>,
@@ -175,6 +178,7 @@ impl Bridge {
             "index": self.index,
             "servers": self.config.servers(),
             "inflight": self.inflight.to_json(),
+            "stats": self.entries.iter().map(|e| e.shared.stats.snapshot()).fold(Snapshot::default(), |a, b| a + b).to_json(),
             "entries": self.entries.iter().map(Entry::to_json).collect::<Vec<_>>(),
         })
     }
@@ -194,7 +198,7 @@ impl Entry {
             "remote_key": r.key.as_ref().map(|k| k.as_str()),
             "ack_after_delivery": r.ack_after_delivery,
             "client_ids": self.producers.client_ids(),
-            "stats": self.shared.stats.to_json(),
+            "stats": self.shared.stats.snapshot().to_json(),
             "transform": self.transform.as_ref().map(TransformPool::to_json),
         })
     }
@@ -219,26 +223,17 @@ impl Entry {
             ) as &[u8]
         });
         let mut topic_buf = RenderBuf::new();
+        // A rendered topic may not be a valid Kafka name; that only matters for the
+        // records that end up using it (a module may pick its own topic).
         let topic = match remote.topic.constant() {
-            Some(t) => t,
+            Some(t) => Ok(t),
             None => {
                 let t = std::str::from_utf8(remote.topic.render(local_topic, &mut topic_buf))
                     .unwrap_or_default();
-                if let Err(e) = check_kafka_topic(t) {
-                    self.shared.stats.outcome(Outcome::DeliveryFailed);
-                    log_limited!(
-                        self.shared.delivery_log,
-                        log::Level::Warn,
-                        "{}: cannot forward {}: {e}",
-                        self.shared.label,
-                        p.topic()
-                    );
-                    wait.fail(AckFailure::Delivery(e));
-                    return;
-                }
-                t
+                check_kafka_topic(t).map(|()| t)
             }
         };
+        let topic = topic.as_deref().map_err(String::as_str);
         match &self.transform {
             None => {
                 self.produce(self.untransformed(p, topic, key), ack, wait)
@@ -255,7 +250,7 @@ impl Entry {
     fn untransformed<'a>(
         &self,
         p: &'a PublishInfo<'_>,
-        topic: &'a str,
+        topic: DefaultTopic<'a>,
         key: Option<&'a [u8]>,
     ) -> Outgoing<'a> {
         Outgoing {
@@ -273,7 +268,7 @@ impl Entry {
         &self,
         pool: &TransformPool,
         p: &PublishInfo<'_>,
-        topic: &str,
+        topic: DefaultTopic<'_>,
         key: Option<&[u8]>,
         ack: bool,
         wait: &mut AckWait,
@@ -327,9 +322,10 @@ impl Entry {
                 });
             }
             let out = Outgoing {
+                // Record topics were checked by `check_record`.
                 topic: r
                     .topic
-                    .map_or(topic, |t| std::str::from_utf8(t).unwrap_or_default()),
+                    .map_or(topic, |t| Ok(std::str::from_utf8(t).unwrap_or_default())),
                 key: r.key.or(key),
                 payload: r.payload,
                 partition: r.partition.or(self.config.remote.partition),
@@ -345,7 +341,7 @@ impl Entry {
     async fn transform_failed(
         &self,
         p: &PublishInfo<'_>,
-        topic: &str,
+        topic: DefaultTopic<'_>,
         key: Option<&[u8]>,
         failure: Failure,
         ack: bool,
@@ -397,7 +393,7 @@ impl Entry {
                         value: Some(message),
                     });
                 let out = Outgoing {
-                    topic: dlq.map_or(topic, |t| t.as_str()),
+                    topic: dlq.map_or(topic, |t| Ok(t.as_str())),
                     key,
                     payload: Some(&p.publish.payload),
                     partition: None,
@@ -414,6 +410,22 @@ impl Entry {
     /// path ends in a counted outcome (now, or in the delivery report).
     async fn produce(&self, out: Outgoing<'_>, ack: bool, wait: &mut AckWait) {
         let shared = &self.shared;
+        let topic = match out.topic {
+            Ok(t) => t,
+            Err(e) => {
+                shared.stats.outcome(Outcome::DeliveryFailed);
+                log_limited!(
+                    shared.delivery_log,
+                    log::Level::Warn,
+                    "{}: cannot forward: {e}",
+                    shared.label
+                );
+                if ack {
+                    wait.fail(AckFailure::Delivery(e.to_owned()));
+                }
+                return;
+            }
+        };
         let bytes = out.payload.map_or(0, <[u8]>::len) + out.key.map_or(0, <[u8]>::len);
         let timeout = self.config.remote.queue_timeout;
         let has_room = shared.inflight.try_acquire(bytes)
@@ -428,9 +440,11 @@ impl Entry {
                 shared.label,
                 shared.inflight.messages(),
                 shared.inflight.bytes(),
-                out.topic
+                topic
             );
-            wait.fail(AckFailure::BufferFull);
+            if ack {
+                wait.fail(AckFailure::BufferFull);
+            }
             return;
         }
         let ack_slot = ack.then(|| {
@@ -443,7 +457,7 @@ impl Entry {
             ack_slot,
         }
         .encode();
-        let mut record = Record::with_opaque_to(out.topic, tag)
+        let mut record = Record::with_opaque_to(topic, tag)
             .timestamp(out.timestamp)
             .headers(out.headers);
         record.key = out.key;
@@ -476,9 +490,8 @@ impl Entry {
                     log_limited!(
                         shared.delivery_log,
                         log::Level::Warn,
-                        "{}: cannot produce to {}: {e}",
-                        shared.label,
-                        out.topic
+                        "{}: cannot produce to {topic}: {e}",
+                        shared.label
                     );
                     self.settle_failed_ack(ack_slot, &e.to_string());
                     return;

@@ -88,26 +88,68 @@ impl EntryStats {
 
     /// Records produced but not yet settled by a delivery report.
     pub fn in_flight(&self) -> u64 {
+        self.snapshot().in_flight()
+    }
+
+    /// The counters at this moment.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            matched: self.matched.load(Ordering::Relaxed),
+            acl_denied: self.acl_denied.load(Ordering::Relaxed),
+            produced: self.produced.load(Ordering::Relaxed),
+            outcomes: Outcome::ALL.map(|o| self.get(o)),
+        }
+    }
+}
+
+/// A copy of [`EntryStats`]; snapshots of several entries add up to a bridge's totals.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub matched: u64,
+    pub acl_denied: u64,
+    pub produced: u64,
+    pub outcomes: [u64; Outcome::ALL.len()],
+}
+
+impl Snapshot {
+    pub fn get(&self, o: Outcome) -> u64 {
+        self.outcomes[o as usize]
+    }
+
+    /// Records produced but not yet settled by a delivery report.
+    pub fn in_flight(&self) -> u64 {
         let settled = self.get(Outcome::Delivered)
             + self.get(Outcome::DeadLettered)
             + self.get(Outcome::DeliveryFailed);
-        self.produced
-            .load(Ordering::Relaxed)
-            .saturating_sub(settled)
+        self.produced.saturating_sub(settled)
     }
 
     pub fn to_json(&self) -> Value {
-        let mut outcomes = Map::new();
-        for o in Outcome::ALL {
-            outcomes.insert(o.as_str().into(), self.get(o).into());
-        }
+        let outcomes: Map<String, Value> = Outcome::ALL
+            .iter()
+            .map(|o| (o.as_str().to_owned(), self.get(*o).into()))
+            .collect();
         json!({
-            "matched": self.matched.load(Ordering::Relaxed),
-            "acl_denied": self.acl_denied.load(Ordering::Relaxed),
-            "produced": self.produced.load(Ordering::Relaxed),
+            "matched": self.matched,
+            "acl_denied": self.acl_denied,
+            "produced": self.produced,
             "in_flight": self.in_flight(),
             "outcomes": outcomes,
         })
+    }
+}
+
+impl std::ops::Add for Snapshot {
+    type Output = Snapshot;
+
+    fn add(mut self, other: Snapshot) -> Snapshot {
+        self.matched += other.matched;
+        self.acl_denied += other.acl_denied;
+        self.produced += other.produced;
+        for (a, b) in self.outcomes.iter_mut().zip(other.outcomes) {
+            *a += b;
+        }
+        self
     }
 }
 
@@ -191,9 +233,19 @@ mod tests {
         s.outcome(Outcome::DeadLettered);
         s.outcome(Outcome::Filtered);
         assert_eq!(s.in_flight(), 2);
-        let j = s.to_json();
+        let j = s.snapshot().to_json();
         assert_eq!(j["outcomes"]["filtered"], 1);
         assert_eq!(j["in_flight"], 2);
+    }
+
+    #[test]
+    fn snapshots_add_up() {
+        let (a, b) = (EntryStats::default(), EntryStats::default());
+        a.matched();
+        b.matched();
+        b.outcome(Outcome::Filtered);
+        let total = a.snapshot() + b.snapshot();
+        assert_eq!((total.matched, total.get(Outcome::Filtered)), (2, 1));
     }
 
     #[test]

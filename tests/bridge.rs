@@ -265,6 +265,11 @@ remote.topic = "multi-3"
         "a disabled bridge forwards nothing"
     );
     let attrs = broker.attrs().await;
+    let first = &attrs["bridges"][0];
+    assert_eq!(
+        first["stats"]["matched"], 3,
+        "bridge totals add up its entries: {first}"
+    );
     let bridges: Vec<_> = attrs["bridges"]
         .as_array()
         .unwrap()
@@ -353,4 +358,29 @@ async fn same_key_keeps_its_order_across_producers() {
             "order of key {key}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_that_maps_to_an_invalid_kafka_name_is_counted_as_failed() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("x-ok", 1);
+    let entries =
+        "[[bridges.entries]]\nlocal.topic_filter = \"#\"\nremote.topic = \"x-${local.topic}\"\n";
+    let broker = Broker::start(&bridge_config(&kafka.bootstrap, "", entries)).await;
+    let c = V3Client::connect(broker.addr, "spaces").await;
+    c.publish("has space", 1, "bad").await;
+    c.publish("ok", 1, "good").await;
+    assert_eq!(
+        read(&kafka.bootstrap, "x-ok", 1).await[0].payload_str(),
+        "good"
+    );
+    let s = broker.settled_stats(0, 0).await;
+    assert_eq!(
+        (
+            s["outcomes"]["delivery_failed"].as_u64(),
+            s["outcomes"]["delivered"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{s}"
+    );
 }

@@ -656,3 +656,35 @@ async fn stopping_with_kafka_down_counts_what_could_not_be_delivered() {
         (Some(10), Some(0), 10)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ack_mode_a_dropped_record_does_not_refuse_the_publish() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("full", 1);
+    kafka.broker_down(1);
+    let entries = "[[bridges.entries]]\nlocal.topic_filter = \"n/#\"\nremote.topic = \"full\"\n";
+    let broker = Broker::start(&bridge_config(
+        &kafka.bootstrap,
+        "max_inflight_messages = 1",
+        entries,
+    ))
+    .await;
+    let mut c = V3Client::connect(broker.addr, "plain-qos1").await;
+    c.publish("n/1", 1, "in flight").await;
+    c.publish("n/1", 1, "dropped").await;
+    assert!(c.next_ack(Duration::from_secs(5)).await.is_some());
+    assert!(
+        c.next_ack(Duration::from_secs(5)).await.is_some(),
+        "acknowledged although its record was dropped"
+    );
+    assert_eq!(c.disconnects.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let s = broker.entry_stats(0, 0).await;
+    assert_eq!(
+        (
+            s["matched"].as_u64(),
+            s["outcomes"]["dropped_buffer_full"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+}
