@@ -413,13 +413,7 @@ impl Entry {
         let topic = match out.topic {
             Ok(t) => t,
             Err(e) => {
-                shared.stats.outcome(Outcome::DeliveryFailed);
-                log_limited!(
-                    shared.delivery_log,
-                    log::Level::Warn,
-                    "{}: cannot forward: {e}",
-                    shared.label
-                );
+                shared.lost(Outcome::DeliveryFailed, format_args!("cannot forward: {e}"));
                 if ack {
                     wait.fail(AckFailure::Delivery(e.to_owned()));
                 }
@@ -432,15 +426,10 @@ impl Entry {
             // Ack mode refuses the publish at once rather than holding the client.
             || (!ack && shared.inflight.acquire_within(bytes, timeout).await);
         if !has_room {
-            shared.stats.outcome(Outcome::DroppedBufferFull);
-            log_limited!(
-                shared.delivery_log,
-                log::Level::Warn,
-                "{}: in-flight buffer full ({} records, {} bytes), record for {} dropped",
-                shared.label,
-                shared.inflight.messages(),
-                shared.inflight.bytes(),
-                topic
+            let (messages, bytes) = (shared.inflight.messages(), shared.inflight.bytes());
+            shared.lost(
+                Outcome::DroppedBufferFull,
+                format_args!("in-flight buffer full ({messages} records, {bytes} bytes), record for {topic} dropped"),
             );
             if ack {
                 wait.fail(AckFailure::BufferFull);
@@ -477,7 +466,10 @@ impl Entry {
                         *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
                     if tokio::time::Instant::now() >= until {
                         shared.inflight.release(bytes);
-                        shared.stats.outcome(Outcome::DroppedBufferFull);
+                        shared.lost(
+                            Outcome::DroppedBufferFull,
+                            format_args!("librdkafka queue full, record for {topic} dropped"),
+                        );
                         self.settle_failed_ack(ack_slot, "librdkafka queue full");
                         return;
                     }
@@ -486,12 +478,9 @@ impl Entry {
                 }
                 Err((e, _)) => {
                     shared.inflight.release(bytes);
-                    shared.stats.outcome(Outcome::DeliveryFailed);
-                    log_limited!(
-                        shared.delivery_log,
-                        log::Level::Warn,
-                        "{}: cannot produce to {topic}: {e}",
-                        shared.label
+                    shared.lost(
+                        Outcome::DeliveryFailed,
+                        format_args!("cannot produce to {topic}: {e}"),
                     );
                     self.settle_failed_ack(ack_slot, &e.to_string());
                     return;

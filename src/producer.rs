@@ -57,6 +57,14 @@ pub struct EntryShared {
     pub client_log: LogLimiter,
 }
 
+impl EntryShared {
+    /// Counts a record that will not reach Kafka and logs why (rate-limited).
+    pub fn lost(&self, outcome: Outcome, why: std::fmt::Arguments<'_>) {
+        self.stats.outcome(outcome);
+        log_limited!(self.delivery_log, log::Level::Warn, "{}: {why}", self.label);
+    }
+}
+
 /// librdkafka callbacks of one entry.
 pub struct DeliveryContext(Arc<EntryShared>);
 
@@ -90,16 +98,10 @@ impl ProducerContext for DeliveryContext {
             } else {
                 Outcome::Delivered
             }),
-            Some(e) => {
-                shared.stats.outcome(Outcome::DeliveryFailed);
-                log_limited!(
-                    shared.delivery_log,
-                    log::Level::Warn,
-                    "{}: delivery to Kafka topic {} failed: {e}",
-                    shared.label,
-                    msg.topic()
-                );
-            }
+            Some(e) => shared.lost(
+                Outcome::DeliveryFailed,
+                format_args!("delivery to Kafka topic {} failed: {e}", msg.topic()),
+            ),
         }
         if let Some(slot) = tag.ack_slot {
             shared

@@ -50,25 +50,24 @@ impl Site {
         c
     }
 
-    fn start(&self) -> Proc {
-        let mut child = self
-            .command()
+    /// Starts rmqttd with its stderr captured.
+    fn spawn(&self) -> std::process::Child {
+        self.command()
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap()
+    }
+
+    fn start(&self) -> Proc {
+        let mut child = self.spawn();
         wait_for_port(self.port, &mut child, "rmqttd");
         Proc(child)
     }
 
     /// Runs rmqttd expecting it to refuse the start; returns its stderr.
     fn refused(&self) -> String {
-        let mut child = self
-            .command()
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = self.spawn();
         let deadline = Instant::now() + Duration::from_secs(30);
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
