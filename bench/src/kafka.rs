@@ -4,6 +4,7 @@
 //! (tansu's consumer-group join takes over 15 s) on a thread of its own. It reads during
 //! the load and after it, and takes a record's arrival time when it receives it.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::load::now_us;
@@ -108,14 +109,21 @@ pub struct Received {
     pub foreign: u64,
     /// Consumer errors (the first one is kept).
     pub errors: u64,
+    /// Per partition, the next offset expected: a record at a later offset leaves a gap,
+    /// one at an earlier offset is a rewind.
+    next_offset: Vec<i64>,
+    /// The offset ranges `(partition, start..end)` the live read skipped. (tansu
+    /// sometimes answers a fetch with records past the offset asked for while
+    /// producers append to the partition; the skipped records are there when read
+    /// again.)
+    gaps: Vec<(i32, std::ops::Range<i64>)>,
+    /// Offsets the live read skipped, and how many of them were never read.
+    pub offsets_skipped: u64,
+    pub offsets_unread: u64,
+    pub offset_rewinds: u64,
     pub first_error: Option<String>,
     /// Arrival of the last record, µs since the epoch.
     pub last_arrival_us: Option<u64>,
-    /// Records read, duplicates and foreign ones included.
-    pub read: u64,
-    /// Records the topic holds after the drain according to its offsets (the sum of
-    /// high − low watermarks): if it exceeds `read`, the reader missed records.
-    pub in_topic: Option<u64>,
 }
 
 impl Received {
@@ -126,31 +134,62 @@ impl Received {
             .map_or(0, |bits| bits.count_below(count))
     }
 
+    /// The first and the last sequence number below `count` that `publisher` has no
+    /// record of.
+    pub fn missing_span(&self, publisher: usize, count: u64) -> Option<(u64, u64)> {
+        let bits = self.seen.get(publisher);
+        let missing = |i: &u64| !bits.is_some_and(|b| b.contains(*i));
+        let first = (0..count).find(missing)?;
+        let last = (0..count).rev().find(missing)?;
+        Some((first, last))
+    }
+
     /// Distinct records of every publisher.
     pub fn distinct(&self) -> u64 {
         self.seen.iter().map(|b| b.count_below(u64::MAX)).sum()
     }
 
-    fn record(&mut self, m: &rdkafka::message::BorrowedMessage<'_>, window: Window) {
+    /// A record of the live read: counted, and timed if published in the window.
+    fn record(&mut self, m: &BorrowedMessage<'_>, window: Window) {
         let arrival = now_us();
         self.last_arrival_us = Some(arrival);
-        self.read += 1;
+        if let Ok(p) = usize::try_from(m.partition()) {
+            if self.next_offset.len() <= p {
+                self.next_offset.resize(p + 1, 0);
+            }
+            let expected = self.next_offset[p];
+            match m.offset() {
+                o if o > expected => {
+                    self.offsets_skipped += (o - expected) as u64;
+                    self.gaps.push((m.partition(), expected..o));
+                }
+                o if o < expected => self.offset_rewinds += 1,
+                _ => {}
+            }
+            self.next_offset[p] = m.offset() + 1;
+        }
         if window.contains(arrival) {
             self.arrived_in_window += 1;
         }
+        if let Some(f) = self.identify(m) {
+            if window.contains(f.t_us) {
+                self.latencies_us.push(arrival.saturating_sub(f.t_us));
+            }
+        }
+    }
+
+    /// Counts a record as found; `None` if it is a duplicate or not the benchmark's.
+    fn identify(&mut self, m: &BorrowedMessage<'_>) -> Option<Fields> {
         let Some(f) = m.payload().and_then(Fields::parse) else {
             self.foreign += 1;
-            return;
+            return None;
         };
         if self.seen.len() <= f.publisher {
             self.seen.resize_with(f.publisher + 1, Bits::default);
         }
         if !self.seen[f.publisher].insert(f.seq) {
             self.duplicates += 1;
-            return;
-        }
-        if window.contains(f.t_us) {
-            self.latencies_us.push(arrival.saturating_sub(f.t_us));
+            return None;
         }
         let key_publisher = m
             .key()
@@ -159,6 +198,49 @@ impl Received {
         if key_publisher == Some(f.publisher) {
             self.keyed += 1;
         }
+        Some(f)
+    }
+
+    /// Reads the offsets the live read skipped (up to three passes). Their records
+    /// count as found, without an arrival time.
+    fn fill_gaps(&mut self, consumer: &BaseConsumer, topic: &str) -> Result<()> {
+        let mut missing: HashSet<(i32, i64)> = self
+            .gaps
+            .iter()
+            .flat_map(|(p, r)| r.clone().map(move |o| (*p, o)))
+            .collect();
+        for _ in 0..3 {
+            if missing.is_empty() {
+                break;
+            }
+            // Per partition, from its first missing offset to past its last one.
+            let mut span: HashMap<i32, (i64, i64)> = HashMap::new();
+            for &(p, o) in &missing {
+                let e = span.entry(p).or_insert((o, o));
+                e.0 = e.0.min(o);
+                e.1 = e.1.max(o);
+            }
+            let mut tpl = TopicPartitionList::new();
+            for (&p, &(first, _)) in &span {
+                tpl.add_partition_offset(topic, p, Offset::Offset(first))?;
+            }
+            consumer.assign(&tpl)?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !span.is_empty() && Instant::now() < deadline {
+                let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else {
+                    continue;
+                };
+                let (p, o) = (m.partition(), m.offset());
+                if missing.remove(&(p, o)) {
+                    self.identify(&m);
+                }
+                if span.get(&p).is_some_and(|&(_, last)| o >= last) {
+                    span.remove(&p);
+                }
+            }
+        }
+        self.offsets_unread = missing.len() as u64;
+        Ok(())
     }
 }
 
@@ -176,6 +258,13 @@ impl Bits {
         let was = self.0[word] & (1 << bit) != 0;
         self.0[word] |= 1 << bit;
         !was
+    }
+
+    fn contains(&self, i: u64) -> bool {
+        usize::try_from(i / 64)
+            .ok()
+            .and_then(|w| self.0.get(w))
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     fn count_below(&self, n: u64) -> u64 {
@@ -260,13 +349,14 @@ impl Reader {
         }
         consumer.assign(&tpl)?;
         let (window_tx, window_rx) = mpsc::channel();
+        let topic = topic.to_owned();
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::Builder::new()
             .name("kafka-reader".into())
             .spawn(move || {
                 let mut got = read(&consumer, &window_rx, &s, drain)?;
-                got.in_topic = records_in_topic(&consumer);
+                got.fill_gaps(&consumer, &topic)?;
                 Ok(got)
             })?;
         Ok(Reader {
@@ -325,18 +415,6 @@ fn read(
     }
 }
 
-/// The records of every assigned partition, by their watermarks.
-fn records_in_topic(consumer: &BaseConsumer) -> Option<u64> {
-    let assigned = consumer.assignment().ok()?;
-    let mut total = 0;
-    for e in assigned.elements() {
-        let (low, high) =
-            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(5)).ok()?;
-        total += u64::try_from(high - low).ok()?;
-    }
-    Some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +446,11 @@ mod tests {
         assert_eq!(b.count_below(64), 1);
         assert_eq!(b.count_below(65), 2);
         assert_eq!(b.count_below(u64::MAX), 3);
+        assert!(b.contains(64) && !b.contains(65) && !b.contains(1 << 20));
+        let mut r = Received::default();
+        r.seen.push(b);
+        assert_eq!(r.missing_span(0, 1), None);
+        assert_eq!(r.missing_span(0, 201), Some((1, 199)));
+        assert_eq!(r.missing_span(1, 2), Some((0, 1)));
     }
 }

@@ -5,6 +5,9 @@
 //! PUBACK arrived. QoS 0: a message counts once the client wrote it to its socket.
 //! Acknowledgements and writes happen in publish order, so the counted messages of a
 //! publisher are exactly its sequence numbers `0..count`.
+//!
+//! A publisher whose connection the broker closes reconnects at once, like a device
+//! would, and rumqttc resends its unacknowledged publishes; the disconnects are counted.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -53,7 +56,7 @@ impl FromStr for Load {
 
 impl fmt::Display for Load {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.size % 1024 == 0 {
+        if self.size.is_multiple_of(1024) {
             write!(f, "qos{}-{}k", self.qos, self.size / 1024)
         } else {
             write!(f, "qos{}-{}", self.qos, self.size)
@@ -95,7 +98,9 @@ struct Counters {
     issued: AtomicU64,
     /// Publishes acknowledged (QoS 1) or written (QoS 0).
     done: AtomicU64,
-    /// The connection failed: the publisher stopped.
+    /// Connections the broker closed (or that failed).
+    disconnects: AtomicU64,
+    /// The broker could not be reached again: the publisher stopped.
     failed: AtomicBool,
 }
 
@@ -114,11 +119,15 @@ pub struct Publishers {
     error: Arc<Mutex<Option<String>>>,
 }
 
-/// Per publisher, the number of publishes it counted.
+/// What the publishers did over the whole run.
 pub struct Published {
+    /// Per publisher, the publishes acknowledged (QoS 1) or written (QoS 0): its
+    /// sequence numbers `0..n`.
     pub per_publisher: Vec<u64>,
     /// Publishes handed to the clients but never acknowledged or written.
     pub unconfirmed: u64,
+    pub disconnects: u64,
+    /// The first connection error, if any.
     pub error: Option<String>,
 }
 
@@ -225,7 +234,8 @@ impl Publishers {
                 p.counters.issued.load(Ordering::Relaxed),
                 p.counters.done.load(Ordering::Relaxed),
             );
-            per_publisher.push(done);
+            // A resent publish may be acknowledged twice.
+            per_publisher.push(done.min(issued));
             unconfirmed += issued.saturating_sub(done);
             let _ = p.client.try_disconnect();
         }
@@ -237,10 +247,18 @@ impl Publishers {
         Published {
             per_publisher,
             unconfirmed,
+            disconnects: self
+                .list
+                .iter()
+                .map(|p| p.counters.disconnects.load(Ordering::Relaxed))
+                .sum(),
             error,
         }
     }
 }
+
+/// Consecutive failed reconnections (100 ms apart) after which a publisher gives up.
+const MAX_RECONNECTS: u32 = 50;
 
 /// Polls a client's event loop, counting acknowledgements (QoS 1) or writes (QoS 0).
 async fn drive(
@@ -251,9 +269,11 @@ async fn drive(
     error: Arc<Mutex<Option<String>>>,
 ) {
     let mut connected = Some(connected);
+    let mut failures = 0;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                failures = 0;
                 if let Some(tx) = connected.take() {
                     let _ = tx.send(());
                 }
@@ -267,13 +287,24 @@ async fn drive(
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
             Err(e) => {
-                // A reconnect would resend and skew the counts: this publisher stops.
-                counters.failed.store(true, Ordering::Relaxed);
                 error
                     .lock()
                     .expect("lock")
                     .get_or_insert_with(|| format!("MQTT connection failed: {e}"));
-                return;
+                if connected.is_some() {
+                    return; // never connected
+                }
+                failures += 1;
+                if failures == 1 {
+                    counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                if failures > MAX_RECONNECTS {
+                    counters.failed.store(true, Ordering::Relaxed);
+                    return;
+                }
+                if failures > 1 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
     }

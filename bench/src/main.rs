@@ -50,7 +50,7 @@ enum Command {
         port: u16,
     },
     /// Runs the benchmark and prints the results.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -69,7 +69,11 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e")]
     pub only: Vec<Config>,
     /// Loads to run: qos0-256, qos0-4k, qos1-256, qos1-4k.
-    #[arg(long, value_delimiter = ',', default_value = "qos0-256,qos0-4k,qos1-256,qos1-4k")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "qos0-256,qos0-4k,qos1-256,qos1-4k"
+    )]
     pub loads: Vec<Load>,
     /// After the publishers stop, keep reading Kafka until nothing new arrived for this
     /// long...
@@ -78,6 +82,13 @@ pub struct RunArgs {
     /// ...or until this much time passed.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub drain_max: Duration,
+    /// An extra librdkafka property for every bridge (b to e alike), e.g.
+    /// `--property linger.ms=20`; repeatable. The default is the seed's settings only.
+    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+    /// Before each run, wait up to this long for the machine's CPU to be idle.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub quiet_wait: Duration,
     /// The tansu binary (scripts/tansu-path.sh prints it).
     #[arg(long, env = "TANSU")]
     pub tansu: PathBuf,
@@ -108,6 +119,13 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -116,7 +134,7 @@ fn main() -> ExitCode {
             plugin_config,
             port,
         } => broker::main(plugin, plugin_config, port),
-        Command::Run(args) => run::main(args),
+        Command::Run(args) => run::main(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,5 +157,10 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("1h").is_err());
         assert!(parse_duration("s").is_err());
+        assert_eq!(
+            parse_property("linger.ms=20"),
+            Ok(("linger.ms".into(), "20".into()))
+        );
+        assert!(parse_property("=1").is_err());
     }
 }

@@ -160,12 +160,18 @@ impl RssSampler {
 fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+    line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// CPU time (clock ticks) of the whole machine and of some processes at one instant.
 pub struct CpuSnapshot {
     busy: u64,
+    steal: u64,
     procs: Vec<u64>,
 }
 
@@ -176,12 +182,16 @@ pub struct CpuUse {
     pub procs: Vec<f64>,
     /// Everything else on the machine (other processes, the kernel's own threads).
     pub other: f64,
+    /// Time the hypervisor gave to other guests while this one wanted to run.
+    pub steal: f64,
 }
 
 impl CpuSnapshot {
     pub fn take(pids: &[u32]) -> CpuSnapshot {
+        let (busy, steal) = machine_ticks().unwrap_or_default();
         CpuSnapshot {
-            busy: machine_busy_ticks().unwrap_or(0),
+            busy,
+            steal,
             procs: pids
                 .iter()
                 .map(|&p| process_ticks(p).unwrap_or(0))
@@ -202,13 +212,14 @@ impl CpuSnapshot {
         let busy = self.busy.saturating_sub(earlier.busy);
         CpuUse {
             other: cores(busy.saturating_sub(procs.iter().sum())),
+            steal: cores(self.steal.saturating_sub(earlier.steal)),
             procs: procs.into_iter().map(cores).collect(),
         }
     }
 }
 
-/// Busy ticks of all CPUs (/proc/stat: user, nice, system, irq, softirq, steal).
-fn machine_busy_ticks() -> Option<u64> {
+/// Busy ticks of all CPUs (/proc/stat: user, nice, system, irq, softirq) and steal.
+fn machine_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let fields: Vec<u64> = stat
         .lines()
@@ -217,7 +228,8 @@ fn machine_busy_ticks() -> Option<u64> {
         .skip(1)
         .map(|f| f.parse().unwrap_or(0))
         .collect();
-    Some([0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum())
+    let busy = [0, 1, 2, 5, 6].iter().filter_map(|&i| fields.get(i)).sum();
+    Some((busy, *fields.get(7)?))
 }
 
 /// utime + stime of a process, all threads (/proc/PID/stat fields 14 and 15).

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub cpu_tansu: f64,
     pub cpu_bench: f64,
     pub cpu_other: f64,
+    /// CPU the hypervisor gave to other guests (steal), in cores.
+    pub cpu_steal: f64,
     /// Peak resident set size of the broker process (VmHWM), MiB.
     pub peak_rss_mib: f64,
     /// Resident set size at the end of the load and after the drain, MiB.
@@ -45,10 +47,16 @@ pub struct Metrics {
     pub published: u64,
     /// Publishes handed to a client that were never acknowledged or written.
     pub unconfirmed: u64,
+    /// MQTT connections the broker closed during the run.
+    pub disconnects: u64,
     /// Distinct benchmark records found in Kafka after the drain.
     pub delivered: u64,
     /// Published messages not found in Kafka after the drain.
     pub lost: u64,
+    /// Per publisher with losses, where they lie: the first and the last lost
+    /// sequence number, as fractions of the publisher's run (0 = its first message).
+    /// Empty without a bridge (then `delivered` and `lost` say nothing either).
+    pub lost_span: Vec<(f64, f64)>,
     pub duplicates: u64,
     /// Records whose Kafka key is their payload's device_id.
     pub keyed: u64,
@@ -58,10 +66,11 @@ pub struct Metrics {
     pub reader_errors: u64,
     pub reader_first_error: Option<String>,
     pub foreign_records: u64,
-    /// Records read from Kafka (duplicates and foreign ones included), and the records
-    /// the topic holds according to its offsets.
-    pub records_read: u64,
-    pub records_in_topic: Option<u64>,
+    /// Offsets the live Kafka read skipped (read again after the drain), those never
+    /// read, and records read at an offset already passed.
+    pub offsets_skipped: u64,
+    pub offsets_unread: u64,
+    pub offset_rewinds: u64,
     /// The plugin's own `attrs()` when the broker was stopped.
     pub plugin_attrs: Value,
     /// `(seconds since the broker was up, VmRSS MiB)`, every 100 ms.
@@ -131,6 +140,7 @@ impl Metrics {
             cpu_tansu: cpu.procs[1],
             cpu_bench: cpu.procs[2],
             cpu_other: cpu.other,
+            cpu_steal: cpu.steal,
             p50_ms: lat(50.0),
             p99_ms: lat(99.0),
             max_ms: lat(100.0),
@@ -139,8 +149,20 @@ impl Metrics {
             rss_after_drain_mib: rss_samples.last().map_or(0.0, |&(_, kb)| mib(kb)),
             published: total,
             unconfirmed: published.unconfirmed,
+            disconnects: published.disconnects,
             delivered: received.distinct(),
             lost: total - found,
+            lost_span: published
+                .per_publisher
+                .iter()
+                .enumerate()
+                .filter(|_| has_bridge)
+                .filter_map(|(i, &n)| {
+                    let (first, last) = received.missing_span(i, n)?;
+                    let at = |s: u64| (s as f64 / n as f64 * 1000.0).round() / 1000.0;
+                    Some((at(first), at(last)))
+                })
+                .collect(),
             duplicates: received.duplicates,
             keyed: received.keyed,
             drain_s: received
@@ -150,14 +172,31 @@ impl Metrics {
             reader_errors: received.errors,
             reader_first_error: received.first_error,
             foreign_records: received.foreign,
-            records_read: received.read,
-            records_in_topic: received.in_topic,
+            offsets_skipped: received.offsets_skipped,
+            offsets_unread: received.offsets_unread,
+            offset_rewinds: received.offset_rewinds,
             plugin_attrs,
             rss_samples: rss_samples
                 .into_iter()
                 .map(|(t, kb)| ((t * 10.0).round() / 10.0, (mib(kb) * 10.0).round() / 10.0))
                 .collect(),
         }
+    }
+}
+
+impl Metrics {
+    /// One line for the progress output.
+    pub fn summary(&self) -> String {
+        let mut s = format!("ingest {}/s", int(self.ingest_per_s));
+        if let Some(k) = self.kafka_per_s {
+            s += &format!(
+                ", Kafka {}/s, p99 {:.1} ms, lost {}",
+                int(k),
+                self.p99_ms.unwrap_or(f64::NAN),
+                int(self.lost as f64)
+            );
+        }
+        s + &format!(", peak RSS {:.0} MiB", self.peak_rss_mib)
     }
 }
 
@@ -301,17 +340,35 @@ fn notes_of(config: Config, m: &Metrics) -> Option<String> {
             q["active_count"].as_u64().unwrap_or(0)
         ));
     }
-    if m.cpu_other > 0.1 {
+    if m.cpu_other > 0.1 || m.cpu_steal > 0.1 {
         parts.push(format!(
-            "WARNING: other processes used {:.2} cores during the window",
-            m.cpu_other
+            "WARNING: other processes used {:.2} cores and the hypervisor stole {:.2} during the window",
+            m.cpu_other, m.cpu_steal
         ));
     }
     if let Some(d) = m.drain_s {
         parts.push(format!("last record {d:.1} s after the load"));
     }
     if m.unconfirmed > 0 {
-        parts.push(format!("{} publishes never confirmed", int(m.unconfirmed as f64)));
+        parts.push(format!(
+            "{} publishes never confirmed",
+            int(m.unconfirmed as f64)
+        ));
+    }
+    if !m.lost_span.is_empty() {
+        let first = m.lost_span.iter().map(|s| s.0).fold(1.0, f64::min);
+        let last = m.lost_span.iter().map(|s| s.1).fold(0.0, f64::max);
+        parts.push(format!(
+            "losses lie between {:.0}% and {:.0}% of the publishers' runs",
+            first * 100.0,
+            last * 100.0
+        ));
+    }
+    if m.disconnects > 0 {
+        parts.push(format!(
+            "the broker closed publisher connections {} times (they reconnected and resent)",
+            int(m.disconnects as f64)
+        ));
     }
     if let Some(e) = &m.publisher_error {
         parts.push(format!("publisher error: {e}"));
@@ -323,11 +380,10 @@ fn notes_of(config: Config, m: &Metrics) -> Option<String> {
             m.reader_first_error.as_deref().unwrap_or("")
         ));
     }
-    if let Some(n) = m.records_in_topic.filter(|&n| n != m.records_read) {
+    if m.offsets_skipped > 0 || m.offset_rewinds > 0 {
         parts.push(format!(
-            "the topic's offsets count {} records, the reader read {}",
-            int(n as f64),
-            int(m.records_read as f64)
+            "Kafka reader: {} offsets skipped by tansu's fetches and read again ({} never read), {} rewinds",
+            m.offsets_skipped, m.offsets_unread, m.offset_rewinds
         ));
     }
     if m.foreign_records > 0 {

@@ -112,7 +112,16 @@ impl Serialize for Config {
 /// The plugin configuration of b to e: the seed's bridge settings, identical for the
 /// upstream plugin and this one (`enable` defaults to false upstream), one entry that
 /// takes every benchmark topic, and for d and e a transform.
-fn plugin_config(config: Config, bootstrap: &str, modules: &Path) -> String {
+fn plugin_config(
+    config: Config,
+    bootstrap: &str,
+    modules: &Path,
+    properties: &[(String, String)],
+) -> String {
+    let extra: String = properties
+        .iter()
+        .map(|(k, v)| format!("{k:?} = {v:?}\n"))
+        .collect();
     let mut toml = format!(
         r#"[[bridges]]
 enable = true
@@ -123,7 +132,7 @@ concurrent_client_limit = 3
 
 [bridges.properties]
 "message.timeout.ms" = "5000"
-
+{extra}
 [[bridges.entries]]
 local.topic_filter = "bench/#"
 remote.topic = "{TOPIC}"
@@ -170,21 +179,32 @@ pub fn main(args: RunArgs) -> Result<()> {
         args.publishers,
         args.warmup.as_secs_f64(),
         args.duration.as_secs_f64()
-    );
+    ) + &args
+        .properties
+        .iter()
+        .map(|(k, v)| format!(", {k}={v}"))
+        .collect::<String>();
     let started = Instant::now();
     let mut results = Vec::new();
     let mut tables = Vec::new();
     for &load in &args.loads {
         let first = results.len();
         for &config in &args.only {
-            eprintln!("[{:>5.0} s] {load} {config}", started.elapsed().as_secs_f64());
+            wait_for_quiet(args.quiet_wait);
+            eprintln!(
+                "[{:>5.0} s] {load} {config}",
+                started.elapsed().as_secs_f64()
+            );
             let result = match one_run(&args, &exe, &runtime, config, load) {
-                Ok(m) => RunResult {
-                    config,
-                    load: load.to_string(),
-                    error: None,
-                    metrics: Some(m),
-                },
+                Ok(m) => {
+                    eprintln!("  {}", m.summary());
+                    RunResult {
+                        config,
+                        load: load.to_string(),
+                        error: None,
+                        metrics: Some(m),
+                    }
+                }
                 Err(e) => {
                     eprintln!("  failed: {e:#}");
                     RunResult {
@@ -198,9 +218,7 @@ pub fn main(args: RunArgs) -> Result<()> {
             results.push(result);
         }
         let these: Vec<&RunResult> = results[first..].iter().collect();
-        let t = table(load, &these, &header);
-        eprintln!("\n{t}");
-        tables.push(t);
+        tables.push(table(load, &these, &header));
     }
     let elapsed = started.elapsed();
     write_json(&args, &results, elapsed)?;
@@ -225,6 +243,7 @@ fn write_json(args: &RunArgs, results: &[RunResult], elapsed: Duration) -> Resul
             "drain_quiet_s": args.drain_quiet.as_secs_f64(),
             "drain_max_s": args.drain_max.as_secs_f64(),
             "kafka_partitions": PARTITIONS,
+            "extra_properties": args.properties,
         },
         "elapsed_s": elapsed.as_secs_f64(),
         "results": results,
@@ -234,6 +253,28 @@ fn write_json(args: &RunArgs, results: &[RunResult], elapsed: Duration) -> Resul
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&doc)? + "\n")
         .with_context(|| format!("cannot write {}", args.out.display()))
+}
+
+/// Waits (up to `max`) until the machine is idle: other processes' CPU would distort
+/// the run. Anything left over shows in the run's CPU columns and warnings.
+fn wait_for_quiet(max: Duration) {
+    let deadline = Instant::now() + max;
+    let mut said = false;
+    loop {
+        let before = CpuSnapshot::take(&[]);
+        std::thread::sleep(Duration::from_secs(1));
+        let busy = CpuSnapshot::take(&[]).since(&before, 1.0).other;
+        if busy < 0.15 || Instant::now() >= deadline {
+            if said && busy >= 0.15 {
+                eprintln!("  still {busy:.2} cores busy; going on");
+            }
+            return;
+        }
+        if !said {
+            eprintln!("  waiting for other processes to go quiet ({busy:.2} cores busy)...");
+            said = true;
+        }
+    }
 }
 
 /// The broker process and the lines it prints.
@@ -312,7 +353,10 @@ fn one_run(
     let has_bridge = config.plugin() != PluginKind::None;
     let plugin_file = if has_bridge {
         let f = log("plugin.toml")?;
-        std::fs::write(&f, plugin_config(config, &tansu.bootstrap, &args.modules))?;
+        std::fs::write(
+            &f,
+            plugin_config(config, &tansu.bootstrap, &args.modules, &args.properties),
+        )?;
         Some(f)
     } else {
         None
@@ -391,9 +435,11 @@ mod tests {
     #[test]
     fn plugin_configs_differ_only_by_the_transform() {
         let dir = Path::new("/m");
-        let b = plugin_config(Config::B, "127.0.0.1:1", dir);
-        assert_eq!(b, plugin_config(Config::C, "127.0.0.1:1", dir));
-        let e = plugin_config(Config::E, "127.0.0.1:1", dir);
+        let props = [("linger.ms".to_owned(), "20".to_owned())];
+        let b = plugin_config(Config::B, "127.0.0.1:1", dir, &props);
+        assert_eq!(b, plugin_config(Config::C, "127.0.0.1:1", dir, &props));
+        assert!(b.contains("\"linger.ms\" = \"20\"\n"));
+        let e = plugin_config(Config::E, "127.0.0.1:1", dir, &props);
         assert!(e.starts_with(&b));
         assert!(e.contains("transform.module = \"/m/key_headers.wasm\""));
     }
