@@ -176,7 +176,7 @@ pub struct CpuSnapshot {
 }
 
 /// CPU use between two snapshots, in cores (CPU seconds per second).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug)]
 pub struct CpuUse {
     /// Per process, in the order given to [`CpuSnapshot::take`].
     pub procs: Vec<f64>,
