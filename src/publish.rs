@@ -2,6 +2,7 @@
 //! the transform ABI's input document.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 
 use bytestring::ByteString;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -24,8 +25,7 @@ impl<'a> PublishInfo<'a> {
         let now_ms = rmqtt::utils::timestamp_millis();
         let mut peer = SmallVec::new();
         if let Some(addr) = from.remote_addr {
-            // Writing into a SmallVec cannot fail.
-            let _ = write!(peer, "{addr}");
+            write_addr(&mut peer, &addr);
         }
         PublishInfo {
             from,
@@ -178,10 +178,53 @@ impl<'a> PublishInfo<'a> {
     }
 }
 
+/// `ip:port`, as `Display` writes it, without the formatting machinery for IPv4 (this
+/// runs for every publish).
+fn write_addr(out: &mut SmallVec<[u8; 64]>, addr: &SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => {
+            let mut num = itoa::Buffer::new();
+            for (i, octet) in a.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(num.format(octet).as_bytes());
+            }
+            out.push(b':');
+            out.extend_from_slice(num.format(a.port()).as_bytes());
+        }
+        // Writing into a SmallVec cannot fail.
+        SocketAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
 fn bool_str(b: bool) -> &'static str {
     if b {
         "true"
     } else {
         "false"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_format_like_display() {
+        for addr in [
+            "127.0.0.1:1883",
+            "10.20.30.255:65535",
+            "0.0.0.0:0",
+            "[::1]:8883",
+            "[fe80::1%2]:1",
+        ] {
+            let a: SocketAddr = addr.parse().unwrap();
+            let mut out = SmallVec::new();
+            write_addr(&mut out, &a);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), a.to_string());
+        }
     }
 }

@@ -86,6 +86,10 @@ pub struct RunArgs {
     /// `--property linger.ms=20`; repeatable. The default is the seed's settings only.
     #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+    /// `remote.queue_timeout` of every bridge entry (b to e alike), e.g. `5s`. The default
+    /// is the seed's, 0: a bridge with a full buffer drops rather than holding publishers.
+    #[arg(long)]
+    pub queue_timeout: Option<String>,
     /// Before each run, wait up to this long for the machine's CPU to be idle.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub quiet_wait: Duration,
@@ -125,6 +129,11 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
         _ => Err(format!("`{s}` is not KEY=VALUE")),
     }
 }
+
+/// The allocator rmqttd uses (jemalloc, also for librdkafka's C allocations), so that every
+/// configuration runs on the same one.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -117,6 +117,7 @@ fn plugin_config(
     bootstrap: &str,
     modules: &Path,
     properties: &[(String, String)],
+    queue_timeout: Option<&str>,
 ) -> String {
     let extra: String = properties
         .iter()
@@ -138,6 +139,9 @@ local.topic_filter = "bench/#"
 remote.topic = "{TOPIC}"
 "#
     );
+    if let Some(t) = queue_timeout {
+        toml.push_str(&format!("remote.queue_timeout = {t:?}\n"));
+    }
     if let Some((module, module_config)) = config.transform() {
         toml.push_str(&format!(
             "transform.module = \"{}\"\ntransform.instances = 2\ntransform.timeout = \"100ms\"\n",
@@ -355,7 +359,13 @@ fn one_run(
         let f = log("plugin.toml")?;
         std::fs::write(
             &f,
-            plugin_config(config, &tansu.bootstrap, &args.modules, &args.properties),
+            plugin_config(
+                config,
+                &tansu.bootstrap,
+                &args.modules,
+                &args.properties,
+                args.queue_timeout.as_deref(),
+            ),
         )?;
         Some(f)
     } else {
@@ -436,10 +446,14 @@ mod tests {
     fn plugin_configs_differ_only_by_the_transform() {
         let dir = Path::new("/m");
         let props = [("linger.ms".to_owned(), "20".to_owned())];
-        let b = plugin_config(Config::B, "127.0.0.1:1", dir, &props);
-        assert_eq!(b, plugin_config(Config::C, "127.0.0.1:1", dir, &props));
+        let b = plugin_config(Config::B, "127.0.0.1:1", dir, &props, Some("5s"));
+        assert_eq!(
+            b,
+            plugin_config(Config::C, "127.0.0.1:1", dir, &props, Some("5s"))
+        );
         assert!(b.contains("\"linger.ms\" = \"20\"\n"));
-        let e = plugin_config(Config::E, "127.0.0.1:1", dir, &props);
+        assert!(b.contains("remote.queue_timeout = \"5s\"\n"));
+        let e = plugin_config(Config::E, "127.0.0.1:1", dir, &props, Some("5s"));
         assert!(e.starts_with(&b));
         assert!(e.contains("transform.module = \"/m/key_headers.wasm\""));
     }

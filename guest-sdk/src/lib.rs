@@ -47,6 +47,8 @@ extern crate self as rmqtt_kafka_transform;
 
 mod config;
 mod error;
+#[cfg(feature = "json")]
+mod json;
 pub mod log;
 mod message;
 mod record;

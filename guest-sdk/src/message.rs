@@ -151,10 +151,20 @@ impl<'a> Message<'a> {
             .map_err(|e| Error::msg(format_args!("invalid JSON payload: {e}")))
     }
 
-    /// The JSON payload as a [`serde_json::Value`].
+    /// The JSON payload as a [`serde_json::Value`]. This builds every member; to read a
+    /// few fields, prefer [`Message::json`] into a struct or [`Message::json_field`].
     #[cfg(feature = "json")]
     pub fn json_value(&self) -> Result<serde_json::Value, Error> {
         self.json()
+    }
+
+    /// One member of a JSON object payload, deserialized into `T` (`None` if absent).
+    /// Nothing else is built: the other members are skipped without allocating, so
+    /// reading one field of a large payload stays cheap. A payload that is not an object
+    /// is the error "payload is not a JSON object".
+    #[cfg(feature = "json")]
+    pub fn json_field<T: serde::Deserialize<'a>>(&self, name: &str) -> Result<Option<T>, Error> {
+        crate::json::field(self.input.payload, name)
     }
 }
 

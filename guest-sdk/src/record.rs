@@ -316,14 +316,6 @@ impl<'a> Outcome<'a> {
         }
         records.iter().try_for_each(Record::validate)
     }
-
-    pub(crate) fn into_records(self) -> Vec<Record<'a>> {
-        match self {
-            Outcome::Drop => Vec::new(),
-            Outcome::Record(r) => vec![r],
-            Outcome::Records(rs) => rs,
-        }
-    }
 }
 
 impl<'a> From<Record<'a>> for Outcome<'a> {

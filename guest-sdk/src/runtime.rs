@@ -112,7 +112,10 @@ impl Output {
     ) -> u64 {
         self.clear();
         match result.and_then(|outcome| outcome.validate().map(|()| outcome)) {
-            Ok(outcome) => self.write_records(outcome.into_records(), addr),
+            // No Vec for the common single record.
+            Ok(Outcome::Drop) => self.write_records(std::iter::empty(), addr),
+            Ok(Outcome::Record(record)) => self.write_records(std::iter::once(record), addr),
+            Ok(Outcome::Records(records)) => self.write_records(records, addr),
             Err(err) => self.write_error(err.message(), addr),
         }
     }
@@ -130,9 +133,9 @@ impl Output {
         abi::pack(addr(&self.doc), self.doc.len() as u32)
     }
 
-    fn write_records(
+    fn write_records<'r>(
         &mut self,
-        records: Vec<Record<'_>>,
+        records: impl IntoIterator<Item = Record<'r>>,
         addr: &mut impl FnMut(&[u8]) -> u32,
     ) -> u64 {
         for record in records {

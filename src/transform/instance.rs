@@ -3,11 +3,12 @@
 //! the output document straight out of guest memory.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use abi::output::{read_output, Output, Records};
 use wasmtime::{Memory, ResourceLimiter, Result, Store, Trap, TypedFunc, UpdateDeadline};
 
+use super::engine::EPOCH_TICK;
 use super::failure::{Cause, DeadlineExceeded, Failure, GuestAbort, GuestExit};
 use super::module::TransformModule;
 use crate::stats::LogLimiter;
@@ -15,8 +16,9 @@ use crate::stats::LogLimiter;
 /// Store data of one instance.
 pub(crate) struct HostState {
     pub(crate) limiter: MemoryCap,
-    /// When the running call must have returned.
-    pub(crate) deadline: Instant,
+    /// Epoch ticks the running call has left before it times out. Counting ticks (set
+    /// per call, decremented by the epoch callback) costs no clock read per call.
+    pub(crate) ticks_left: u64,
     /// The instance's memory, for host functions.
     pub(crate) memory: Option<Memory>,
     /// `bridge/entry N`, for log lines.
@@ -76,17 +78,20 @@ impl GuestInstance {
                 max: module.max_memory,
                 hit: false,
             },
-            deadline: Instant::now() + module.timeout,
+            ticks_left: ticks(module.timeout),
             memory: None,
             label: module.label.clone(),
             guest_log: module.guest_log.clone(),
         };
         let mut store = Store::new(module.pre.module().engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
+        store.epoch_deadline_callback(|mut ctx| {
+            let left = &mut ctx.data_mut().ticks_left;
+            *left = left.saturating_sub(1);
+            if *left == 0 {
                 Err(DeadlineExceeded.into())
             } else {
+                // Give the broker's other tasks a turn, then carry on.
                 Ok(UpdateDeadline::Yield(1))
             }
         });
@@ -129,9 +134,13 @@ impl GuestInstance {
             let ptr = inst
                 .write_input(doc.len(), |dst| dst.copy_from_slice(doc))
                 .await?;
-            let packed = inst
-                .call_guest(init, (ptr as i32, doc.len() as i32))
-                .await?;
+            let packed = Self::call_guest(
+                &mut inst.store,
+                &init,
+                (ptr as i32, doc.len() as i32),
+                inst.timeout,
+            )
+            .await?;
             match inst.read(packed)? {
                 Output::Records(_) => {}
                 Output::Error(msg) => {
@@ -174,8 +183,13 @@ impl GuestInstance {
     ) -> Result<i64, Failure> {
         let len = input.encoded_len();
         let ptr = self.write_input(len, |dst| input.encode(dst)).await?;
-        self.call_guest(self.transform.clone(), (ptr as i32, len as i32))
-            .await
+        Self::call_guest(
+            &mut self.store,
+            &self.transform,
+            (ptr as i32, len as i32),
+            self.timeout,
+        )
+        .await
     }
 
     /// Writes `len` bytes into the guest's input buffer, reserving a larger one first
@@ -190,7 +204,8 @@ impl GuestInstance {
         let ptr = match self.input {
             Some((ptr, cap)) if cap >= len32 => ptr,
             _ => {
-                let ptr = self.call_guest(self.reserve.clone(), len as i32).await? as u32;
+                let ptr = Self::call_guest(&mut self.store, &self.reserve, len as i32, self.timeout)
+                    .await? as u32;
                 if ptr == 0 {
                     return Err(Failure::new(
                         Cause::BadOutput,
@@ -224,18 +239,23 @@ impl GuestInstance {
     }
 
     /// Calls a guest function under the deadline, classifying any failure.
-    async fn call_guest<P, R>(&mut self, func: TypedFunc<P, R>, params: P) -> Result<R, Failure>
+    async fn call_guest<P, R>(
+        store: &mut Store<HostState>,
+        func: &TypedFunc<P, R>,
+        params: P,
+        timeout: Duration,
+    ) -> Result<R, Failure>
     where
         P: wasmtime::WasmParams + Sync,
         R: wasmtime::WasmResults + Sync,
     {
-        let state = self.store.data_mut();
-        state.deadline = Instant::now() + self.timeout;
+        let state = store.data_mut();
+        state.ticks_left = ticks(timeout);
         state.limiter.hit = false;
-        self.store.set_epoch_deadline(1);
-        match func.call_async(&mut self.store, params).await {
+        store.set_epoch_deadline(1);
+        match func.call_async(&mut *store, params).await {
             Ok(r) => Ok(r),
-            Err(e) => Err(classify(&self.store, e, self.timeout)),
+            Err(e) => Err(classify(store, e, timeout)),
         }
     }
 
@@ -244,6 +264,12 @@ impl GuestInstance {
         read_output(self.memory.data(&self.store), ptr, len)
             .map_err(|e| Failure::new(Cause::BadOutput, format!("invalid output document: {e}")))
     }
+}
+
+/// Epoch ticks that cover `timeout`, plus one: the first tick may come right after the
+/// call starts.
+fn ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1
 }
 
 fn classify(store: &Store<HostState>, e: wasmtime::Error, timeout: Duration) -> Failure {

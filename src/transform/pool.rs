@@ -44,11 +44,16 @@ impl TransformPool {
 
     /// Waits for a free instance, first come first served.
     pub async fn checkout(&self) -> Result<Checkout<'_>, Failure> {
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Failure::new(Cause::Trap, "the instance pool is closed"))?;
+        // An uncontended permit without building a waiter; tokio hands released permits
+        // to queued waiters first, so this never jumps the queue.
+        let permit = match self.permits.try_acquire() {
+            Ok(p) => p,
+            Err(_) => self
+                .permits
+                .acquire()
+                .await
+                .map_err(|_| Failure::new(Cause::Trap, "the instance pool is closed"))?,
+        };
         let idle = self.idle.lock().pop();
         let instance = match idle {
             Some(i) => i,

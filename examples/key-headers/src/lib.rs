@@ -17,11 +17,10 @@
 use rmqtt_kafka_transform::prelude::*;
 use rmqtt_kafka_transform::{bail, serde_json::Value};
 
-/// Parses `topic_headers` (`site:1,line:2`) into `(header name, topic level)` pairs.
-fn topic_headers(cfg: &Config) -> Result<Vec<(&str, usize)>, Error> {
-    let Some(spec) = cfg.get("topic_headers") else {
-        return Ok(Vec::new());
-    };
+/// The `(header name, topic level)` pairs of `topic_headers` (`site:1,line:2`), parsed
+/// as they are iterated: no allocation per message.
+fn topic_headers(cfg: &Config) -> impl Iterator<Item = Result<(&str, usize), Error>> {
+    let spec = cfg.get("topic_headers").unwrap_or_default();
     spec.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
@@ -36,21 +35,19 @@ fn topic_headers(cfg: &Config) -> Result<Vec<(&str, usize)>, Error> {
                 ))
             })
         })
-        .collect()
 }
 
+/// Checks `topic_headers` once, at plugin start.
 fn check_config(cfg: &Config) -> Result<(), Error> {
-    topic_headers(cfg).map(drop)
+    topic_headers(cfg).try_for_each(|pair| pair.map(drop))
 }
 
 #[transform(init = check_config)]
 fn key_headers(msg: &Message, cfg: &Config) -> Result<Outcome, Error> {
     let key_field = cfg.get_or("key_field", "device_id");
-    let Value::Object(doc) = msg.json_value()? else {
-        bail!("payload is not a JSON object");
-    };
-    let key = match doc.get(key_field) {
-        Some(Value::String(s)) => s.clone(),
+    // Reads only the key field; the rest of the payload is skipped, not built.
+    let key = match msg.json_field::<Value>(key_field)? {
+        Some(Value::String(s)) => s,
         Some(Value::Number(n)) => n.to_string(),
         Some(other) => bail!("key field `{key_field}` must be a string or a number, not {other}"),
         None => bail!("key field `{key_field}` is missing"),
@@ -60,7 +57,8 @@ fn key_headers(msg: &Message, cfg: &Config) -> Result<Outcome, Error> {
     for (name, value) in msg.user_properties() {
         record = record.header(name, value);
     }
-    for (name, level) in topic_headers(cfg)? {
+    for pair in topic_headers(cfg) {
+        let (name, level) = pair?;
         if let Some(value) = msg.topic_level(level) {
             record = record.header(name, value);
         }

@@ -13,7 +13,7 @@
 //! an object, is an error. A missing or non-string `"type"` is simply not an alarm.
 
 use rmqtt_kafka_transform::prelude::*;
-use rmqtt_kafka_transform::{bail, serde_json::Value};
+use rmqtt_kafka_transform::serde_json::Value;
 
 fn topics(cfg: &Config) -> (&str, &str) {
     (
@@ -31,16 +31,15 @@ fn check_config(cfg: &Config) -> Result<(), Error> {
 #[transform(init = check_config)]
 fn router(msg: &Message, cfg: &Config) -> Result<Outcome, Error> {
     let (telemetry_topic, alarm_topic) = topics(cfg);
-    let Value::Object(doc) = msg.json_value()? else {
-        bail!("payload is not a JSON object");
-    };
+    // Reads only the members it needs; the rest of the payload is skipped, not built.
+    let kind = msg.json_field::<Value>("type")?;
     let telemetry = Record::new(msg.payload()).topic(telemetry_topic);
-    if doc.get("type").and_then(Value::as_str) != Some("alarm") {
+    if kind.as_ref().and_then(Value::as_str) != Some("alarm") {
         return Ok(telemetry.into());
     }
     let mut alarm = Record::new(msg.payload()).topic(alarm_topic);
-    match doc.get("device") {
-        Some(Value::String(device)) => alarm = alarm.key(device.clone()),
+    match msg.json_field::<Value>("device")? {
+        Some(Value::String(device)) => alarm = alarm.key(device),
         Some(Value::Number(device)) => alarm = alarm.key(device.to_string()),
         _ => {}
     }

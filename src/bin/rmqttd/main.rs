@@ -21,6 +21,10 @@ use rmqtt_conf::Settings;
 
 const ACL_PLUGIN: &str = "rmqtt-acl";
 
+/// jemalloc for Rust and, unprefixed, for librdkafka's C allocations too.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "rmqttd",
