@@ -4,16 +4,16 @@
 //! Its configuration format is that of RMQTT's own Kafka egress bridge, extended; see
 //! `plugins/rmqtt-bridge-egress-kafka.toml` and the README.
 
-pub mod ack;
-pub mod bridge;
+mod ack;
+mod bridge;
 pub mod config;
 mod hook;
-pub mod inflight;
+mod inflight;
 mod plugin;
 mod producer;
-pub mod publish;
-pub mod stats;
-pub mod topic;
+mod publish;
+mod stats;
+mod topic;
 pub mod transform;
 
 pub use plugin::BridgePlugin;

@@ -124,7 +124,7 @@ impl Snapshot {
         self.produced.saturating_sub(settled)
     }
 
-    pub fn to_json(&self) -> Value {
+    pub fn to_json(self) -> Value {
         let outcomes: Map<String, Value> = Outcome::ALL
             .iter()
             .map(|o| (o.as_str().to_owned(), self.get(*o).into()))
