@@ -90,7 +90,8 @@ impl Demo {
                 }
             }
         }
-        println!("\nStop with Ctrl-C.\n");
+        println!("\nA new topic's first record takes a few seconds to show: the printer finds new topics");
+        println!("by pattern every half second and then joins them. Stop with Ctrl-C.\n");
     }
 }
 
