@@ -16,7 +16,9 @@ use rmqtt::types::{From, Publish, PublishAclResult, QoS};
 
 use crate::ack::{AckWait, Acks};
 use crate::bridge::Bridges;
+use crate::log_limited;
 use crate::publish::PublishInfo;
+use crate::stats::LogLimiter;
 
 /// What the hooks share with the plugin.
 #[derive(Default)]
@@ -77,7 +79,10 @@ async fn forward(bridges: &Bridges, session: Option<&Session>, from: &From, publ
         if s.superuser().await.unwrap_or_default() {
             // rmqtt skips the ACL hooks for superusers, so the refusal cannot reach the
             // client: the record is counted as failed, and the PUBACK goes out anyway.
-            log::warn!(
+            static SUPERUSER_LOG: LogLimiter = LogLimiter::new(1000);
+            log_limited!(
+                SUPERUSER_LOG,
+                log::Level::Warn,
                 "{:?}: ack-mode publish of a superuser failed ({failure:?}) but cannot be refused",
                 s.id
             );

@@ -167,7 +167,7 @@ pub struct LogLimiter {
 }
 
 impl LogLimiter {
-    pub fn new(interval_ms: u64) -> Self {
+    pub const fn new(interval_ms: u64) -> Self {
         LogLimiter {
             interval_ms,
             next_ms: AtomicU64::new(0),

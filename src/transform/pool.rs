@@ -103,10 +103,6 @@ impl TransformPool {
         Ok(i)
     }
 
-    pub fn module(&self) -> &TransformModule {
-        &self.module
-    }
-
     /// Failed calls with this cause so far.
     pub fn failures(&self, cause: Cause) -> u64 {
         self.failures[cause as usize].load(Ordering::Relaxed)
