@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use abi::input::InputFields;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rmqtt_bridge_egress_kafka::transform::{
-    EngineLimits, ModuleSpec, TransformEngine, TransformPool,
-};
+use rmqtt_bridge_egress_kafka::config::{OnError, TransformConfig};
+use rmqtt_bridge_egress_kafka::transform::{TransformEngine, TransformModule, TransformPool};
 
 const SIZES: [usize; 3] = [64, 256, 4096];
 
@@ -46,17 +45,21 @@ fn passthrough() -> PathBuf {
     path
 }
 
-async fn pool(engine: &TransformEngine, instances: usize) -> TransformPool {
-    let spec = ModuleSpec {
-        path: passthrough(),
-        label: "bench".into(),
+fn settings(instances: usize) -> TransformConfig {
+    TransformConfig {
+        module: passthrough(),
+        config: BTreeMap::new(),
+        instances,
         timeout: Duration::from_millis(100),
         max_memory: 16 << 20,
-        config: BTreeMap::new(),
-    };
-    TransformPool::new(engine.load(&spec).unwrap(), instances)
-        .await
-        .unwrap()
+        on_error: OnError::Drop,
+        dead_letter_topic: None,
+    }
+}
+
+async fn pool(engine: &TransformEngine, instances: usize) -> TransformPool {
+    let module = TransformModule::load(engine, &settings(instances), "bench").unwrap();
+    TransformPool::new(Arc::new(module)).await.unwrap()
 }
 
 /// What the host does per message, minus the guest: hand over the payload, get it back.
@@ -68,11 +71,10 @@ fn native_identity<'a>(fields: &InputFields<'a, &'static [u8]>) -> &'a [u8] {
 /// One message through the pool; returns the payload length of the record, so the
 /// output is read like the bridge reads it.
 async fn transform_once(pool: &TransformPool, fields: &InputFields<'_, &'static [u8]>) -> usize {
-    let mut instance = pool.checkout().await.unwrap();
-    let records = instance.transform(fields).await.unwrap();
-    records
-        .iter()
-        .map(|r| r.unwrap().payload.map_or(0, <[u8]>::len))
+    let output = pool.run(fields).await.unwrap();
+    output
+        .records()
+        .map(|r| r.payload.map_or(0, <[u8]>::len))
         .sum()
 }
 
@@ -82,11 +84,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let engine = TransformEngine::new(EngineLimits {
-        instances: 4,
-        max_memory: 16 << 20,
-    })
-    .unwrap();
+    let engine = TransformEngine::new([&settings(4)]).unwrap();
     let single = rt.block_on(pool(&engine, 1));
     let shared = Arc::new(rt.block_on(pool(&engine, 1)));
     let pair = Arc::new(rt.block_on(pool(&engine, 2)));

@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
-cargo build --release --locked --bin rmqttd
+cargo build --release --locked -p rmqttd
 exec target/release/rmqttd -f rmqtt.toml --demo "$@"

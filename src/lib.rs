@@ -3,17 +3,21 @@
 //!
 //! Its configuration format is that of RMQTT's own Kafka egress bridge, extended; see
 //! `plugins/rmqtt-bridge-egress-kafka.toml` and the README.
+//!
+//! Where things live: `plugin` (lifecycle) and `hooks` (rmqtt adapters) on top;
+//! `pipeline` routes a publish (`route`) through its entries and their transforms
+//! (`transform`); `kafka::ledger` owns each record from reservation to its one counted
+//! outcome (`observe`); `config` reads and checks the file; `ack` holds ack mode.
+#![deny(unsafe_code)]
 
 mod ack;
-mod bridge;
 pub mod config;
-mod hook;
-mod inflight;
+mod hooks;
+mod kafka;
+mod observe;
+mod pipeline;
 mod plugin;
-mod producer;
-mod publish;
-mod stats;
-mod topic;
+pub mod route;
 pub mod transform;
 
 pub use plugin::BridgePlugin;

@@ -1,10 +1,8 @@
 //! The config-only bridge through a real broker, real MQTT clients and librdkafka's mock
 //! cluster: topic mapping, keys, partitions, headers, several bridges, client ids.
 
-mod common;
-
+use bridge_testkit::*;
 use bytes::Bytes;
-use common::*;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::mqttbytes::QoS;
 

@@ -2,13 +2,11 @@
 //! counted outcome, memory is bounded, per-key order holds, ack mode acknowledges only
 //! what Kafka took, the ACL is respected, and stopping flushes.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::procs::start_tansu;
-use common::*;
+use bridge_testkit::procs::start_tansu;
+use bridge_testkit::*;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rumqttc::v5::mqttbytes::QoS;
 use serde_json::json;

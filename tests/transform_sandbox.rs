@@ -4,14 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use abi::input::InputFields;
-use abi::output::Records;
+use rmqtt_bridge_egress_kafka::config::{OnError, TransformConfig};
 use rmqtt_bridge_egress_kafka::transform::{
-    Cause, EngineLimits, Failure, ModuleSpec, TransformEngine, TransformPool,
+    Cause, Failure, TransformEngine, TransformModule, TransformPool, Transformed,
 };
 
 /// Helpers shared by the fixtures. Memory layout: output document at 1024, data at
@@ -65,12 +66,22 @@ fn fixture_with(head: &str, body: &str, funcs: &str) -> String {
     )
 }
 
+/// An entry's transform settings, as the configuration would give them.
+fn settings(path: &Path, timeout: Duration, max_memory: u64, instances: usize) -> TransformConfig {
+    TransformConfig {
+        module: path.to_owned(),
+        config: BTreeMap::new(),
+        instances,
+        timeout,
+        max_memory,
+        on_error: OnError::Drop,
+        dead_letter_topic: None,
+    }
+}
+
+/// An engine with room for 16 instances of up to 16 MiB.
 fn engine() -> TransformEngine {
-    TransformEngine::new(EngineLimits {
-        instances: 16,
-        max_memory: 16 << 20,
-    })
-    .unwrap()
+    TransformEngine::new([&settings(Path::new("-"), Duration::ZERO, 16 << 20, 16)]).unwrap()
 }
 
 fn write_module(text: &str) -> tempfile::NamedTempFile {
@@ -79,14 +90,13 @@ fn write_module(text: &str) -> tempfile::NamedTempFile {
     f
 }
 
-fn spec(path: &std::path::Path, timeout: Duration, max_memory: u64) -> ModuleSpec {
-    ModuleSpec {
-        path: path.to_owned(),
-        label: "test/entry 0".into(),
-        timeout,
-        max_memory,
-        config: BTreeMap::new(),
-    }
+fn load(
+    e: &TransformEngine,
+    path: &Path,
+    timeout: Duration,
+    max_memory: u64,
+) -> Result<TransformModule, String> {
+    TransformModule::load(e, &settings(path, timeout, max_memory, 1), "test entry 0")
 }
 
 struct Setup {
@@ -98,10 +108,8 @@ struct Setup {
 async fn pool_with(text: &str, timeout: Duration, max_memory: u64) -> Setup {
     let engine = engine();
     let file = write_module(text);
-    let module = engine
-        .load(&spec(file.path(), timeout, max_memory))
-        .unwrap();
-    let pool = TransformPool::new(module, 1).await.unwrap();
+    let module = load(&engine, file.path(), timeout, max_memory).unwrap();
+    let pool = TransformPool::new(Arc::new(module)).await.unwrap();
     Setup {
         _engine: engine,
         _file: file,
@@ -129,37 +137,34 @@ fn input(payload: &[u8]) -> InputFields<'_, &'static [u8]> {
     }
 }
 
-fn payloads(records: &Records<'_>) -> Vec<Vec<u8>> {
-    records
+fn payloads(out: &Transformed<'_>) -> Vec<Vec<u8>> {
+    out.records().map(|r| r.payload.unwrap().to_vec()).collect()
+}
+
+/// The causes other than `cause` that were counted.
+fn other_failures(pool: &TransformPool, cause: Cause) -> u64 {
+    Cause::ALL
         .iter()
-        .map(|r| r.unwrap().payload.unwrap().to_vec())
-        .collect()
+        .filter(|c| **c != cause)
+        .map(|c| pool.failures(*c))
+        .sum()
 }
 
 /// Runs a message that must fail with `cause`, then checks the counters and that the
 /// next message is served normally by a fresh instance.
 async fn assert_contained(s: &Setup, trigger: &[u8], cause: Cause) -> Failure {
-    let mut c = s.pool.checkout().await.unwrap();
-    let failure = match c.transform(&input(trigger)).await {
+    let failure = match s.pool.run(&input(trigger)).await {
         Err(f) => f,
-        Ok(r) => panic!("expected {cause:?}, got {} records", r.len()),
+        Ok(out) => panic!("expected {cause:?}, got {} records", out.records().count()),
     };
-    drop(c);
-    s.pool.replenish().await;
     assert_eq!(failure.cause, cause, "{failure}");
     assert_eq!(s.pool.failures(cause), 1);
-    let others: u64 = Cause::ALL
-        .iter()
-        .filter(|c| **c != cause)
-        .map(|c| s.pool.failures(*c))
-        .sum();
-    assert_eq!(others, 0);
+    assert_eq!(other_failures(&s.pool, cause), 0);
 
-    let mut c = s.pool.checkout().await.unwrap();
-    let records = c.transform(&input(b"healthy")).await.unwrap();
-    assert_eq!(payloads(&records), [b"healthy".to_vec()]);
-    drop(c);
-    let replaced = if cause == Cause::GuestError { 0 } else { 1 };
+    let out = s.pool.run(&input(b"healthy")).await.unwrap();
+    assert_eq!(payloads(&out), [b"healthy".to_vec()]);
+    drop(out);
+    let replaced = u64::from(failure.poisons_instance());
     assert_eq!(
         s.pool.replaced(),
         replaced,
@@ -171,11 +176,10 @@ async fn assert_contained(s: &Setup, trigger: &[u8], cause: Cause) -> Failure {
 #[tokio::test]
 async fn identity_echoes_the_payload_without_copying_in_the_guest() {
     let s = pool("(unreachable)").await;
-    let mut c = s.pool.checkout().await.unwrap();
     for msg in [&b"one"[..], b"two", &[7u8; 4000]] {
-        let records = c.transform(&input(msg)).await.unwrap();
-        assert_eq!(payloads(&records), [msg.to_vec()]);
-        let r = records.iter().next().unwrap().unwrap();
+        let out = s.pool.run(&input(msg)).await.unwrap();
+        assert_eq!(payloads(&out), [msg.to_vec()]);
+        let r = out.records().next().unwrap();
         assert_eq!(
             (r.topic, r.key, r.partition, r.timestamp),
             (None, None, None, None)
@@ -186,10 +190,9 @@ async fn identity_echoes_the_payload_without_copying_in_the_guest() {
 #[tokio::test]
 async fn drop_returns_no_records() {
     let s = pool("(call $ok (i32.const 0))").await;
-    let mut c = s.pool.checkout().await.unwrap();
-    assert!(c.transform(&input(b"!drop")).await.unwrap().is_empty());
+    assert!(s.pool.run(&input(b"!drop")).await.unwrap().is_empty());
     assert_eq!(
-        payloads(&c.transform(&input(b"kept")).await.unwrap()),
+        payloads(&s.pool.run(&input(b"kept")).await.unwrap()),
         [b"kept".to_vec()]
     );
 }
@@ -205,11 +208,10 @@ async fn fan_out_to_three_records_with_topic_overrides() {
         (call $ok (i32.const 3))"#,
     )
     .await;
-    let mut c = s.pool.checkout().await.unwrap();
-    let records = c.transform(&input(b"!fan")).await.unwrap();
-    let topics: Vec<&[u8]> = records.iter().map(|r| r.unwrap().topic.unwrap()).collect();
+    let out = s.pool.run(&input(b"!fan")).await.unwrap();
+    let topics: Vec<&[u8]> = out.records().map(|r| r.topic.unwrap()).collect();
     assert_eq!(topics, [&b"fan-a"[..], b"fan-b", b"fan-c"]);
-    assert_eq!(payloads(&records), vec![b"!fan".to_vec(); 3]);
+    assert_eq!(payloads(&out), vec![b"!fan".to_vec(); 3]);
 }
 
 #[tokio::test]
@@ -264,11 +266,9 @@ async fn output_document_outside_memory_is_bad_output() {
 #[tokio::test]
 async fn record_length_past_memory_is_bad_output() {
     let s = pool("(call $record (i32.const 1032) (i32.const 0) (i32.const 0x7fffffff) (i32.const 0) (i32.const -1)) (call $ok (i32.const 1))").await;
-    let mut c = s.pool.checkout().await.unwrap();
-    // The header is fine; the record's payload is checked when the record is read.
-    let records = c.transform(&input(b"!len")).await.unwrap();
-    let err = records.iter().next().unwrap().unwrap_err();
-    assert!(err.to_string().contains("payload"), "{err}");
+    // The header is fine; the pool checks every record before the bridge sees any.
+    let f = assert_contained(&s, b"!len", Cause::BadOutput).await;
+    assert!(f.message.contains("payload"), "{f}");
 }
 
 #[tokio::test]
@@ -322,9 +322,8 @@ fn a_slow_guest_yields_to_other_tasks() {
                 tokio::task::yield_now().await;
             }
         });
-        let mut c = s.pool.checkout().await.unwrap();
         let before = ticks.load(Ordering::Relaxed);
-        let err = c.transform(&input(b"!slow")).await.err().unwrap();
+        let err = s.pool.run(&input(b"!slow")).await.err().unwrap();
         assert_eq!(err.cause, Cause::Timeout);
         let during = ticks.load(Ordering::Relaxed) - before;
         ticker.abort();
@@ -340,8 +339,7 @@ fn missing_export_is_refused_at_load() {
     let e = engine();
     let text = "(module (memory (export \"memory\") 1) (func (export \"rmqtt_transform_abi_v1\")) (func (export \"rmqtt_transform_reserve\") (param i32) (result i32) (i32.const 0)))";
     let f = write_module(text);
-    let err = e
-        .load(&spec(f.path(), Duration::from_millis(10), 1 << 20))
+    let err = load(&e, f.path(), Duration::from_millis(10), 1 << 20)
         .err()
         .unwrap();
     assert!(err.contains("missing export `rmqtt_transform`"), "{err}");
@@ -357,8 +355,7 @@ fn wrong_abi_version_is_refused_at_load() {
     let f = write_module(
         &fixture("", "(unreachable)").replace("rmqtt_transform_abi_v1", "rmqtt_transform_abi_v2"),
     );
-    let err = e
-        .load(&spec(f.path(), Duration::from_millis(10), 1 << 20))
+    let err = load(&e, f.path(), Duration::from_millis(10), 1 << 20)
         .err()
         .unwrap();
     assert!(
@@ -366,8 +363,7 @@ fn wrong_abi_version_is_refused_at_load() {
         "{err}"
     );
     let f = write_module("(module (memory (export \"memory\") 1))");
-    let err = e
-        .load(&spec(f.path(), Duration::from_millis(10), 1 << 20))
+    let err = load(&e, f.path(), Duration::from_millis(10), 1 << 20)
         .err()
         .unwrap();
     assert!(err.contains("not a transform module"), "{err}");
@@ -380,8 +376,7 @@ fn wrong_signature_and_unknown_imports_are_refused_at_load() {
         "(param i32) (result i32) (i32.const 65536)",
         "(result i32) (i32.const 65536)",
     ));
-    let err = e
-        .load(&spec(f.path(), Duration::from_millis(10), 1 << 20))
+    let err = load(&e, f.path(), Duration::from_millis(10), 1 << 20)
         .err()
         .unwrap();
     assert!(
@@ -392,19 +387,18 @@ fn wrong_signature_and_unknown_imports_are_refused_at_load() {
         r#"(import "wasi_snapshot_preview1" "path_open" (func (param i32)))"#,
         "(unreachable)",
     ));
-    let err = e
-        .load(&spec(f.path(), Duration::from_millis(10), 1 << 20))
+    let err = load(&e, f.path(), Duration::from_millis(10), 1 << 20)
         .err()
         .unwrap();
     assert!(err.contains("path_open"), "{err}");
-    let err = e
-        .load(&spec(
-            std::path::Path::new("/nonexistent/m.wasm"),
-            Duration::from_millis(10),
-            1 << 20,
-        ))
-        .err()
-        .unwrap();
+    let err = load(
+        &e,
+        std::path::Path::new("/nonexistent/m.wasm"),
+        Duration::from_millis(10),
+        1 << 20,
+    )
+    .err()
+    .unwrap();
     assert!(
         err.contains("cannot read module /nonexistent/m.wasm"),
         "{err}"
@@ -420,10 +414,13 @@ async fn failing_init_refuses_the_pool_with_the_modules_message() {
     let text = fixture_with("", "(unreachable)", init);
     let e = engine();
     let f = write_module(&text);
-    let module = e
-        .load(&spec(f.path(), Duration::from_millis(100), 1 << 20))
-        .unwrap();
-    let err = TransformPool::new(module, 2).await.err().unwrap();
+    let module = TransformModule::load(
+        &e,
+        &settings(f.path(), Duration::from_millis(100), 1 << 20, 2),
+        "test entry 0",
+    )
+    .unwrap();
+    let err = TransformPool::new(Arc::new(module)).await.err().unwrap();
     assert_eq!(
         (err.cause, err.message.as_str()),
         (Cause::GuestError, "init failed: nope")
@@ -437,9 +434,103 @@ fn initial_memory_above_the_cap_is_refused_at_load() {
         "(memory (export \"memory\") 2)",
         "(memory (export \"memory\") 40)",
     ));
-    let err = e
-        .load(&spec(f.path(), Duration::from_millis(100), 1 << 20))
+    let err = load(&e, f.path(), Duration::from_millis(100), 1 << 20)
         .err()
         .unwrap();
     assert!(err.contains("needs at least 2621440 bytes of memory, more than transform.max_memory (1048576 bytes)"), "{err}");
+}
+
+#[tokio::test]
+async fn a_record_topic_kafka_refuses_is_bad_output() {
+    // Kafka refuses "." and ".." as topic names; the host applies the ABI crate's rule.
+    for (at, name) in [(2100, "."), (2102, "..")] {
+        let body = format!(
+            "(local $p i32) (local.set $p (call $payload_len_at (local.get $in))) \
+             (call $record (i32.const 1032) (i32.add (local.get $p) (i32.const 4)) (i32.load (local.get $p)) (i32.const {at}) (i32.const {})) \
+             (call $ok (i32.const 1))",
+            name.len()
+        );
+        let text = fixture_with("", &body, r#"(data (i32.const 2100) ". ..")"#);
+        let s = pool_with(&text, Duration::from_millis(100), 16 << 20).await;
+        let f = assert_contained(&s, b"!dot", Cause::BadOutput).await;
+        assert!(f.message.contains(&format!("\"{name}\"")), "{f}");
+    }
+}
+
+#[tokio::test]
+async fn an_input_over_4_gib_is_input_too_large_and_keeps_the_instance() {
+    let s = pool("(unreachable)").await;
+    // Zeroed pages are not touched: the host refuses the size before copying anything.
+    let huge = vec![0u8; (u32::MAX as usize) + 1];
+    let f = s.pool.run(&input(&huge)).await.err().unwrap();
+    assert_eq!(f.cause, Cause::InputTooLarge, "{f}");
+    assert_eq!(s.pool.failures(Cause::InputTooLarge), 1);
+    assert_eq!(other_failures(&s.pool, Cause::InputTooLarge), 0);
+    assert_eq!(
+        payloads(&s.pool.run(&input(b"next")).await.unwrap()),
+        [b"next".to_vec()]
+    );
+    assert_eq!(s.pool.replaced(), 0, "the guest never saw the input");
+}
+
+#[tokio::test]
+async fn a_reserve_that_returns_0_is_memory() {
+    let text = fixture("", "(unreachable)").replace(
+        "(param i32) (result i32) (i32.const 65536)",
+        "(param i32) (result i32) (i32.const 0)",
+    );
+    let s = pool_with(&text, Duration::from_millis(100), 16 << 20).await;
+    let f = s.pool.run(&input(b"any")).await.err().unwrap();
+    assert_eq!(f.cause, Cause::Memory, "{f}");
+    assert!(f.message.contains("could not allocate"), "{f}");
+    assert_eq!(other_failures(&s.pool, Cause::Memory), 0);
+}
+
+#[tokio::test]
+async fn replacement_failures_are_not_call_failures() {
+    // An init that fails once 50 ms have passed on the host's monotonic clock (which
+    // starts at its first reading, in the first instance's init): the first instance
+    // starts, and every replacement fails.
+    let init = r#"(func (export "rmqtt_transform_init") (param i32 i32) (result i64)
+        (drop (call $clock (i32.const 1) (i64.const 0) (i32.const 3000)))
+        (if (i64.gt_u (i64.load (i32.const 3000)) (i64.const 50000000))
+          (then
+            (i32.store (i32.const 1024) (i32.const 1)) (i32.store (i32.const 1028) (i32.const 4))
+            (memory.copy (i32.const 1032) (i32.const 2063) (i32.const 4))
+            (return (i64.const 0x000004000000000c))))
+        (call $ok (i32.const 0)))"#;
+    let clock = r#"(import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))"#;
+    let s = pool_with(
+        &fixture_with(clock, "(unreachable)", init),
+        Duration::from_secs(1),
+        16 << 20,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let f = s.pool.run(&input(b"!trap")).await.err().unwrap();
+    assert_eq!(f.cause, Cause::Trap, "{f}");
+    assert_eq!(
+        s.pool.replace_failures(),
+        1,
+        "the replacement's init failed"
+    );
+    assert_eq!(
+        other_failures(&s.pool, Cause::Trap),
+        0,
+        "and it is not a call failure"
+    );
+
+    // The next call finds no instance: that call fails as `unavailable`, nothing else.
+    let f = s.pool.run(&input(b"next")).await.err().unwrap();
+    assert_eq!(f.cause, Cause::Unavailable, "{f}");
+    assert!(f.message.contains("init failed: nope"), "{f}");
+    assert_eq!(
+        (
+            s.pool.failures(Cause::Trap),
+            s.pool.failures(Cause::Unavailable)
+        ),
+        (1, 1)
+    );
+    assert_eq!(s.pool.replace_failures(), 2);
 }

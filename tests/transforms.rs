@@ -2,11 +2,9 @@
 //! source, loaded into a real broker, with the records checked in (mock) Kafka; and
 //! failure handling (`on_error`) end to end.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use bridge_testkit::*;
 use rumqttc::v5::mqttbytes::v5::PublishProperties;
 use rumqttc::v5::mqttbytes::QoS;
 use serde_json::json;

@@ -1,21 +1,17 @@
 //! `bridge-bench broker`: the broker under test, in a process of its own.
 //!
-//! It is built like `rmqttd` builds its broker (a `ServerContext`, the plugin registered
-//! under its name, one TCP listener), with the same settings whatever the plugin, so that
-//! the configurations differ only by the bridge. It prints `listening <addr>` once it
-//! accepts connections and, when told to stop (SIGTERM or Ctrl-C), `attrs <json>` with
-//! the plugin's own counters.
+//! It is the tests' in-process broker (`bridge_testkit::Broker`: a `ServerContext`, the
+//! plugin registered under its name, one TCP listener) with rmqtt's busy check off, the
+//! same whatever the plugin, so that the configurations differ only by the bridge. It
+//! prints `listening <addr>` once it accepts connections and, when told to stop (SIGTERM
+//! or Ctrl-C), `attrs <json>` with the plugin's own counters.
 
 use std::io::Write;
-use std::num::NonZeroU16;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rmqtt::context::ServerContext;
-use rmqtt::net::Builder;
-use rmqtt::node::Node;
-use rmqtt::server::MqttServer;
+use bridge_testkit::broker::shutdown_signal;
+use bridge_testkit::Broker;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
 
 /// The bridge a broker runs.
@@ -39,10 +35,6 @@ impl PluginKind {
     }
 }
 
-/// The listener's in-flight window (rmqtt.toml has 16; 64 keeps it off the critical
-/// path). The same for every configuration.
-const MAX_INFLIGHT: u16 = 64;
-
 pub fn main(plugin: PluginKind, config: Option<PathBuf>, port: u16) -> Result<()> {
     flexi_logger::Logger::try_with_env_or_str("warn")?
         .start()
@@ -62,48 +54,25 @@ pub fn main(plugin: PluginKind, config: Option<PathBuf>, port: u16) -> Result<()
 }
 
 async fn serve(plugin: PluginKind, config: Option<String>, port: u16) -> Result<()> {
-    let mut builder = ServerContext::new()
-        .node(Node::new(1, 100.0, 100.0, Duration::from_secs(5)))
-        .busy_check_enable(false);
+    let mut builder = Broker::builder()
+        .listener("bench/tcp", port)
+        .busy_check(false);
     if let Some(c) = config {
-        builder = builder.plugins_config_map_add(PLUGIN_NAME, c);
+        builder = builder.config(PLUGIN_NAME, c);
     }
-    let scx = builder.build().await;
-    match plugin {
-        PluginKind::None => {}
-        PluginKind::Upstream => upstream::register_named(&scx, PLUGIN_NAME, true, false)
-            .await
-            .context("the upstream plugin failed to start")?,
-        PluginKind::Ours => {
-            rmqtt_bridge_egress_kafka::register_named(&scx, PLUGIN_NAME, true, false)
+    let builder = match plugin {
+        PluginKind::None => builder,
+        PluginKind::Upstream => builder.register(|scx| async move {
+            upstream::register_named(&scx, PLUGIN_NAME, true, false)
                 .await
-                .context("this plugin failed to start")?
-        }
-    }
-    let listener = Builder::new()
-        .name("bench/tcp")
-        .laddr(([127, 0, 0, 1], port).into())
-        .allow_anonymous(true)
-        .max_inflight(NonZeroU16::new(MAX_INFLIGHT).expect("non-zero"))
-        .bind()?
-        .tcp()?;
-    let addr = listener.local_addr()?;
-    MqttServer::new(scx.clone())
-        .listener(listener)
-        .build()
-        .start();
-    say(&format!("listening {addr}"))?;
-
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    let attrs = match scx.plugins.get(PLUGIN_NAME) {
-        Some(entry) => entry.to_info(PLUGIN_NAME).await?.to_json()?["attrs"].clone(),
-        None => serde_json::Value::Null,
+                .context("the upstream plugin failed to start")
+        }),
+        PluginKind::Ours => builder.register_bridge(),
     };
-    say(&format!("attrs {attrs}"))
+    let broker = builder.start().await?;
+    say(&format!("listening {}", broker.addr))?;
+    shutdown_signal().await?;
+    say(&format!("attrs {}", broker.try_attrs().await?))
 }
 
 fn say(line: &str) -> Result<()> {

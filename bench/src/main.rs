@@ -107,19 +107,11 @@ pub struct RunArgs {
     pub logs: PathBuf,
 }
 
-/// `10s`, `1500ms`, `2m`, or a number of seconds.
+/// `10s`, `1500ms`, `2m` (the plugin's duration syntax), or a number of seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 10s, 500ms, 2m)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("`{s}`: unknown unit `{unit}` (use ms, s or m)")),
+    match s.trim().parse() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => rmqtt_bridge_egress_kafka::config::parse_duration(s),
     }
 }
 
@@ -164,7 +156,8 @@ mod tests {
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("1h").is_err());
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("s").is_err());
         assert_eq!(
             parse_property("linger.ms=20"),

@@ -145,7 +145,7 @@ impl<'a> Record<'a> {
     }
 
     /// The Kafka topic (default: the entry's `remote.topic`). It must be a valid Kafka
-    /// topic name: 1 to 249 characters of `a-z A-Z 0-9 . _ -`.
+    /// topic name: 1 to 249 characters of `a-z A-Z 0-9 . _ -`, other than `.` and `..`.
     pub fn topic(mut self, topic: impl Into<Cow<'a, str>>) -> Record<'a> {
         self.topic = Some(topic.into());
         self
@@ -166,15 +166,14 @@ impl<'a> Record<'a> {
 
     /// Checks what the host would reject: an invalid topic name, a negative partition, or
     /// more than 1024 headers. The SDK runs this before handing a record over, so a
-    /// mistake surfaces as the transform's error with a clear message.
+    /// mistake surfaces as the transform's error with a clear message. The rules are the
+    /// host's own ([`abi::rules`]).
     pub fn validate(&self) -> Result<(), Error> {
         if let Some(topic) = &self.topic {
-            validate_topic(topic)?;
+            abi::rules::check_topic(topic)?;
         }
-        if let Some(p) = self.partition {
-            if p < 0 {
-                return Err(Error::msg(format_args!("partition {p} is negative")));
-            }
+        if let Some(partition) = self.partition {
+            abi::rules::check_partition(partition)?;
         }
         if self.headers.len() > abi::MAX_HEADERS as usize {
             return Err(Error::msg(format_args!(
@@ -185,18 +184,6 @@ impl<'a> Record<'a> {
         }
         Ok(())
     }
-}
-
-fn validate_topic(topic: &str) -> Result<(), Error> {
-    let valid_chars = topic
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if topic.is_empty() || topic.len() > 249 || !valid_chars {
-        return Err(Error::msg(format_args!(
-            "`{topic}` is not a valid Kafka topic name (1 to 249 characters of a-z A-Z 0-9 . _ -)"
-        )));
-    }
-    Ok(())
 }
 
 /// Getters, mostly for unit tests. Those whose plain name is taken by a builder method
@@ -340,5 +327,54 @@ impl<'a> From<Option<Record<'a>>> for Outcome<'a> {
 impl<'a> FromIterator<Record<'a>> for Outcome<'a> {
     fn from_iter<I: IntoIterator<Item = Record<'a>>>(iter: I) -> Outcome<'a> {
         Outcome::Records(iter.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic_error(topic: &str) -> Option<String> {
+        let record = Record::new("x").topic(topic);
+        record.validate().err().map(|e| e.to_string())
+    }
+
+    #[test]
+    fn topics_follow_the_host_rule() {
+        for ok in [
+            "a",
+            "a.b",
+            "..a",
+            "a..",
+            "...",
+            "Plant_1-x",
+            &"a".repeat(249),
+        ] {
+            assert_eq!(topic_error(ok), None, "{ok:?}");
+        }
+        assert_eq!(
+            topic_error(".").as_deref(),
+            Some(r#""." is not a valid Kafka topic name (Kafka reserves "." and "..")"#)
+        );
+        assert_eq!(
+            topic_error("..").as_deref(),
+            Some(r#"".." is not a valid Kafka topic name (Kafka reserves "." and "..")"#)
+        );
+        for bad in ["", "a/b", "a b", "ü", &"a".repeat(250)] {
+            assert!(topic_error(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn partitions_are_not_negative() {
+        assert!(Record::new("x").partition(0).validate().is_ok());
+        assert_eq!(
+            Record::new("x")
+                .partition(-2)
+                .validate()
+                .unwrap_err()
+                .to_string(),
+            "partition -2 is negative"
+        );
     }
 }

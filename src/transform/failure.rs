@@ -1,4 +1,5 @@
-//! Why a transform call failed. Each cause is counted separately in `attrs()`.
+//! Why a transform call failed: a typed cause, decided where the failure happens and
+//! counted per entry and cause in `attrs()`.
 
 use std::fmt;
 
@@ -7,26 +8,34 @@ use std::fmt;
 pub enum Cause {
     /// Ran past `transform.timeout`.
     Timeout,
-    /// Tried to grow memory past `transform.max_memory`.
+    /// Tried to grow memory past `transform.max_memory`, or could not allocate the
+    /// input buffer (`rmqtt_transform_reserve` returned 0).
     Memory,
     /// Called `rmqtt.abort` (a Rust panic through the SDK).
     Panic,
     /// Any other trap: `unreachable`, out-of-bounds access, stack overflow, `proc_exit`.
     Trap,
-    /// The output document, or a pointer or record in it, is invalid.
+    /// The output document, a pointer in it, or a record in it is invalid.
     BadOutput,
     /// The module returned status ERROR.
     GuestError,
+    /// The message's input document does not fit the 32-bit ABI (over 4 GiB).
+    InputTooLarge,
+    /// No instance could serve the call: the pool is closed, or a discarded instance
+    /// could not be replaced.
+    Unavailable,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 6] = [
+    pub const ALL: [Cause; 8] = [
         Cause::Timeout,
         Cause::Memory,
         Cause::Panic,
         Cause::Trap,
         Cause::BadOutput,
         Cause::GuestError,
+        Cause::InputTooLarge,
+        Cause::Unavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +46,8 @@ impl Cause {
             Cause::Trap => "trap",
             Cause::BadOutput => "bad_output",
             Cause::GuestError => "guest_error",
+            Cause::InputTooLarge => "input_too_large",
+            Cause::Unavailable => "unavailable",
         }
     }
 }
@@ -56,10 +67,14 @@ impl Failure {
         }
     }
 
-    /// Whether the instance must be discarded: everything but a clean, reported error
-    /// may have left it in an inconsistent state.
+    /// Whether the instance must be discarded: a guest that trapped, ran out of time or
+    /// memory, or wrote a bad output may be inconsistent. A reported error, or a failure
+    /// that never reached the guest, leaves it as it was.
     pub fn poisons_instance(&self) -> bool {
-        self.cause != Cause::GuestError
+        !matches!(
+            self.cause,
+            Cause::GuestError | Cause::InputTooLarge | Cause::Unavailable
+        )
     }
 }
 
@@ -68,6 +83,8 @@ impl fmt::Display for Failure {
         write!(f, "{}: {}", self.cause.as_str(), self.message)
     }
 }
+
+impl std::error::Error for Failure {}
 
 /// Raised by the epoch callback when a call passes its deadline.
 #[derive(Debug)]

@@ -1,5 +1,8 @@
 //! The WebAssembly host: modules compiled once, pooled instances reused across messages,
 //! and every way a guest can fail contained and classified. The ABI is in docs/abi.md.
+//!
+//! Dependencies run one way: `pool` → `instance` → `module` → `engine` → `imports` →
+//! `state` → `failure`.
 
 mod engine;
 mod failure;
@@ -7,8 +10,10 @@ mod imports;
 mod instance;
 mod module;
 mod pool;
+mod state;
 
-pub use engine::{EngineLimits, TransformEngine, EPOCH_TICK, MAX_WASM_STACK};
+pub use engine::{TransformEngine, MAX_WASM_STACK};
 pub use failure::{Cause, Failure};
-pub use module::{ModuleSpec, TransformModule};
-pub use pool::{Checkout, TransformPool};
+pub use module::TransformModule;
+pub use pool::{TransformPool, Transformed};
+pub use state::EPOCH_TICK;

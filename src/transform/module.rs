@@ -1,7 +1,6 @@
 //! Loading a module: compile once, check that it speaks ABI v1, and prepare it for fast
 //! instantiation.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,38 +8,34 @@ use std::time::Duration;
 use wasmtime::{ExternType, FuncType, InstancePre, Module, ValType};
 
 use super::engine::TransformEngine;
-use super::instance::HostState;
-use crate::stats::LogLimiter;
-
-/// What an entry asks of its module.
-#[derive(Debug, Clone)]
-pub struct ModuleSpec {
-    pub path: PathBuf,
-    /// `bridge/entry N`, for log lines.
-    pub label: String,
-    pub timeout: Duration,
-    pub max_memory: u64,
-    pub config: BTreeMap<String, String>,
-}
+use super::state::HostState;
+use crate::config::TransformConfig;
+use crate::observe::LogLimiter;
 
 /// A compiled, validated module, ready to be instantiated many times.
 pub struct TransformModule {
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) timeout: Duration,
     pub(crate) max_memory: usize,
+    /// Instances in the entry's pool.
+    pub(crate) instances: usize,
     /// The config document handed to `rmqtt_transform_init`.
     pub(crate) config_doc: Vec<u8>,
+    /// `bridge "x" entry N`, for log lines.
     pub(crate) label: Arc<str>,
     pub(crate) guest_log: Arc<LogLimiter>,
     path: PathBuf,
 }
 
 impl TransformModule {
-    pub(crate) fn load(
+    /// Compiles `transform.module` and checks it against the entry's settings.
+    pub fn load(
         engine: &TransformEngine,
-        spec: &ModuleSpec,
+        settings: &TransformConfig,
+        label: &str,
     ) -> Result<TransformModule, String> {
-        let path = absolute(&spec.path);
+        let path =
+            std::path::absolute(&settings.module).unwrap_or_else(|_| settings.module.clone());
         let bytes = std::fs::read(&path)
             .map_err(|e| format!("cannot read module {}: {e}", path.display()))?;
         // Binary modules, or WebAssembly text (`.wat`) for small hand-written ones.
@@ -50,19 +45,24 @@ impl TransformModule {
                 path.display()
             )
         })?;
-        check_exports(&module, spec.max_memory).map_err(|e| format!("{}: {e}", path.display()))?;
+        check_exports(&module, settings.max_memory)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let pre = engine.linker().instantiate_pre(&module).map_err(|e| {
             format!("{}: {e:#} (a module may import only rmqtt.log, rmqtt.abort and the WASI subset in docs/abi.md)", path.display())
         })?;
-        let pairs = spec.config.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let pairs = settings
+            .config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
         let mut config_doc = vec![0; abi::config::encoded_len(pairs.clone())];
         abi::config::encode(pairs, &mut config_doc);
         Ok(TransformModule {
             pre,
-            timeout: spec.timeout,
-            max_memory: usize::try_from(spec.max_memory).unwrap_or(usize::MAX),
+            timeout: settings.timeout,
+            max_memory: usize::try_from(settings.max_memory).unwrap_or(usize::MAX),
+            instances: settings.instances,
             config_doc,
-            label: spec.label.as_str().into(),
+            label: label.into(),
             guest_log: Arc::new(LogLimiter::default()),
             path,
         })
@@ -73,10 +73,6 @@ impl TransformModule {
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
-}
-
 fn is(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
     let same = |a: &mut dyn ExactSizeIterator<Item = ValType>, b: &[ValType]| {
         a.len() == b.len() && a.zip(b).all(|(x, y)| ValType::eq(&x, y))
@@ -84,28 +80,48 @@ fn is(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
     same(&mut ty.params(), params) && same(&mut ty.results(), results)
 }
 
-/// Checks the ABI marker, the signatures of the required exports, and that the
-/// module's initial memory fits under `max_memory`.
+/// Checks the ABI marker, the memory, and the signatures of the exports.
 fn check_exports(module: &Module, max_memory: u64) -> Result<(), String> {
+    check_version(module)?;
+    check_memory(module, max_memory)?;
+    let (ptr_len, packed) = ([ValType::I32, ValType::I32], [ValType::I64]);
+    check_func(
+        module,
+        abi::EXPORT_RESERVE,
+        &[ValType::I32],
+        &[ValType::I32],
+        true,
+    )?;
+    check_func(module, abi::EXPORT_TRANSFORM, &ptr_len, &packed, true)?;
+    check_func(module, abi::EXPORT_INIT, &ptr_len, &packed, false)
+}
+
+/// The module must declare ABI v1 through its marker export.
+fn check_version(module: &Module) -> Result<(), String> {
     let mut versions: Vec<&str> = module
         .exports()
         .filter_map(|e| e.name().strip_prefix(abi::ABI_MARKER_PREFIX))
         .collect();
     versions.sort_unstable();
     let v1 = abi::EXPORT_ABI_MARKER.trim_start_matches(abi::ABI_MARKER_PREFIX);
-    if !versions.contains(&v1) {
-        return Err(match versions.as_slice() {
-            [] => format!(
-                "not a transform module: it does not export `{}`",
-                abi::EXPORT_ABI_MARKER
-            ),
-            vs => format!(
-                "the module targets transform ABI v{}, this host supports v{}",
-                vs.join(", v"),
-                abi::VERSION
-            ),
-        });
+    if versions.contains(&v1) {
+        return Ok(());
     }
+    Err(match versions.as_slice() {
+        [] => format!(
+            "not a transform module: it does not export `{}`",
+            abi::EXPORT_ABI_MARKER
+        ),
+        vs => format!(
+            "the module targets transform ABI v{}, this host supports v{}",
+            vs.join(", v"),
+            abi::VERSION
+        ),
+    })
+}
+
+/// The module must export its memory, and its declared minimum must fit `max_memory`.
+fn check_memory(module: &Module, max_memory: u64) -> Result<(), String> {
     match module.get_export(abi::EXPORT_MEMORY) {
         Some(ExternType::Memory(m)) => {
             let needed = m.minimum().saturating_mul(m.page_size());
@@ -114,42 +130,34 @@ fn check_exports(module: &Module, max_memory: u64) -> Result<(), String> {
                     "the module needs at least {needed} bytes of memory, more than transform.max_memory ({max_memory} bytes)"
                 ));
             }
+            Ok(())
         }
-        Some(_) => return Err(format!("export `{}` must be a memory", abi::EXPORT_MEMORY)),
-        None => {
-            return Err(format!(
-                "missing export `{}` required by transform ABI v1",
-                abi::EXPORT_MEMORY
-            ))
-        }
+        Some(_) => Err(format!("export `{}` must be a memory", abi::EXPORT_MEMORY)),
+        None => Err(format!(
+            "missing export `{}` required by transform ABI v1",
+            abi::EXPORT_MEMORY
+        )),
     }
-    let func = |name: &str, params: &[ValType], results: &[ValType], required: bool| {
-        let sig = if params.len() == 1 {
-            "(i32) -> i32"
-        } else {
-            "(i32, i32) -> i64"
-        };
-        match module.get_export(name) {
-            Some(ExternType::Func(f)) if is(&f, params, results) => Ok(()),
-            Some(_) => Err(format!("export `{name}` must be a function {sig}")),
-            None if required => Err(format!(
-                "missing export `{name}` {sig} required by transform ABI v1"
-            )),
-            None => Ok(()),
-        }
+}
+
+fn check_func(
+    module: &Module,
+    name: &str,
+    params: &[ValType],
+    results: &[ValType],
+    required: bool,
+) -> Result<(), String> {
+    let sig = if params.len() == 1 {
+        "(i32) -> i32"
+    } else {
+        "(i32, i32) -> i64"
     };
-    func(abi::EXPORT_RESERVE, &[ValType::I32], &[ValType::I32], true)?;
-    func(
-        abi::EXPORT_TRANSFORM,
-        &[ValType::I32, ValType::I32],
-        &[ValType::I64],
-        true,
-    )?;
-    func(
-        abi::EXPORT_INIT,
-        &[ValType::I32, ValType::I32],
-        &[ValType::I64],
-        false,
-    )?;
-    Ok(())
+    match module.get_export(name) {
+        Some(ExternType::Func(f)) if is(&f, params, results) => Ok(()),
+        Some(_) => Err(format!("export `{name}` must be a function {sig}")),
+        None if required => Err(format!(
+            "missing export `{name}` {sig} required by transform ABI v1"
+        )),
+        None => Ok(()),
+    }
 }

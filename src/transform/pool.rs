@@ -1,9 +1,13 @@
 //! The instances of one entry: `transform.instances` of them, reused across messages,
-//! handed out first come first served, and replaced after a failure.
+//! handed out first come first served. [`TransformPool::run`] is the one way in: it
+//! checks an instance out, calls it, validates the output with the ABI's rules, and
+//! discards and replaces an instance that failed. The caller sees records or a failure.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use abi::input::InputFields;
+use abi::output::{Output, Record, Records};
 use parking_lot::Mutex;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -13,37 +17,62 @@ use super::module::TransformModule;
 
 pub struct TransformPool {
     module: Arc<TransformModule>,
-    size: usize,
     idle: Mutex<Vec<GuestInstance>>,
     /// One permit per instance; tokio's semaphore is fair (FIFO).
     permits: Semaphore,
     /// Slots whose instance was discarded and not yet replaced.
     missing: AtomicUsize,
     replaced: AtomicU64,
+    /// Replacements that could not be created (their init failed, say).
+    replace_failures: AtomicU64,
     /// Failed calls by cause, whatever `on_error` then did with the message.
     failures: [AtomicU64; Cause::ALL.len()],
 }
 
 impl TransformPool {
     /// Creates all instances up front, so a module whose init fails refuses the start.
-    pub async fn new(module: Arc<TransformModule>, size: usize) -> Result<TransformPool, Failure> {
+    pub async fn new(module: Arc<TransformModule>) -> Result<TransformPool, Failure> {
+        let size = module.instances;
         let mut idle = Vec::with_capacity(size);
         for _ in 0..size {
             idle.push(GuestInstance::new(&module).await?);
         }
         Ok(TransformPool {
             module,
-            size,
             idle: Mutex::new(idle),
             permits: Semaphore::new(size),
             missing: AtomicUsize::new(0),
             replaced: AtomicU64::new(0),
+            replace_failures: AtomicU64::new(0),
             failures: Default::default(),
         })
     }
 
+    /// Transforms one message. The records borrow the instance's memory, and the
+    /// instance goes back to the pool when the result is dropped.
+    pub async fn run<U: AsRef<[u8]>>(
+        &self,
+        input: &InputFields<'_, U>,
+    ) -> Result<Transformed<'_>, Failure> {
+        let result = match self.checkout().await {
+            Ok(mut checkout) => match checkout.call(input).await {
+                Ok(packed) => return Ok(Transformed { checkout, packed }),
+                Err(failure) => {
+                    if failure.poisons_instance() {
+                        checkout.discard();
+                        self.replenish().await;
+                    }
+                    failure
+                }
+            },
+            Err(failure) => failure,
+        };
+        self.failures[result.cause as usize].fetch_add(1, Ordering::Relaxed);
+        Err(result)
+    }
+
     /// Waits for a free instance, first come first served.
-    pub async fn checkout(&self) -> Result<Checkout<'_>, Failure> {
+    async fn checkout(&self) -> Result<Checkout<'_>, Failure> {
         // An uncontended permit without building a waiter; tokio hands released permits
         // to queued waiters first, so this never jumps the queue.
         let permit = match self.permits.try_acquire() {
@@ -52,17 +81,20 @@ impl TransformPool {
                 .permits
                 .acquire()
                 .await
-                .map_err(|_| Failure::new(Cause::Trap, "the instance pool is closed"))?,
+                .map_err(|_| Failure::new(Cause::Unavailable, "the instance pool is closed"))?,
         };
         let idle = self.idle.lock().pop();
         let instance = match idle {
             Some(i) => i,
-            // Holding a permit with no idle instance means a discarded one's slot is empty.
+            // A permit with no idle instance means a discarded instance's slot is empty.
             None => {
                 let _ = self
                     .missing
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| m.checked_sub(1));
-                self.fresh_instance().await?
+                self.fresh_instance().await.map_err(|f| {
+                    self.missing.fetch_add(1, Ordering::AcqRel);
+                    Failure::new(Cause::Unavailable, f.message)
+                })?
             }
         };
         Ok(Checkout {
@@ -73,8 +105,8 @@ impl TransformPool {
     }
 
     /// Replaces the instances that failures discarded, so that the next messages find
-    /// healthy ones. The bridge calls it right after a failed call.
-    pub async fn replenish(&self) {
+    /// healthy ones.
+    async fn replenish(&self) {
         while self
             .missing
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| m.checked_sub(1))
@@ -92,15 +124,19 @@ impl TransformPool {
     }
 
     async fn fresh_instance(&self) -> Result<GuestInstance, Failure> {
-        let i = GuestInstance::new(&self.module).await.map_err(|f| {
-            self.failures[f.cause as usize].fetch_add(1, Ordering::Relaxed);
-            Failure::new(
-                f.cause,
-                format!("could not replace a discarded instance: {}", f.message),
-            )
-        })?;
-        self.replaced.fetch_add(1, Ordering::Relaxed);
-        Ok(i)
+        match GuestInstance::new(&self.module).await {
+            Ok(i) => {
+                self.replaced.fetch_add(1, Ordering::Relaxed);
+                Ok(i)
+            }
+            Err(f) => {
+                self.replace_failures.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::new(
+                    f.cause,
+                    format!("could not replace a discarded instance: {f}"),
+                ))
+            }
+        }
     }
 
     /// Failed calls with this cause so far.
@@ -113,6 +149,11 @@ impl TransformPool {
         self.replaced.load(Ordering::Relaxed)
     }
 
+    /// Replacements that could not be created.
+    pub fn replace_failures(&self) -> u64 {
+        self.replace_failures.load(Ordering::Relaxed)
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let failures: serde_json::Map<String, serde_json::Value> = Cause::ALL
             .iter()
@@ -120,44 +161,54 @@ impl TransformPool {
             .collect();
         serde_json::json!({
             "module": self.module.path().display().to_string(),
-            "instances": self.size,
+            "instances": self.module.instances,
             "idle": self.idle.lock().len(),
             "replaced": self.replaced(),
+            "replace_failures": self.replace_failures(),
             "failures": failures,
         })
     }
 }
 
-/// An instance on loan; it goes back to the pool on drop, unless a failure poisoned it.
-pub struct Checkout<'p> {
+/// An instance on loan; it goes back to the pool on drop unless it was discarded.
+struct Checkout<'p> {
     pool: &'p TransformPool,
     instance: Option<GuestInstance>,
     _permit: SemaphorePermit<'p>,
 }
 
 impl Checkout<'_> {
-    /// Transforms one message; the records borrow guest memory until the next call.
-    pub async fn transform<U: AsRef<[u8]>>(
-        &mut self,
-        input: &abi::input::InputFields<'_, U>,
-    ) -> Result<abi::output::Records<'_>, Failure> {
-        let pool = self.pool;
+    /// Calls the instance and checks its whole output before any record is used, so a
+    /// bad output sends nothing.
+    async fn call<U: AsRef<[u8]>>(&mut self, input: &InputFields<'_, U>) -> Result<u64, Failure> {
         let Some(instance) = self.instance.as_mut() else {
             return Err(Failure::new(
-                Cause::Trap,
-                "the instance was already returned",
+                Cause::Unavailable,
+                "the instance was discarded",
             ));
         };
-        instance.call(input).await.inspect_err(|f| {
-            pool.failures[f.cause as usize].fetch_add(1, Ordering::Relaxed);
-        })
+        let packed = instance.call(input).await?;
+        match instance.output(packed)? {
+            Output::Error(msg) => Err(Failure::new(
+                Cause::GuestError,
+                String::from_utf8_lossy(msg),
+            )),
+            Output::Records(records) => {
+                for record in records.iter() {
+                    let record =
+                        record.map_err(|e| Failure::new(Cause::BadOutput, e.to_string()))?;
+                    abi::rules::check_record(&record)
+                        .map_err(|e| Failure::new(Cause::BadOutput, e.to_string()))?;
+                }
+                Ok(packed)
+            }
+        }
     }
 
-    /// Counts a failure found by the caller, such as an invalid record in the output.
-    pub fn reject_output(&mut self, failure: &Failure) {
-        self.pool.failures[failure.cause as usize].fetch_add(1, Ordering::Relaxed);
-        if let Some(i) = self.instance.as_mut() {
-            i.poisoned = true;
+    /// Drops the instance instead of returning it; its slot is refilled later.
+    fn discard(&mut self) {
+        if self.instance.take().is_some() {
+            self.pool.missing.fetch_add(1, Ordering::AcqRel);
         }
     }
 }
@@ -165,11 +216,38 @@ impl Checkout<'_> {
 impl Drop for Checkout<'_> {
     fn drop(&mut self) {
         if let Some(instance) = self.instance.take() {
-            if instance.poisoned {
-                self.pool.missing.fetch_add(1, Ordering::AcqRel);
-            } else {
-                self.pool.idle.lock().push(instance);
-            }
+            self.pool.idle.lock().push(instance);
+        }
+    }
+}
+
+/// The validated output of one call. Holding it holds the instance.
+pub struct Transformed<'p> {
+    checkout: Checkout<'p>,
+    packed: u64,
+}
+
+impl Transformed<'_> {
+    /// The records, in the order the module returned them; none when it filtered the
+    /// message out.
+    pub fn records(&self) -> impl Iterator<Item = Record<'_>> {
+        // `run` checked every record of this output, and the instance has not run since,
+        // so reading them again cannot fail; it costs a few loads per record, the checks
+        // are not repeated.
+        self.output()
+            .into_iter()
+            .flat_map(|r| r.iter().map_while(Result::ok))
+    }
+
+    /// Whether the module filtered the message out; reads only the output's header.
+    pub fn is_empty(&self) -> bool {
+        self.output().is_none_or(|r| r.is_empty())
+    }
+
+    fn output(&self) -> Option<Records<'_>> {
+        match self.checkout.instance.as_ref()?.output(self.packed) {
+            Ok(Output::Records(r)) => Some(r),
+            _ => None,
         }
     }
 }

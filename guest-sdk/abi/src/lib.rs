@@ -1,5 +1,6 @@
-//! The transform ABI, version 1: export names, status codes and the byte layouts that
-//! cross the boundary between the bridge (host) and a transform module (guest).
+//! The transform ABI, version 1: export names, status codes, the byte layouts that
+//! cross the boundary between the bridge (host) and a transform module (guest), and the
+//! [`rules`] a returned record must follow.
 //!
 //! `docs/abi.md` is the normative description for authors in any language. This crate is
 //! its executable form; the host and the Rust guest SDK both use it, so the two sides
@@ -12,6 +13,7 @@
 pub mod config;
 pub mod input;
 pub mod output;
+pub mod rules;
 mod wire;
 
 pub use wire::WireError;

@@ -43,6 +43,8 @@ impl fmt::Display for WireError {
     }
 }
 
+impl core::error::Error for WireError {}
+
 /// Reads fields front to back from a byte slice.
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],

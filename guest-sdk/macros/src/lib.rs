@@ -3,7 +3,7 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
@@ -52,14 +52,20 @@ impl Parse for Args {
 
 const SHAPES: &str = "expected `fn name(msg: &Message) -> Outcome` or `fn name(msg: &Message, cfg: &Config) -> Result<Outcome, Error>`";
 
-/// The functions the expansion exports (plus its adapters).
-const EXPORTS: [&str; 6] = [
-    "rmqtt_transform_abi_v1",
-    "rmqtt_transform_reserve",
-    "rmqtt_transform_init",
-    "rmqtt_transform",
-    "__rmqtt_transform",
-    "__rmqtt_init",
+/// The adapter between the user's function and the `rmqtt_transform` export.
+const TRANSFORM_ADAPTER: &str = "__rmqtt_transform";
+/// The adapter between the user's init function and the `rmqtt_transform_init` export.
+const INIT_ADAPTER: &str = "__rmqtt_init";
+
+/// The names the expansion defines: the exports (spelled by the ABI crate, so they match
+/// what the host looks up) and the adapters. The user's function cannot take one of them.
+const RESERVED: [&str; 6] = [
+    abi::EXPORT_ABI_MARKER,
+    abi::EXPORT_RESERVE,
+    abi::EXPORT_INIT,
+    abi::EXPORT_TRANSFORM,
+    TRANSFORM_ADAPTER,
+    INIT_ADAPTER,
 ];
 
 /// The lifetime the macro gives every elided lifetime of the signature.
@@ -78,6 +84,8 @@ fn expand(args: Args, mut func: ItemFn) -> TokenStream2 {
     let name = &func.sig.ident;
     let arity = func.sig.inputs.len();
     let krate = quote!(::rmqtt_kafka_transform);
+    let transform_adapter = format_ident!("{}", TRANSFORM_ADAPTER);
+    let init_adapter = format_ident!("{}", INIT_ADAPTER);
     let call = if arity == 1 {
         quote!(#name(msg))
     } else {
@@ -99,15 +107,16 @@ fn expand(args: Args, mut func: ItemFn) -> TokenStream2 {
             };
             (
                 quote! {
-                    fn __rmqtt_init(cfg: &#krate::Config) -> ::core::result::Result<(), #krate::Error> {
+                    fn #init_adapter(cfg: &#krate::Config) -> ::core::result::Result<(), #krate::Error> {
                         #convert
                     }
                 },
-                quote!(::core::option::Option::Some(__rmqtt_init as #krate::__private::InitFn)),
+                quote!(::core::option::Option::Some(#init_adapter as #krate::__private::InitFn)),
             )
         }
         None => (quote!(), quote!(::core::option::Option::None)),
     };
+    let exports = exports(&krate, &transform_adapter, &init_arg);
 
     quote! {
         #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -117,7 +126,7 @@ fn expand(args: Args, mut func: ItemFn) -> TokenStream2 {
         // target, so a native `cargo test` catches what a wasm build would reject.
         #[allow(dead_code, unsafe_code, non_snake_case)]
         const _: () = {
-            fn __rmqtt_transform<'m>(
+            fn #transform_adapter<'m>(
                 msg: &'m #krate::Message<'m>,
                 cfg: &'m #krate::Config,
             ) -> ::core::result::Result<#krate::Outcome<'m>, #krate::Error> {
@@ -127,28 +136,44 @@ fn expand(args: Args, mut func: ItemFn) -> TokenStream2 {
 
             #init_fn
 
-            #[cfg(target_arch = "wasm32")]
-            #[unsafe(no_mangle)]
-            pub extern "C" fn rmqtt_transform_abi_v1() {}
-
-            #[cfg(target_arch = "wasm32")]
-            #[unsafe(no_mangle)]
-            pub extern "C" fn rmqtt_transform_reserve(len: i32) -> i32 {
-                #krate::__private::reserve(len)
-            }
-
-            #[cfg(target_arch = "wasm32")]
-            #[unsafe(no_mangle)]
-            pub extern "C" fn rmqtt_transform_init(ptr: i32, len: i32) -> i64 {
-                #krate::__private::init(ptr, len, #init_arg)
-            }
-
-            #[cfg(target_arch = "wasm32")]
-            #[unsafe(no_mangle)]
-            pub extern "C" fn rmqtt_transform(ptr: i32, len: i32) -> i64 {
-                #krate::__private::transform(ptr, len, __rmqtt_transform)
-            }
+            #exports
         };
+    }
+}
+
+/// The `#[no_mangle]` functions of ABI v1, named by the ABI crate so that they are the
+/// names the host looks up. Only wasm32 builds export them.
+fn exports(
+    krate: &TokenStream2,
+    transform_adapter: &syn::Ident,
+    init_arg: &TokenStream2,
+) -> TokenStream2 {
+    let marker = format_ident!("{}", abi::EXPORT_ABI_MARKER);
+    let reserve = format_ident!("{}", abi::EXPORT_RESERVE);
+    let init = format_ident!("{}", abi::EXPORT_INIT);
+    let transform = format_ident!("{}", abi::EXPORT_TRANSFORM);
+    quote! {
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn #marker() {}
+
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn #reserve(len: i32) -> i32 {
+            #krate::__private::reserve(len)
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn #init(ptr: i32, len: i32) -> i64 {
+            #krate::__private::init(ptr, len, #init_arg)
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn #transform(ptr: i32, len: i32) -> i64 {
+            #krate::__private::transform(ptr, len, #transform_adapter)
+        }
     }
 }
 
@@ -206,7 +231,7 @@ fn validate(sig: &syn::Signature) -> syn::Result<()> {
         check_arg(arg, expected)?;
     }
     check_return(&sig.output, sig.paren_token.span.join())?;
-    if EXPORTS.contains(&sig.ident.to_string().as_str()) {
+    if RESERVED.contains(&sig.ident.to_string().as_str()) {
         return Err(syn::Error::new(
             sig.ident.span(),
             format!(
@@ -457,6 +482,29 @@ mod tests {
         );
         let err = check("fn f(msg: &Message) -> Option<Outcome>").unwrap_err();
         assert_eq!(err, "a #[transform] function must return `Outcome` or `Result<Outcome, E>`, not `Option<Outcome>`");
+    }
+
+    #[test]
+    fn exports_carry_the_abi_names() {
+        let func = syn::parse_str("fn t(msg: &Message) -> Outcome { Outcome::Drop }").unwrap();
+        let expansion = expand(Args { init: None }, func).to_string();
+        for name in [
+            abi::EXPORT_ABI_MARKER,
+            abi::EXPORT_RESERVE,
+            abi::EXPORT_INIT,
+            abi::EXPORT_TRANSFORM,
+        ] {
+            let export = format!("# [unsafe (no_mangle)] pub extern \"C\" fn {name} (");
+            assert!(expansion.contains(&export), "{name} missing: {expansion}");
+            let err =
+                validate(&syn::parse_str(&format!("fn {name}(m: &Message) -> Outcome")).unwrap())
+                    .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("is the name of a generated export"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -3,10 +3,13 @@
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::repo_root;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -15,6 +18,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until `child` listens on `port`; fails with its stderr if it exits first.
 pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -44,11 +48,12 @@ pub fn require(tool: &str) -> PathBuf {
     }
 }
 
-pub fn tansu_bin() -> PathBuf {
+/// `TANSU_BIN` (what scripts/test.sh sets), else where scripts/setup.sh installed it.
+fn tansu_bin() -> PathBuf {
     if let Ok(p) = std::env::var("TANSU_BIN") {
         return p.into();
     }
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tansu-path.sh"))
+    let out = Command::new(repo_root().join("scripts/tansu-path.sh"))
         .output()
         .unwrap();
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -69,12 +74,14 @@ impl Drop for Proc {
     }
 }
 
+/// A tansu broker with in-memory storage, killed when dropped.
 pub struct Tansu {
     proc: Option<Proc>,
     pub port: u16,
     pub bootstrap: String,
 }
 
+/// Starts tansu on a free port.
 pub fn start_tansu() -> Tansu {
     let port = free_port();
     Tansu {

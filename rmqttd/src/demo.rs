@@ -8,56 +8,39 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
+use bridge_testkit::MockKafka;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::mocking::MockCluster;
 use rdkafka::ClientContext;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
 use serde_json::Value;
 
+/// The embedded Kafka, the thread that prints its records, and the plugin configs
+/// redirected to it.
 pub struct Demo {
-    bootstrap: String,
-    plugins_dir: tempfile::TempDir,
+    printer: Option<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    plugins_dir: tempfile::TempDir,
+    /// Dropped last: the printer stops before its Kafka does.
+    kafka: MockKafka,
 }
 
 impl Demo {
     /// Starts the embedded Kafka and the printing consumer, and prepares a copy of
     /// `plugins_dir` whose bridges point at the embedded Kafka.
     pub fn start(plugins_dir: &str) -> Result<Demo> {
+        let kafka = MockKafka::try_start(1).context("cannot start the embedded Kafka")?;
+        let dir = redirect_plugins(plugins_dir, &kafka.bootstrap)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let cluster_stop = stop.clone();
-        // The mock cluster is not Send: it lives on a thread of its own.
-        let cluster = std::thread::Builder::new()
-            .name("demo-kafka".into())
-            .spawn(move || {
-                let cluster = match MockCluster::new(1) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                let _ = tx.send(Ok(cluster.bootstrap_servers()));
-                while !cluster_stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })?;
-        let bootstrap = rx
-            .recv()?
-            .map_err(|e| anyhow!("cannot start the embedded Kafka: {e}"))?;
-        let dir = redirect_plugins(plugins_dir, &bootstrap)?;
-        let printer = print_records(&bootstrap, stop.clone())?;
+        let printer = print_records(&kafka.bootstrap, stop.clone())?;
         Ok(Demo {
-            bootstrap,
-            plugins_dir: dir,
+            printer: Some(printer),
             stop,
-            threads: vec![cluster, printer],
+            plugins_dir: dir,
+            kafka,
         })
     }
 
@@ -70,7 +53,7 @@ impl Demo {
         let port = listeners.first().map_or(1883, SocketAddr::port);
         println!(
             "\n=== rmqttd demo: the bridge forwards to an embedded Kafka at {} ===",
-            self.bootstrap
+            self.kafka.bootstrap
         );
         println!("Every record that lands in Kafka is printed below. Try:\n");
         let bridges = plugin_config
@@ -98,8 +81,8 @@ impl Demo {
 impl Drop for Demo {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        if let Some(printer) = self.printer.take() {
+            let _ = printer.join();
         }
     }
 }

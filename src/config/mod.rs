@@ -2,15 +2,19 @@
 //! additions. Every value is checked at load, and every error names the bridge, the entry
 //! and the field it is about.
 
-use std::collections::{BTreeMap, HashSet};
-use std::fmt;
+mod error;
+mod units;
+mod validate;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::{Deserialize, Deserializer, Error as _};
-use serde_path_to_error::Segment;
+pub use error::ConfigError;
+pub use units::parse_duration;
+use units::{byte_size, duration};
 
-use crate::topic::{KafkaTopic, KeyTemplate, TopicFilter, TopicTemplate};
+use crate::route::{KafkaTopic, KeyTemplate, TopicFilter, TopicTemplate};
 
 /// The file rmqtt reads this plugin's configuration from, inside `plugins.dir`.
 pub const CONFIG_FILE: &str = "rmqtt-bridge-egress-kafka.toml";
@@ -162,262 +166,29 @@ fn default_max_memory() -> u64 {
     16 << 20
 }
 
-/// Parses a duration in rmqtt's notation ("500ms", "5s", "0m", "1h30m"; units ms, s, m,
-/// h, d, w and f for fortnights), but strictly: unlike upstream, a typo is an error, not 0.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s: String = text
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total: u64 = 0;
-    let mut rest = s.as_str();
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!(
-                "invalid duration \"{text}\": expected a number, e.g. \"500ms\" or \"5s\""
-            ));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration \"{text}\": number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let ms_per_unit: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "f" => 1_209_600_000,
-            "" => {
-                return Err(format!(
-                    "invalid duration \"{text}\": missing unit (ms, s, m, h, d, w)"
-                ))
-            }
-            u => {
-                return Err(format!(
-                    "invalid duration \"{text}\": unknown unit \"{u}\" (use ms, s, m, h, d, w)"
-                ))
-            }
-        };
-        rest = &rest[unit_len..];
-        total = n
-            .checked_mul(ms_per_unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("invalid duration \"{text}\": too large"))?;
-    }
-    Ok(Duration::from_millis(total))
-}
-
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    parse_duration(&String::deserialize(d)?).map_err(D::Error::custom)
-}
-
-fn byte_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|_| {
-            D::Error::custom(format!(
-                "invalid size \"{text}\", e.g. \"16MiB\" or \"512KiB\""
-            ))
-        })
-}
-
-/// A configuration problem, located as precisely as possible.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Index and name of the bridge, when the problem is inside one.
-    pub bridge: Option<(usize, String)>,
-    /// Index of the entry, when the problem is inside one.
-    pub entry: Option<usize>,
-    /// Dotted path of the field inside the bridge/entry (or from the top of the file).
-    pub field: String,
-    pub problem: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{CONFIG_FILE}: ")?;
-        match &self.bridge {
-            Some((_, name)) if !name.is_empty() => write!(f, "bridge \"{name}\", ")?,
-            Some((i, _)) => write!(f, "bridges[{i}], ")?,
-            None => {}
-        }
-        if let Some(e) = self.entry {
-            write!(f, "entry {e}, ")?;
-        }
-        if self.field.is_empty() {
-            write!(f, "{}", self.problem)
-        } else {
-            write!(f, "field `{}`: {}", self.field, self.problem)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl PluginConfig {
     /// Deserializes and validates the configuration tree rmqtt read for this plugin.
     pub fn from_value(raw: config::Value) -> Result<PluginConfig, ConfigError> {
-        let names = bridge_names(&raw);
-        let cfg: PluginConfig = serde_path_to_error::deserialize(raw).map_err(|e| {
-            let mut err = locate(e.path(), &names);
-            err.problem = clean_message(&e.inner().to_string());
-            err
-        })?;
+        let names = error::bridge_names(&raw);
+        let cfg: PluginConfig = serde_path_to_error::deserialize(raw)
+            .map_err(|e| ConfigError::from_serde(e.path(), &names, &e.inner().to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Parses TOML text (used by tests and by `rmqttd --check`).
+    /// Parses TOML text, as an embedder or a test holds it.
     pub fn from_toml(text: &str) -> Result<PluginConfig, ConfigError> {
         let raw = config::Config::builder()
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
             .and_then(|c| c.try_deserialize::<config::Value>())
-            .map_err(|e| ConfigError {
-                bridge: None,
-                entry: None,
-                field: String::new(),
-                problem: e.to_string(),
-            })?;
+            .map_err(|e| ConfigError::file(e.to_string()))?;
         PluginConfig::from_value(raw)
     }
 
     /// The enabled bridges with their index in the file.
     pub fn enabled_bridges(&self) -> impl Iterator<Item = (usize, &BridgeConfig)> {
         self.bridges.iter().enumerate().filter(|(_, b)| b.enable)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let mut seen = HashSet::new();
-        for (bi, b) in self.bridges.iter().enumerate() {
-            let err = |entry: Option<usize>, field: &str, problem: String| ConfigError {
-                bridge: Some((bi, b.name.clone())),
-                entry,
-                field: field.to_owned(),
-                problem,
-            };
-            if b.concurrent_client_limit == 0 || b.concurrent_client_limit > 64 {
-                return Err(err(
-                    None,
-                    "concurrent_client_limit",
-                    format!("must be 1 to 64, got {}", b.concurrent_client_limit),
-                ));
-            }
-            if !b.enable {
-                continue;
-            }
-            if b.name.is_empty() {
-                return Err(err(None, "name", "an enabled bridge needs a name".into()));
-            }
-            if !seen.insert(b.name.as_str()) {
-                return Err(err(
-                    None,
-                    "name",
-                    format!("another enabled bridge is already named \"{}\"", b.name),
-                ));
-            }
-            match &b.servers {
-                None => {
-                    return Err(err(
-                        None,
-                        "servers",
-                        "missing: set the Kafka bootstrap servers, e.g. \"127.0.0.1:9092\"".into(),
-                    ))
-                }
-                Some(s) if s.trim().is_empty() => {
-                    return Err(err(None, "servers", "is empty".into()))
-                }
-                Some(_) => {}
-            }
-            for reserved in ["bootstrap.servers", "client.id"] {
-                if b.properties.contains_key(reserved) {
-                    return Err(err(
-                        None,
-                        &format!("properties.\"{reserved}\""),
-                        "is set by the plugin (from `servers` and `client_id_prefix`); remove it"
-                            .into(),
-                    ));
-                }
-            }
-            if b.max_inflight_messages == 0 {
-                return Err(err(
-                    None,
-                    "max_inflight_messages",
-                    "must be at least 1".into(),
-                ));
-            }
-            if b.max_inflight_bytes < 1024 {
-                return Err(err(
-                    None,
-                    "max_inflight_bytes",
-                    "must be at least 1KiB".into(),
-                ));
-            }
-            for (ei, e) in b.entries.iter().enumerate() {
-                if let Some(p) = e.remote.partition {
-                    if p < 0 {
-                        return Err(err(
-                            Some(ei),
-                            "remote.partition",
-                            format!("must be 0 or more, got {p}"),
-                        ));
-                    }
-                }
-                if let Some(t) = &e.transform {
-                    if t.instances == 0 || t.instances > 256 {
-                        return Err(err(
-                            Some(ei),
-                            "transform.instances",
-                            format!("must be 1 to 256, got {}", t.instances),
-                        ));
-                    }
-                    if t.timeout.is_zero() || t.timeout > Duration::from_secs(60) {
-                        return Err(err(
-                            Some(ei),
-                            "transform.timeout",
-                            format!("must be between 1ms and 60s, got {:?}", t.timeout),
-                        ));
-                    }
-                    if t.max_memory < 64 << 10 || t.max_memory > 4 << 30 {
-                        return Err(err(
-                            Some(ei),
-                            "transform.max_memory",
-                            "must be between 64KiB and 4GiB".into(),
-                        ));
-                    }
-                    match (t.on_error, &t.dead_letter_topic) {
-                        (OnError::DeadLetter, None) => {
-                            return Err(err(Some(ei), "transform.dead_letter_topic", "is required when on_error = \"dead_letter\"".into()))
-                        }
-                        (OnError::Drop | OnError::Forward, Some(_)) => {
-                            return Err(err(
-                                Some(ei),
-                                "transform.dead_letter_topic",
-                                format!("has no effect with on_error = \"{}\"; set on_error = \"dead_letter\" or remove it", t.on_error.as_str()),
-                            ))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -445,81 +216,12 @@ impl BridgeConfig {
     }
 }
 
-fn bridge_names(raw: &config::Value) -> Vec<String> {
-    let Ok(table) = raw.clone().into_table() else {
-        return Vec::new();
-    };
-    let Some(Ok(bridges)) = table.get("bridges").map(|b| b.clone().into_array()) else {
-        return Vec::new();
-    };
-    bridges
-        .into_iter()
-        .map(|b| {
-            b.into_table()
-                .ok()
-                .and_then(|t| t.get("name").and_then(|n| n.clone().into_string().ok()))
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
-/// Turns a serde path such as `bridges[1].entries[0].remote.topic` into a location.
-fn locate(path: &serde_path_to_error::Path, names: &[String]) -> ConfigError {
-    let segs: Vec<&Segment> = path.iter().collect();
-    let mut err = ConfigError {
-        bridge: None,
-        entry: None,
-        field: String::new(),
-        problem: String::new(),
-    };
-    let mut rest = segs.as_slice();
-    if let [Segment::Map { key }, Segment::Seq { index }, tail @ ..] = rest {
-        if key == "bridges" {
-            err.bridge = Some((*index, names.get(*index).cloned().unwrap_or_default()));
-            rest = tail;
-            if let [Segment::Map { key }, Segment::Seq { index }, tail @ ..] = rest {
-                if key == "entries" {
-                    err.entry = Some(*index);
-                    rest = tail;
-                }
-            }
-        }
-    }
-    let mut field = String::new();
-    for seg in rest {
-        match seg {
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                if !field.is_empty() {
-                    field.push('.');
-                }
-                if key.contains('.') {
-                    field.push_str(&format!("\"{key}\""));
-                } else {
-                    field.push_str(key);
-                }
-            }
-            Segment::Seq { index } => field.push_str(&format!("[{index}]")),
-            Segment::Unknown => {}
-        }
-    }
-    err.field = field;
-    err
-}
-
-/// The config crate appends " for key `...`" to its messages; the location is ours to report.
-fn clean_message(msg: &str) -> String {
-    match msg.rfind(" for key `") {
-        Some(i) if msg.ends_with('`') => msg[..i].to_owned(),
-        _ => msg.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// The seed document's example configuration, verbatim.
-    const SEED: &str = include_str!("../tests/fixtures/seed-bridge-egress-kafka.toml");
+    const SEED: &str = include_str!("../../tests/fixtures/seed-bridge-egress-kafka.toml");
 
     #[test]
     fn seed_config_loads_unchanged() {

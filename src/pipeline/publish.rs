@@ -5,7 +5,8 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 
 use bytestring::ByteString;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders, ToBytes};
+use rmqtt::codec::v5::PublishProperties;
 use rmqtt::types::{From, Publish};
 use smallvec::SmallVec;
 
@@ -56,100 +57,36 @@ impl<'a> PublishInfo<'a> {
     /// `message_expiry_interval`), then every user property. `extra` reserves room for
     /// headers the caller appends.
     pub fn standard_headers(&self, extra: usize) -> OwnedHeaders {
-        let p = self.publish;
-        let props = p.properties.as_ref();
+        let props = self.publish.properties.as_ref();
         let user_props = props.map_or(0, |pr| pr.user_properties.len());
-        let mut h = OwnedHeaders::new_with_capacity(17 + user_props + extra);
+        let h = OwnedHeaders::new_with_capacity(17 + user_props + extra);
+        let h = self.upstream_headers(h);
+        match props {
+            Some(pr) => v5_headers(h, pr),
+            None => h,
+        }
+    }
+
+    /// The headers upstream's plugin sets, with its names and formats.
+    fn upstream_headers(&self, h: OwnedHeaders) -> OwnedHeaders {
+        let p = self.publish;
         let mut num = itoa::Buffer::new();
-        h = h.insert(Header {
-            key: "from_type",
-            value: Some(self.from.typ().as_str()),
-        });
-        h = h.insert(Header {
-            key: "from_node",
-            value: Some(num.format(self.from.node())),
-        });
-        h = h.insert(Header {
-            key: "from_ipaddress",
-            value: self.peer(),
-        });
-        h = h.insert(Header {
-            key: "from_clientid",
-            value: Some(self.client_id()),
-        });
-        h = h.insert(Header {
-            key: "from_username",
-            value: Some(self.from.username_ref()),
-        });
-        h = h.insert(Header {
-            key: "dup",
-            value: Some(bool_str(p.dup)),
-        });
-        h = h.insert(Header {
-            key: "retain",
-            value: Some(bool_str(p.retain)),
-        });
-        h = h.insert(Header {
-            key: "qos",
-            value: Some(num.format(p.qos.value())),
-        });
+        let h = put(h, "from_type", Some(self.from.typ().as_str()));
+        let h = put(h, "from_node", Some(num.format(self.from.node())));
+        let h = put(h, "from_ipaddress", self.peer());
+        let h = put(h, "from_clientid", Some(self.client_id()));
+        let h = put(h, "from_username", Some(self.from.username_ref()));
+        let h = put(h, "dup", Some(bool_str(p.dup)));
+        let h = put(h, "retain", Some(bool_str(p.retain)));
+        let mut h = put(h, "qos", Some(num.format(p.qos.value())));
         if let Some(id) = p.packet_id {
-            h = h.insert(Header {
-                key: "packet_id",
-                value: Some(num.format(id.get())),
-            });
+            h = put(h, "packet_id", Some(num.format(id.get())));
         }
         if let Some(ts) = p.create_time {
-            h = h.insert(Header {
-                key: "ts",
-                value: Some(num.format(ts)),
-            });
+            h = put(h, "ts", Some(num.format(ts)));
         }
-        h = h.insert(Header {
-            key: "time",
-            value: Some(num.format(self.now_ms)),
-        });
-        h = h.insert(Header {
-            key: "topic",
-            value: Some(self.topic()),
-        });
-        if let Some(pr) = props {
-            if let Some(ct) = &pr.content_type {
-                h = h.insert(Header {
-                    key: "content_type",
-                    value: Some(&ct[..]),
-                });
-            }
-            if let Some(rt) = &pr.response_topic {
-                h = h.insert(Header {
-                    key: "response_topic",
-                    value: Some(&rt[..]),
-                });
-            }
-            if let Some(cd) = &pr.correlation_data {
-                h = h.insert(Header {
-                    key: "correlation_data",
-                    value: Some(&cd[..]),
-                });
-            }
-            h = h.insert(Header {
-                key: "payload_format_indicator",
-                value: Some(if pr.is_utf8_payload { "1" } else { "0" }),
-            });
-            if let Some(e) = pr.message_expiry_interval {
-                h = h.insert(Header {
-                    key: "message_expiry_interval",
-                    value: Some(num.format(e.get())),
-                });
-            }
-            for (k, v) in &pr.user_properties {
-                h = h.insert(Header {
-                    key: k,
-                    value: Some(&v[..]),
-                });
-            }
-        }
-        h
+        let h = put(h, "time", Some(num.format(self.now_ms)));
+        put(h, "topic", Some(self.topic()))
     }
 
     /// The transform ABI's input document fields for this publish.
@@ -197,6 +134,47 @@ fn write_addr(out: &mut SmallVec<[u8; 64]>, addr: &SocketAddr) {
         SocketAddr::V6(a) => {
             let _ = write!(out, "{a}");
         }
+    }
+}
+
+/// The MQTT v5 properties, then every user property.
+fn v5_headers(mut h: OwnedHeaders, pr: &PublishProperties) -> OwnedHeaders {
+    if let Some(ct) = &pr.content_type {
+        h = put(h, "content_type", Some(&ct[..]));
+    }
+    if let Some(rt) = &pr.response_topic {
+        h = put(h, "response_topic", Some(&rt[..]));
+    }
+    if let Some(cd) = &pr.correlation_data {
+        h = put(h, "correlation_data", Some(&cd[..]));
+    }
+    h = put(
+        h,
+        "payload_format_indicator",
+        Some(bool_digit(pr.is_utf8_payload)),
+    );
+    if let Some(e) = pr.message_expiry_interval {
+        h = put(
+            h,
+            "message_expiry_interval",
+            Some(itoa::Buffer::new().format(e.get())),
+        );
+    }
+    for (k, v) in &pr.user_properties {
+        h = put(h, k, Some(&v[..]));
+    }
+    h
+}
+
+fn put<V: ToBytes + ?Sized>(h: OwnedHeaders, key: &str, value: Option<&V>) -> OwnedHeaders {
+    h.insert(Header { key, value })
+}
+
+fn bool_digit(b: bool) -> &'static str {
+    if b {
+        "1"
+    } else {
+        "0"
     }
 }
 

@@ -3,8 +3,6 @@
 //! reported through the plugin's `attrs()`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
@@ -86,11 +84,6 @@ impl EntryStats {
         self.outcomes[o as usize].load(Ordering::Relaxed)
     }
 
-    /// Records produced but not yet settled by a delivery report.
-    pub fn in_flight(&self) -> u64 {
-        self.snapshot().in_flight()
-    }
-
     /// The counters at this moment.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -153,71 +146,6 @@ impl std::ops::Add for Snapshot {
     }
 }
 
-fn millis_since_start() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// Lets through at most one log line per interval and counts the rest, so a failure
-/// storm cannot flood the log or slow the hot path.
-pub struct LogLimiter {
-    interval_ms: u64,
-    next_ms: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl LogLimiter {
-    pub const fn new(interval_ms: u64) -> Self {
-        LogLimiter {
-            interval_ms,
-            next_ms: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(n)` when a line may be logged now, `n` being how many were suppressed since.
-    pub fn allow(&self) -> Option<u64> {
-        let now = millis_since_start();
-        let next = self.next_ms.load(Ordering::Relaxed);
-        if now >= next
-            && self
-                .next_ms
-                .compare_exchange(
-                    next,
-                    now + self.interval_ms,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
-
-impl Default for LogLimiter {
-    fn default() -> Self {
-        LogLimiter::new(1000)
-    }
-}
-
-/// Logs through a [`LogLimiter`], noting how many lines were suppressed before this one.
-#[macro_export]
-macro_rules! log_limited {
-    ($limiter:expr, $level:expr, $($arg:tt)+) => {
-        if let Some(suppressed) = $limiter.allow() {
-            if suppressed > 0 {
-                log::log!($level, "{} ({} similar messages suppressed)", format_args!($($arg)+), suppressed);
-            } else {
-                log::log!($level, $($arg)+);
-            }
-        }
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,7 +160,7 @@ mod tests {
         s.outcome(Outcome::DeliveryFailed);
         s.outcome(Outcome::DeadLettered);
         s.outcome(Outcome::Filtered);
-        assert_eq!(s.in_flight(), 2);
+        assert_eq!(s.snapshot().in_flight(), 2);
         let j = s.snapshot().to_json();
         assert_eq!(j["outcomes"]["filtered"], 1);
         assert_eq!(j["in_flight"], 2);
@@ -246,14 +174,5 @@ mod tests {
         b.outcome(Outcome::Filtered);
         let total = a.snapshot() + b.snapshot();
         assert_eq!((total.matched, total.get(Outcome::Filtered)), (2, 1));
-    }
-
-    #[test]
-    fn limiter_lets_one_through_per_interval() {
-        let l = LogLimiter::new(60_000);
-        assert_eq!(l.allow(), Some(0));
-        assert_eq!(l.allow(), None);
-        assert_eq!(l.allow(), None);
-        assert_eq!(l.suppressed.load(Ordering::Relaxed), 2);
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+/// The bound of one bridge, shared by its entries' ledgers.
 pub struct Inflight {
     max_messages: usize,
     max_bytes: usize,

@@ -12,14 +12,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
+use bridge_testkit::broker::{serve, shutdown_signal};
+use bridge_testkit::ACL_PLUGIN;
 use clap::Parser;
 use rmqtt::context::ServerContext;
 use rmqtt::node::Node;
-use rmqtt::server::MqttServer;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
 use rmqtt_conf::Settings;
-
-const ACL_PLUGIN: &str = "rmqtt-acl";
 
 /// jemalloc for Rust and, unprefixed, for librdkafka's C allocations too.
 #[global_allocator]
@@ -109,13 +108,7 @@ async fn run(cli: Cli) -> Result<()> {
 
     register_plugins(&scx, &conf.plugins.default_startups, &plugins_dir).await?;
 
-    let mut server = MqttServer::new(scx.clone());
-    let mut addrs = Vec::new();
-    for listener in listeners::bind(&conf.listeners)? {
-        addrs.push(listener.local_addr()?);
-        server = server.listener(listener);
-    }
-    server.build().start();
+    let addrs = serve(&scx, listeners::bind(&conf.listeners)?)?;
     log::info!(
         "rmqttd listening on {}",
         addrs
@@ -164,13 +157,4 @@ async fn register_plugins(
                 file.display()
             )
         })
-}
-
-async fn shutdown_signal() -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }

@@ -1,4 +1,4 @@
-//! The two rmqtt hooks the bridge registers.
+//! The two rmqtt hooks the bridge registers, as thin adapters to the pipeline.
 //!
 //! - `MessagePublish`: forwards the publish. rmqtt runs it *before* its publish ACL
 //!   check, so the bridge asks the session's ACL itself and never forwards a publish
@@ -14,18 +14,17 @@ use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
 use rmqtt::types::{From, Publish, PublishAclResult, QoS};
 
-use crate::ack::{AckWait, Acks};
-use crate::bridge::Bridges;
+use crate::ack::{AckFailure, Refusals};
 use crate::log_limited;
-use crate::publish::PublishInfo;
-use crate::stats::LogLimiter;
+use crate::observe::LogLimiter;
+use crate::pipeline::{Pipeline, PublishInfo};
 
 /// What the hooks share with the plugin.
 #[derive(Default)]
 pub struct HookState {
-    /// The running bridges; `None` while the plugin is stopped.
-    pub running: RwLock<Option<Arc<Bridges>>>,
-    pub acks: Arc<Acks>,
+    /// The running pipeline; `None` while the plugin is stopped.
+    pub running: RwLock<Option<Arc<Pipeline>>>,
+    pub refusals: Refusals,
 }
 
 pub struct PublishHook(pub Arc<HookState>);
@@ -39,43 +38,45 @@ impl Handler for PublishHook {
                 Some(HookResult::Publish(p)) => p,
                 _ => publish,
             };
-            let bridges = self.0.running.read().clone();
-            if let Some(bridges) = bridges {
-                forward(&bridges, *session, from, publish).await;
+            let pipeline = self.0.running.read().clone();
+            if let Some(pipeline) = pipeline {
+                self.forward(&pipeline, *session, from, publish).await;
             }
         }
         (true, acc)
     }
 }
 
-async fn forward(bridges: &Bridges, session: Option<&Session>, from: &From, publish: &Publish) {
-    let entries = bridges.matching(&publish.topic);
-    if entries.is_empty() {
-        return;
-    }
-    if let Some(s) = session {
-        let acl = s
-            .scx
-            .extends
-            .hook_mgr()
-            .hook(s.clone())
-            .message_publish_check_acl(publish)
-            .await;
-        if !acl.is_allow() {
-            entries.iter().for_each(|e| e.stats().acl_denied());
+impl PublishHook {
+    async fn forward(
+        &self,
+        pipeline: &Pipeline,
+        session: Option<&Session>,
+        from: &From,
+        publish: &Publish,
+    ) {
+        let entries = pipeline.route(&publish.topic);
+        if entries.is_empty() {
             return;
         }
+        if let Some(s) = session {
+            let hooks = s.scx.extends.hook_mgr().hook(s.clone());
+            if !hooks.message_publish_check_acl(publish).await.is_allow() {
+                entries.iter().for_each(|e| e.acl_denied());
+                return;
+            }
+        }
+        let info = PublishInfo::new(from, publish);
+        let ack = publish.qos != QoS::AtMostOnce && publish.packet_id.is_some();
+        if let Err(failure) = pipeline.forward(&entries, &info, ack).await {
+            if let (Some(s), Some(packet_id)) = (session, publish.packet_id) {
+                self.refuse(s, from, packet_id.get(), failure).await;
+            }
+        }
     }
-    let info = PublishInfo::new(from, publish);
-    let ack = publish.qos != QoS::AtMostOnce && publish.packet_id.is_some();
-    let mut wait = AckWait::default();
-    for e in &entries {
-        e.forward(&info, ack, &mut wait).await;
-    }
-    if let Err(failure) = wait.wait().await {
-        let (Some(s), Some(packet_id)) = (session, publish.packet_id) else {
-            return;
-        };
+
+    /// Records the refusal that the session's ACL hook will answer with.
+    async fn refuse(&self, s: &Session, from: &From, packet_id: u16, failure: AckFailure) {
         if s.superuser().await.unwrap_or_default() {
             // rmqtt skips the ACL hooks for superusers, so the refusal cannot reach the
             // client: the record is counted as failed, and the PUBACK goes out anyway.
@@ -89,24 +90,23 @@ async fn forward(bridges: &Bridges, session: Option<&Session>, from: &From, publ
             return;
         }
         let protocol = s.protocol().await.unwrap_or(4);
-        bridges
-            .acks()
-            .refuse(from.client_id.clone(), packet_id.get(), &failure, protocol);
+        let client_id = from.client_id.clone();
+        self.0
+            .refusals
+            .refuse(client_id, packet_id, &failure, protocol);
     }
 }
 
-pub struct RefusalHook(pub Arc<Acks>);
+pub struct RefusalHook(pub Arc<HookState>);
 
 #[async_trait]
 impl Handler for RefusalHook {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         if let Parameter::MessagePublishCheckAcl(session, publish) = param {
             if let Some(id) = publish.packet_id {
-                if let Some(result) = self.0.take_refusal(&session.id.client_id, id.get()) {
-                    return (
-                        false,
-                        Some(HookResult::PublishAclResult(PublishAclResult(result))),
-                    );
+                if let Some(result) = self.0.refusals.take(&session.id.client_id, id.get()) {
+                    let refusal = HookResult::PublishAclResult(PublishAclResult(result));
+                    return (false, Some(refusal));
                 }
             }
         }

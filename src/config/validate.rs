@@ -1,0 +1,120 @@
+//! Checks of values that deserialization alone cannot catch, each reported with the
+//! bridge, entry and field it is about.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::{BridgeConfig, ConfigError, EntryConfig, OnError, PluginConfig, TransformConfig};
+
+/// A failed check: the field (relative to the bridge or entry) and the problem.
+type Problem = (&'static str, String);
+
+impl PluginConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for (bi, b) in self.bridges.iter().enumerate() {
+            let at = (bi, b.name.as_str());
+            check_bridge(b).map_err(|(f, p)| ConfigError::at(at, None, f, p))?;
+            if !b.enable {
+                continue;
+            }
+            if !names.insert(b.name.as_str()) {
+                let problem = format!("another enabled bridge is already named \"{}\"", b.name);
+                return Err(ConfigError::at(at, None, "name", problem));
+            }
+            for (ei, e) in b.entries.iter().enumerate() {
+                check_entry(e).map_err(|(f, p)| ConfigError::at(at, Some(ei), f, p))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The bridge-level fields.
+fn check_bridge(b: &BridgeConfig) -> Result<(), Problem> {
+    if b.concurrent_client_limit == 0 || b.concurrent_client_limit > 64 {
+        let got = b.concurrent_client_limit;
+        return Err((
+            "concurrent_client_limit",
+            format!("must be 1 to 64, got {got}"),
+        ));
+    }
+    if !b.enable {
+        return Ok(());
+    }
+    if b.name.is_empty() {
+        return Err(("name", "an enabled bridge needs a name".into()));
+    }
+    match &b.servers {
+        None => {
+            let hint = "missing: set the Kafka bootstrap servers, e.g. \"127.0.0.1:9092\"";
+            return Err(("servers", hint.into()));
+        }
+        Some(s) if s.trim().is_empty() => return Err(("servers", "is empty".into())),
+        Some(_) => {}
+    }
+    for (reserved, field) in [
+        ("bootstrap.servers", "properties.\"bootstrap.servers\""),
+        ("client.id", "properties.\"client.id\""),
+    ] {
+        if b.properties.contains_key(reserved) {
+            let why = "is set by the plugin (from `servers` and `client_id_prefix`); remove it";
+            return Err((field, why.into()));
+        }
+    }
+    if b.max_inflight_messages == 0 {
+        return Err(("max_inflight_messages", "must be at least 1".into()));
+    }
+    if b.max_inflight_bytes < 1024 {
+        return Err(("max_inflight_bytes", "must be at least 1KiB".into()));
+    }
+    Ok(())
+}
+
+/// The fields of one entry.
+fn check_entry(e: &EntryConfig) -> Result<(), Problem> {
+    if let Some(p) = e.remote.partition {
+        if p < 0 {
+            return Err(("remote.partition", format!("must be 0 or more, got {p}")));
+        }
+    }
+    e.transform.as_ref().map_or(Ok(()), check_transform)
+}
+
+/// `transform.*`.
+fn check_transform(t: &TransformConfig) -> Result<(), Problem> {
+    if t.instances == 0 || t.instances > 256 {
+        let got = t.instances;
+        return Err((
+            "transform.instances",
+            format!("must be 1 to 256, got {got}"),
+        ));
+    }
+    if t.timeout.is_zero() || t.timeout > Duration::from_secs(60) {
+        let got = t.timeout;
+        return Err((
+            "transform.timeout",
+            format!("must be between 1ms and 60s, got {got:?}"),
+        ));
+    }
+    if t.max_memory < 64 << 10 || t.max_memory > 4 << 30 {
+        return Err((
+            "transform.max_memory",
+            "must be between 64KiB and 4GiB".into(),
+        ));
+    }
+    match (t.on_error, &t.dead_letter_topic) {
+        (OnError::DeadLetter, None) => Err((
+            "transform.dead_letter_topic",
+            "is required when on_error = \"dead_letter\"".into(),
+        )),
+        (OnError::Drop | OnError::Forward, Some(_)) => Err((
+            "transform.dead_letter_topic",
+            format!(
+                "has no effect with on_error = \"{}\"; set on_error = \"dead_letter\" or remove it",
+                t.on_error.as_str()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}

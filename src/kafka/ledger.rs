@@ -1,0 +1,267 @@
+//! A record's life, owned by one type. The [`Ledger`] of an entry takes room for the
+//! record in its bridge's in-flight bound, registers an ack slot when the publish waits
+//! for Kafka, hands the record to a producer (retrying while librdkafka's queue is full),
+//! and settles its delivery report. Every record ends in exactly one counted outcome:
+//! at once when it never reaches librdkafka, otherwise in its report.
+//!
+//! What settling a record needs travels with it as a [`Tag`] plus its key and payload
+//! (whose sizes give back its room). Whoever holds a record's tag can settle it later:
+//! librdkafka's opaque pointer today, a spool index tomorrow.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+
+use super::inflight::Inflight;
+use super::producers::{Producers, Record};
+use crate::ack::{AckFailure, AckSlots, AckWait};
+use crate::log_limited;
+use crate::observe::{EntryStats, LogLimiter, Outcome};
+
+/// What the delivery report of a record must know, packed into librdkafka's opaque
+/// pointer so that a record costs no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag {
+    /// A dead-letter record: counted as `dead_lettered` once delivered.
+    pub dead_letter: bool,
+    /// The ack-mode completion slot, if the publish waits for this record.
+    pub ack_slot: Option<usize>,
+}
+
+impl Tag {
+    pub fn encode(self) -> usize {
+        let mut v = usize::from(self.dead_letter);
+        if let Some(slot) = self.ack_slot {
+            v |= 2 | (slot << 2);
+        }
+        v
+    }
+
+    pub fn decode(v: usize) -> Tag {
+        Tag {
+            dead_letter: v & 1 != 0,
+            ack_slot: (v & 2 != 0).then_some(v >> 2),
+        }
+    }
+}
+
+/// The room a record takes in the in-flight bound: the one formula, used when the room
+/// is taken and when it is given back.
+#[inline]
+pub fn record_size(key: Option<&[u8]>, payload: Option<&[u8]>) -> usize {
+    key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len)
+}
+
+/// A record ready to be handed to librdkafka.
+pub struct Outgoing<'a> {
+    pub topic: &'a str,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+    pub partition: Option<i32>,
+    pub timestamp: i64,
+    pub headers: OwnedHeaders,
+    pub dead_letter: bool,
+}
+
+/// The accounting of one entry's records.
+pub struct Ledger {
+    /// `bridge "x" entry N`, for log lines.
+    label: String,
+    stats: EntryStats,
+    /// The bound of the entry's bridge, shared by its entries.
+    inflight: Arc<Inflight>,
+    acks: AckSlots,
+    loss_log: LogLimiter,
+    client_log: LogLimiter,
+}
+
+impl Ledger {
+    pub fn new(label: String, inflight: Arc<Inflight>) -> Ledger {
+        Ledger {
+            label,
+            stats: EntryStats::default(),
+            inflight,
+            acks: AckSlots::default(),
+            loss_log: LogLimiter::default(),
+            client_log: LogLimiter::default(),
+        }
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn stats(&self) -> &EntryStats {
+        &self.stats
+    }
+
+    /// Counts a message that ends without a record (`filtered`, `transform_error`).
+    pub fn count(&self, outcome: Outcome) {
+        self.stats.outcome(outcome);
+    }
+
+    /// Counts a record that will never reach Kafka, logs why (rate-limited), and fails
+    /// its publish in ack mode.
+    pub fn lose(&self, outcome: Outcome, ack: Option<&mut AckWait>, why: fmt::Arguments<'_>) {
+        self.stats.outcome(outcome);
+        if let Some(wait) = ack {
+            wait.fail(match outcome {
+                Outcome::DroppedBufferFull => AckFailure::BufferFull,
+                _ => AckFailure::Delivery(why.to_string()),
+            });
+        }
+        log_limited!(self.loss_log, log::Level::Warn, "{}: {why}", self.label);
+    }
+
+    /// Sends one record: takes room (waiting up to `queue_timeout`, except in ack mode,
+    /// which refuses the publish at once rather than holding the client), registers the
+    /// ack slot, and hands the record to a producer. `ack` is set in ack mode.
+    pub async fn send(
+        &self,
+        producers: &Producers,
+        record: Outgoing<'_>,
+        queue_timeout: Duration,
+        ack: Option<&mut AckWait>,
+    ) {
+        let size = record_size(record.key, record.payload);
+        let has_room = self.inflight.try_acquire(size)
+            || (ack.is_none() && self.inflight.acquire_within(size, queue_timeout).await);
+        if !has_room {
+            let (messages, bytes) = (self.inflight.messages(), self.inflight.bytes());
+            return self.lose(
+                Outcome::DroppedBufferFull,
+                ack,
+                format_args!("in-flight buffer full ({messages} records, {bytes} bytes), record for {} dropped", record.topic),
+            );
+        }
+        let ack_slot = ack.map(|wait| {
+            let (slot, rx) = self.acks.register();
+            wait.track(rx);
+            slot
+        });
+        let tag = Tag {
+            dead_letter: record.dead_letter,
+            ack_slot,
+        };
+        let mut base = Record::with_opaque_to(record.topic, tag.encode())
+            .timestamp(record.timestamp)
+            .headers(record.headers);
+        base.key = record.key;
+        base.payload = record.payload;
+        base.partition = record.partition;
+        match hand_over(producers, base, queue_timeout).await {
+            Ok(()) => self.stats.produced(),
+            Err((outcome, why)) => self.settle(tag, size, Some((outcome, format_args!("{why}")))),
+        }
+    }
+
+    /// Settles the delivery report of a record that librdkafka took.
+    pub fn report(
+        &self,
+        opaque: usize,
+        message: &impl rdkafka::Message,
+        error: Option<&KafkaError>,
+    ) {
+        let size = record_size(message.key(), message.payload());
+        let tag = Tag::decode(opaque);
+        match error {
+            None => self.settle(tag, size, None),
+            Some(e) => self.settle(
+                tag,
+                size,
+                Some((
+                    Outcome::DeliveryFailed,
+                    format_args!("delivery to Kafka topic {} failed: {e}", message.topic()),
+                )),
+            ),
+        }
+    }
+
+    /// Gives back a record's room, counts its one outcome, and completes its ack slot.
+    fn settle(&self, tag: Tag, size: usize, failed: Option<(Outcome, fmt::Arguments<'_>)>) {
+        self.inflight.release(size);
+        match failed {
+            None => self.stats.outcome(if tag.dead_letter {
+                Outcome::DeadLettered
+            } else {
+                Outcome::Delivered
+            }),
+            Some((outcome, why)) => {
+                self.stats.outcome(outcome);
+                log_limited!(self.loss_log, log::Level::Warn, "{}: {why}", self.label);
+            }
+        }
+        if let Some(slot) = tag.ack_slot {
+            let result = failed.map_or(Ok(()), |(_, why)| Err(why.to_string()));
+            self.acks.complete(slot, result);
+        }
+    }
+
+    /// Logs an error librdkafka reports about a client (rate-limited).
+    pub fn client_error(&self, error: &KafkaError, reason: &str) {
+        log_limited!(
+            self.client_log,
+            log::Level::Warn,
+            "{}: Kafka client error: {error}: {reason}",
+            self.label
+        );
+    }
+
+    /// Fails the publishes still waiting for a record (the plugin stopped).
+    pub fn fail_waiting_acks(&self) {
+        self.acks.fail_all("the bridge stopped");
+    }
+}
+
+/// Hands a record to its producer. librdkafka's queue is sized above the bridge's bound,
+/// so it is full only when `[bridges.properties]` made it smaller; then this retries
+/// until `timeout`.
+async fn hand_over(
+    producers: &Producers,
+    mut record: Record<'_>,
+    timeout: Duration,
+) -> Result<(), (Outcome, String)> {
+    let mut deadline = None;
+    loop {
+        match producers.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                let now = tokio::time::Instant::now();
+                if now >= *deadline.get_or_insert(now + timeout) {
+                    let why = format!("librdkafka queue full, record for {} dropped", r.topic);
+                    return Err((Outcome::DroppedBufferFull, why));
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                record = r;
+            }
+            Err((e, r)) => {
+                let why = format!("cannot produce to {}: {e}", r.topic);
+                return Err((Outcome::DeliveryFailed, why));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_roundtrip() {
+        for (dead_letter, ack_slot) in [
+            (false, None),
+            (true, None),
+            (false, Some(0)),
+            (true, Some(123_456)),
+        ] {
+            let tag = Tag {
+                dead_letter,
+                ack_slot,
+            };
+            assert_eq!(Tag::decode(tag.encode()), tag);
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The Kafka side: the in-flight bound, the producers, and the ledger that owns each
+//! record's life from reservation to its one counted outcome.
+
+pub mod inflight;
+pub mod ledger;
+pub mod producers;
+
+pub use inflight::Inflight;
+pub use ledger::{Ledger, Outgoing};
+pub use producers::Producers;

@@ -1,0 +1,180 @@
+//! The running bridges: every enabled bridge's entries with their producers, ledgers and
+//! transform pools, and the topic tree that routes each publish to its entries.
+
+mod dead_letter;
+mod entry;
+mod modules;
+mod publish;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use smallvec::SmallVec;
+
+pub use entry::Entry;
+pub use modules::Modules;
+pub use publish::PublishInfo;
+
+use crate::ack::{AckFailure, AckWait};
+use crate::config::{BridgeConfig, ConfigError, PluginConfig};
+use crate::kafka::{Inflight, Ledger, Producers};
+use crate::observe::{LogLimiter, Outcome, Snapshot};
+use crate::route::Routes;
+use crate::transform::{TransformEngine, TransformPool};
+use modules::entry_label;
+
+/// Every enabled bridge of a started plugin.
+pub struct Pipeline {
+    bridges: Vec<Bridge>,
+    entries: Vec<Entry>,
+    routes: Routes,
+    /// Keeps the epoch ticker running as long as instances may run.
+    _engine: Option<Arc<TransformEngine>>,
+}
+
+struct Bridge {
+    index: usize,
+    config: BridgeConfig,
+    inflight: Arc<Inflight>,
+    /// Its entries in `Pipeline::entries`.
+    entries: Range<usize>,
+}
+
+impl Pipeline {
+    /// Creates producers and instance pools for every enabled bridge.
+    pub async fn start(
+        config: &PluginConfig,
+        node_id: u64,
+        modules: &Modules,
+    ) -> Result<Pipeline, ConfigError> {
+        let mut bridges = Vec::new();
+        let mut entries = Vec::new();
+        for (bi, b) in config.enabled_bridges() {
+            let inflight = Arc::new(Inflight::new(
+                b.max_inflight_messages,
+                usize::try_from(b.max_inflight_bytes).unwrap_or(usize::MAX),
+            ));
+            let first = entries.len();
+            for ei in 0..b.entries.len() {
+                entries.push(start_entry((bi, b), ei, node_id, &inflight, modules).await?);
+            }
+            bridges.push(Bridge {
+                index: bi,
+                config: b.clone(),
+                inflight,
+                entries: first..entries.len(),
+            });
+        }
+        let filters = entries
+            .iter()
+            .enumerate()
+            .map(|(id, e)| (id, e.config.local.topic_filter.as_str()));
+        let routes = Routes::new(filters).map_err(ConfigError::file)?;
+        Ok(Pipeline {
+            bridges,
+            entries,
+            routes,
+            _engine: modules.engine.clone(),
+        })
+    }
+
+    /// The entries whose topic filter matches, in configuration order.
+    #[inline]
+    pub fn route(&self, topic: &str) -> SmallVec<[&Entry; 8]> {
+        let mut ids = SmallVec::<[usize; 8]>::new();
+        self.routes.matches(topic, &mut ids);
+        ids.into_iter().map(|id| &self.entries[id]).collect()
+    }
+
+    /// Forwards one publish through the entries it matched. `ack` is set for a QoS 1/2
+    /// publish; its ack-mode entries' records are then waited for.
+    pub async fn forward(
+        &self,
+        entries: &[&Entry],
+        p: &PublishInfo<'_>,
+        ack: bool,
+    ) -> Result<(), AckFailure> {
+        let mut wait = AckWait::default();
+        for e in entries {
+            let wait = (ack && e.acks_after_delivery()).then_some(&mut wait);
+            e.forward(p, wait).await;
+        }
+        wait.wait().await
+    }
+
+    /// Flushes every producer (up to each bridge's `shutdown_timeout`) and purges what
+    /// is left, so that every record ends counted. Blocks; run it off the async threads.
+    pub fn shut_down(&self) {
+        for b in &self.bridges {
+            for e in &self.entries[b.entries.clone()] {
+                e.producers.shut_down(b.config.shutdown_timeout);
+                e.ledger.fail_waiting_acks();
+                let s = e.ledger.stats().snapshot();
+                let outcomes: Vec<String> = Outcome::ALL
+                    .iter()
+                    .map(|o| format!("{} {}", o.as_str(), s.get(*o)))
+                    .collect();
+                log::info!(
+                    "{}: stopped; {}, in flight {}",
+                    e.ledger.label(),
+                    outcomes.join(", "),
+                    s.in_flight()
+                );
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        Value::Array(self.bridges.iter().map(|b| self.bridge_json(b)).collect())
+    }
+
+    fn bridge_json(&self, b: &Bridge) -> Value {
+        let entries = &self.entries[b.entries.clone()];
+        let totals = entries
+            .iter()
+            .map(|e| e.ledger.stats().snapshot())
+            .fold(Snapshot::default(), |a, s| a + s);
+        json!({
+            "name": b.config.name,
+            "index": b.index,
+            "servers": b.config.servers(),
+            "inflight": b.inflight.to_json(),
+            "stats": totals.to_json(),
+            "entries": entries.iter().map(Entry::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Creates one entry: its ledger, its producers and, when it has a transform, its pool.
+async fn start_entry(
+    (bi, b): (usize, &BridgeConfig),
+    ei: usize,
+    node_id: u64,
+    inflight: &Arc<Inflight>,
+    modules: &Modules,
+) -> Result<Entry, ConfigError> {
+    let config = b.entries[ei].clone();
+    let ledger = Arc::new(Ledger::new(entry_label(&b.name, ei), inflight.clone()));
+    let producers = Producers::create(b, node_id, ei, &ledger)
+        .map_err(|e| ConfigError::at((bi, &b.name), Some(ei), "properties", e))?;
+    let transform = match modules.by_entry.get(&(bi, ei)) {
+        Some(module) => Some(TransformPool::new(module.clone()).await.map_err(|f| {
+            let problem = format!(
+                "module {} could not be instantiated: {f}",
+                module.path().display()
+            );
+            ConfigError::at((bi, &b.name), Some(ei), "transform.module", problem)
+        })?),
+        None => None,
+    };
+    Ok(Entry {
+        index: ei,
+        bridge_name: b.name.as_str().into(),
+        config,
+        ledger,
+        producers,
+        transform,
+        transform_log: LogLimiter::default(),
+    })
+}

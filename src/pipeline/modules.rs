@@ -1,0 +1,50 @@
+//! The transform modules a configuration names, compiled once when the configuration is
+//! loaded, so that a bad module refuses the start (or a reload) before anything runs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{ConfigError, PluginConfig};
+use crate::transform::{TransformEngine, TransformModule};
+
+/// Compiled modules by `(bridge index, entry index)`, and the engine that runs them.
+#[derive(Default, Clone)]
+pub struct Modules {
+    pub(super) engine: Option<Arc<TransformEngine>>,
+    pub(super) by_entry: HashMap<(usize, usize), Arc<TransformModule>>,
+}
+
+impl Modules {
+    /// Compiles every module of the enabled bridges' entries.
+    pub fn compile(config: &PluginConfig) -> Result<Modules, ConfigError> {
+        let transforms: Vec<_> = config
+            .enabled_bridges()
+            .flat_map(|(bi, b)| {
+                b.entries.iter().enumerate().filter_map(move |(ei, e)| {
+                    e.transform.as_ref().map(|t| (bi, b.name.as_str(), ei, t))
+                })
+            })
+            .collect();
+        if transforms.is_empty() {
+            return Ok(Modules::default());
+        }
+        let engine =
+            TransformEngine::new(transforms.iter().map(|(.., t)| *t)).map_err(ConfigError::file)?;
+        let mut by_entry = HashMap::new();
+        for (bi, name, ei, t) in transforms {
+            let label = entry_label(name, ei);
+            let module = TransformModule::load(&engine, t, &label)
+                .map_err(|e| ConfigError::at((bi, name), Some(ei), "transform.module", e))?;
+            by_entry.insert((bi, ei), Arc::new(module));
+        }
+        Ok(Modules {
+            engine: Some(Arc::new(engine)),
+            by_entry,
+        })
+    }
+}
+
+/// How log lines name an entry: `bridge "x" entry N`.
+pub fn entry_label(bridge: &str, entry: usize) -> String {
+    format!("bridge \"{bridge}\" entry {entry}")
+}
