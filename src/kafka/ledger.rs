@@ -200,6 +200,20 @@ impl Ledger {
         }
     }
 
+    /// Logs a line of librdkafka's own about this entry's producers: tagged with the
+    /// entry and rate-limited, so a dead Kafka cannot flood the log from every broker
+    /// thread on every reconnect.
+    pub fn client_log(&self, level: log::Level, facility: &str, message: &str) {
+        if log::log_enabled!(level) {
+            log_limited!(
+                self.client_log,
+                level,
+                "{}: librdkafka {facility}: {message}",
+                self.label
+            );
+        }
+    }
+
     /// Logs an error librdkafka reports about a client (rate-limited).
     pub fn client_error(&self, error: &KafkaError, reason: &str) {
         log_limited!(
