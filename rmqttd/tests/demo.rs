@@ -1,6 +1,7 @@
 //! `rmqttd --demo` as a user runs it: the shipped plugin configuration (its transform
 //! entry included), every printed `mosquitto_pub` line run as printed, each one's record
-//! seen on stdout, then SIGTERM ends the process promptly and quietly.
+//! seen on stdout, then SIGTERM ends the process promptly and quietly. Also: where the
+//! HTTP API is, and configuration errors naming the user's file.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -161,6 +162,12 @@ fn every_printed_hint_shows_its_record_and_sigterm_ends_the_demo() {
     require("mosquitto_pub");
     let port = free_port();
     let dir = site(port, &shipped_bridge_config());
+    // Only read for the printed URL: this rmqttd does not run rmqtt-http-api itself.
+    std::fs::write(
+        dir.path().join("plugins/rmqtt-http-api.toml"),
+        "http_laddr = \"0.0.0.0:6066\"\n",
+    )
+    .unwrap();
     let mut demo = Proc(demo(&dir));
     let mut out = Output {
         rx: lines_of(demo.0.stdout.take().unwrap()),
@@ -169,6 +176,9 @@ fn every_printed_hint_shows_its_record_and_sigterm_ends_the_demo() {
     out.until("instructions", |s| {
         s.iter().any(|l| l.starts_with("Stop with"))
     });
+    let api =
+        "The bridge's counters: http://127.0.0.1:6066/api/v1/plugins/1/rmqtt-bridge-egress-kafka";
+    assert!(out.seen.iter().any(|l| l == api), "{:#?}", out.seen);
     let hints = out.hints();
     assert_eq!(hints.len(), 3, "one line per shipped entry: {hints:#?}");
 
