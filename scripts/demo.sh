@@ -5,5 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
+scripts/setup.sh wasm
+# The example transforms the shipped plugin configuration uses.
+(cd examples && cargo build --release --locked --target wasm32-unknown-unknown)
 cargo build --release --locked -p rmqttd
 exec target/release/rmqttd -f rmqtt.toml --demo "$@"

@@ -21,8 +21,9 @@ pub struct BridgePlugin {
     loaded: Loaded,
     register: Box<dyn Register>,
     hooks: Arc<HookState>,
-    /// The pipeline of the last run, kept after stop so that final counts stay visible.
-    stopped: Mutex<Option<Arc<Pipeline>>>,
+    /// The last run's `bridges` attrs, kept after stop so that final counts stay
+    /// visible (the pipeline itself is dropped, with its producers).
+    stopped: Mutex<Option<Value>>,
 }
 
 /// A configuration, read, checked and with its modules compiled.
@@ -127,9 +128,15 @@ impl Plugin for BridgePlugin {
         self.register.stop().await;
         let running = self.hooks.running.write().take();
         if let Some(pipeline) = running {
-            let p = pipeline.clone();
-            tokio::task::spawn_blocking(move || p.shut_down()).await?;
-            *self.stopped.lock() = Some(pipeline);
+            // Only the final counters are kept: dropping the pipeline destroys its
+            // producers, which would otherwise keep reconnecting to a Kafka that may
+            // be gone (the demo's embedded one is stopped right after).
+            let last = tokio::task::spawn_blocking(move || {
+                pipeline.shut_down();
+                pipeline.to_json()
+            })
+            .await?;
+            *self.stopped.lock() = Some(last);
         }
         log::info!("{}: stopped", self.name);
         Ok(true)
@@ -137,15 +144,15 @@ impl Plugin for BridgePlugin {
 
     async fn attrs(&self) -> Value {
         let running = self.hooks.running.read().clone();
-        let (is_running, pipeline) = match running {
-            Some(p) => (true, Some(p)),
+        let (is_running, bridges) = match running {
+            Some(p) => (true, Some(p.to_json())),
             None => (false, self.stopped.lock().clone()),
         };
         json!({
             "running": is_running,
             "node_id": self.scx.node.id(),
             "refusals": self.hooks.refusals.to_json(),
-            "bridges": pipeline.map_or(Value::Array(Vec::new()), |p| p.to_json()),
+            "bridges": bridges.unwrap_or_else(|| Value::Array(Vec::new())),
         })
     }
 }

@@ -1,30 +1,30 @@
 //! `rmqttd --demo`: the broker and bridge as configured, but pointed at an embedded
 //! Kafka (librdkafka's mock cluster), with every record that lands in it printed.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+mod printer;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use bridge_testkit::MockKafka;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
-use rdkafka::ClientContext;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
 use serde_json::Value;
 
+use printer::Printer;
+
+/// rmqtt-http-api's configuration, read only to print where its API listens.
+const HTTP_API_PLUGIN: &str = "rmqtt-http-api";
+
 /// The embedded Kafka, the thread that prints its records, and the plugin configs
-/// redirected to it.
+/// redirected to it. Fields drop in order: the printer stops before its Kafka does
+/// (the plugin's producers are stopped by the caller before this is dropped).
 pub struct Demo {
-    printer: Option<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
+    /// Stops and joins its thread when dropped.
+    _printer: Printer,
     plugins_dir: tempfile::TempDir,
-    /// Dropped last: the printer stops before its Kafka does.
+    /// The user's plugins.dir: read, and named in messages, instead of the copy.
+    user_plugins_dir: PathBuf,
     kafka: MockKafka,
 }
 
@@ -34,12 +34,11 @@ impl Demo {
     pub fn start(plugins_dir: &str) -> Result<Demo> {
         let kafka = MockKafka::try_start(1).context("cannot start the embedded Kafka")?;
         let dir = redirect_plugins(plugins_dir, &kafka.bootstrap)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let printer = print_records(&kafka.bootstrap, stop.clone())?;
+        let printer = Printer::start(&kafka.bootstrap)?;
         Ok(Demo {
-            printer: Some(printer),
-            stop,
+            _printer: printer,
             plugins_dir: dir,
+            user_plugins_dir: plugins_dir.into(),
             kafka,
         })
     }
@@ -48,43 +47,67 @@ impl Demo {
         self.plugins_dir.path().display().to_string()
     }
 
-    /// Prints how to try the demo: one `mosquitto_pub` line per configured entry.
-    pub fn print_instructions(&self, listeners: &[SocketAddr], plugin_config: Option<Value>) {
+    /// Prints how to try the demo: one `mosquitto_pub` line per configured entry, and
+    /// where the HTTP API shows the bridge's counters, when it is configured.
+    pub fn print_instructions(
+        &self,
+        listeners: &[SocketAddr],
+        node: impl std::fmt::Display,
+        plugin_config: Option<Value>,
+    ) {
         let port = listeners.first().map_or(1883, SocketAddr::port);
         println!(
             "\n=== rmqttd demo: the bridge forwards to an embedded Kafka at {} ===",
             self.kafka.bootstrap
         );
         println!("Every record that lands in Kafka is printed below. Try:\n");
-        let bridges = plugin_config
-            .as_ref()
-            .and_then(|c| c["bridges"].as_array().cloned())
-            .unwrap_or_default();
-        for b in bridges
-            .iter()
-            .filter(|b| b["enable"].as_bool().unwrap_or(true))
-        {
-            for e in b["entries"].as_array().into_iter().flatten() {
-                if let Some(filter) = e["local"]["topic_filter"].as_str() {
-                    println!(
-                        "  mosquitto_pub -h 127.0.0.1 -p {port} -V mqttv5 -q 1 -t '{}' -m '{{\"device_id\":\"d1\",\"value\":42}}' -D publish user-property site demo",
-                        sample_topic(filter)
-                    );
-                }
-            }
+        for topic in sample_topics(plugin_config.as_ref()) {
+            println!(
+                "  mosquitto_pub -h 127.0.0.1 -p {port} -V mqttv5 -q 1 -t '{topic}' -m '{{\"device_id\":\"d1\",\"value\":42}}' -D publish user-property site demo",
+            );
         }
-        println!("\nA new topic's first record takes a few seconds to show: the printer finds new topics");
-        println!("by pattern every half second and then joins them. Stop with Ctrl-C.\n");
+        if let Some(addr) = self.http_api_addr() {
+            println!("\nThe bridge's counters: http://{addr}/api/v1/plugins/{node}/{PLUGIN_NAME}");
+        }
+        println!("\nStop with Ctrl-C (or SIGTERM).\n");
+    }
+
+    /// `http_laddr` of the user's rmqtt-http-api configuration, if there is one; a
+    /// wildcard address is shown as loopback, which is where the demo's user is.
+    fn http_api_addr(&self) -> Option<SocketAddr> {
+        let path = self
+            .user_plugins_dir
+            .join(format!("{HTTP_API_PLUGIN}.toml"));
+        let text = std::fs::read_to_string(&path).ok()?;
+        let doc: toml::Table = match text.parse() {
+            Ok(doc) => doc,
+            Err(e) => {
+                log::warn!("{} is not valid TOML: {e}", path.display());
+                return None;
+            }
+        };
+        let addr: SocketAddr = doc.get("http_laddr")?.as_str()?.parse().ok()?;
+        let ip = if addr.ip().is_unspecified() {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            addr.ip()
+        };
+        Some(SocketAddr::new(ip, addr.port()))
     }
 }
 
-impl Drop for Demo {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(printer) = self.printer.take() {
-            let _ = printer.join();
-        }
-    }
+/// One MQTT topic per entry of the enabled bridges, for the printed examples.
+fn sample_topics(plugin_config: Option<&Value>) -> Vec<String> {
+    let bridges = plugin_config
+        .and_then(|c| c["bridges"].as_array())
+        .into_iter()
+        .flatten();
+    bridges
+        .filter(|b| b["enable"].as_bool().unwrap_or(true))
+        .flat_map(|b| b["entries"].as_array().into_iter().flatten())
+        .filter_map(|e| e["local"]["topic_filter"].as_str())
+        .map(sample_topic)
+        .collect()
 }
 
 /// A topic that `filter` matches, for the printed examples.
@@ -133,67 +156,4 @@ fn redirect_config(path: &Path, bootstrap: &str) -> Result<String> {
         }
     }
     Ok(toml::to_string(&doc)?)
-}
-
-/// The printing consumer's callbacks: "no topic matches yet" is expected until the
-/// first record arrives, so client errors are logged at debug level only.
-struct Quiet;
-
-impl ClientContext for Quiet {
-    fn error(&self, error: KafkaError, reason: &str) {
-        log::debug!("demo consumer: {error}: {reason}");
-    }
-}
-
-impl ConsumerContext for Quiet {}
-
-/// Consumes every topic of the embedded Kafka and prints each record.
-fn print_records(bootstrap: &str, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>> {
-    let consumer: BaseConsumer<Quiet> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "rmqttd-demo")
-        .set("auto.offset.reset", "earliest")
-        .set("topic.metadata.refresh.interval.ms", "500")
-        .create_with_context(Quiet)?;
-    consumer.subscribe(&["^[A-Za-z0-9].*"])?;
-    Ok(std::thread::Builder::new()
-        .name("demo-printer".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match consumer.poll(Duration::from_millis(200)) {
-                    Some(Ok(m)) => {
-                        let key = m.key().map_or_else(
-                            || "-".into(),
-                            |k| String::from_utf8_lossy(k).into_owned(),
-                        );
-                        println!(
-                            "kafka <- topic={} partition={} offset={} key={key}",
-                            m.topic(),
-                            m.partition(),
-                            m.offset()
-                        );
-                        if let Some(h) = m.headers() {
-                            let pairs: Vec<String> = h
-                                .iter()
-                                .map(|h| {
-                                    format!(
-                                        "{}={}",
-                                        h.key,
-                                        h.value
-                                            .map_or_else(|| "null".into(), String::from_utf8_lossy)
-                                    )
-                                })
-                                .collect();
-                            println!("   headers: {}", pairs.join(", "));
-                        }
-                        let payload = m
-                            .payload()
-                            .map_or_else(|| "null".into(), String::from_utf8_lossy);
-                        println!("   payload: {payload}");
-                    }
-                    Some(Err(e)) => log::debug!("demo consumer: {e}"),
-                    None => {}
-                }
-            }
-        })?)
 }

@@ -106,7 +106,8 @@ async fn run(cli: Cli) -> Result<()> {
         .build()
         .await;
 
-    register_plugins(&scx, &conf.plugins.default_startups, &plugins_dir).await?;
+    // Errors name the user's file, not the demo's temporary copy of it.
+    register_plugins(&scx, &conf.plugins.default_startups, &conf.plugins.dir).await?;
 
     let addrs = serve(&scx, listeners::bind(&conf.listeners)?)?;
     log::info!(
@@ -118,7 +119,8 @@ async fn run(cli: Cli) -> Result<()> {
             .join(", ")
     );
     if let Some(demo) = &demo {
-        demo.print_instructions(&addrs, scx.plugins.get_config(PLUGIN_NAME).await.ok());
+        let config = scx.plugins.get_config(PLUGIN_NAME).await.ok();
+        demo.print_instructions(&addrs, conf.node.id, config);
     }
 
     shutdown_signal().await?;
@@ -129,6 +131,7 @@ async fn run(cli: Cli) -> Result<()> {
             log::warn!("stopping {PLUGIN_NAME}: {e}");
         }
     }
+    // Only now that its producers are gone: the embedded Kafka and its printer.
     drop(demo);
     Ok(())
 }
