@@ -102,7 +102,10 @@ impl Plugin for BridgePlugin {
 
     /// Re-reads and checks the file; the new configuration applies at the next start.
     async fn load_config(&mut self) -> rmqtt::Result<()> {
-        self.loaded = Loaded::read(&self.scx, self.name)?;
+        // Logged too: a caller such as the HTTP API may answer without the reason.
+        self.loaded = Loaded::read(&self.scx, self.name).inspect_err(|e| {
+            log::warn!("{}: configuration reload refused: {e}", self.name);
+        })?;
         if self.hooks.running.read().is_some() {
             log::info!(
                 "{}: configuration reloaded; it applies when the plugin is restarted",

@@ -1,44 +1,74 @@
-//! Binds the `[listener.*]` sections of rmqtt.toml.
+//! Binds the `[listener.*]` sections of rmqtt.toml: `tcp`, `tls`, `ws` and `wss`.
+
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
 use rmqtt::net::{Builder, Listener};
 use rmqtt_conf::listener::{Listener as ListenerConf, Listeners};
 
-/// Binds every configured TCP and WebSocket listener. This rmqttd is built without TLS
-/// (it would add a second C crypto build for a broker usually fronted by a TLS proxy), so
-/// a TLS, WSS or QUIC listener is an error rather than a silently missing port.
+/// Binds every configured listener. QUIC is refused rather than left a silently missing
+/// port: this rmqttd is built without rmqtt's `quic` feature.
 pub fn bind(conf: &Listeners) -> Result<Vec<Listener>> {
-    if let Some(l) = conf
-        .tlss
-        .values()
-        .chain(conf.wsss.values())
-        .chain(conf.quics.values())
-        .next()
-    {
+    if let Some(l) = conf.quics.values().next() {
         bail!(
-            "listener \"{}\" on {} needs TLS, but this rmqttd serves TCP and WebSocket listeners only; terminate TLS in front of it",
-            l.name,
+            "{} on {}: QUIC listeners are not supported by this rmqttd; use listener.tls or listener.wss",
+            section(l, "quic"),
             l.addr
         );
     }
     let mut out = Vec::new();
     for l in conf.tcps.values() {
-        out.push(
-            builder(l)
-                .bind()
-                .and_then(|b| b.tcp())
-                .map_err(|e| anyhow!("cannot bind TCP listener on {}: {e}", l.addr))?,
-        );
+        out.push(bind_one(l, "tcp", Listener::tcp)?);
+    }
+    for l in conf.tlss.values() {
+        check_tls_files(l, "tls")?;
+        out.push(bind_one(l, "tls", Listener::tls)?);
     }
     for l in conf.wss.values() {
-        out.push(
-            builder(l)
-                .bind()
-                .and_then(|b| b.ws())
-                .map_err(|e| anyhow!("cannot bind WebSocket listener on {}: {e}", l.addr))?,
-        );
+        out.push(bind_one(l, "ws", Listener::ws)?);
+    }
+    for l in conf.wsss.values() {
+        check_tls_files(l, "wss")?;
+        out.push(bind_one(l, "wss", Listener::wss)?);
     }
     Ok(out)
+}
+
+/// Binds the socket, then gives it its protocol (for TLS: loads the certificate and key).
+fn bind_one(
+    l: &ListenerConf,
+    kind: &str,
+    protocol: impl FnOnce(Listener) -> Result<Listener>,
+) -> Result<Listener> {
+    builder(l)
+        .bind()
+        .and_then(protocol)
+        .map_err(|e| anyhow!("cannot start {} on {}: {e:#}", section(l, kind), l.addr))
+}
+
+/// `listener.tls.external` for the listener rmqtt-conf names "external/tls".
+fn section(l: &ListenerConf, kind: &str) -> String {
+    let name = l.name.rsplit_once('/').map_or(l.name.as_str(), |(n, _)| n);
+    format!("listener.{kind}.{name}")
+}
+
+/// A TLS listener needs `cert` and `key`; checked here so the error names the field,
+/// where rustls would only say that a path is not set.
+fn check_tls_files(l: &ListenerConf, kind: &str) -> Result<()> {
+    let files = [
+        ("cert", l.cert.as_deref(), true),
+        ("key", l.key.as_deref(), true),
+        ("client_ca_certs", l.client_ca_certs.as_deref(), false),
+    ];
+    for (field, path, required) in files {
+        let key = format!("{}.{field}", section(l, kind));
+        match path {
+            None if required => bail!("{key}: required for a {kind} listener (a PEM file)"),
+            Some(p) if !Path::new(p).is_file() => bail!("{key}: file {p} not found"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn builder(l: &ListenerConf) -> Builder {
@@ -75,4 +105,11 @@ fn builder(l: &ListenerConf) -> Builder {
         .proxy_protocol(l.proxy_protocol)
         .proxy_protocol_timeout(l.proxy_protocol_timeout)
         .idle_timeout(l.idle_timeout)
+        .tls_cert(l.cert.clone())
+        .tls_key(l.key.clone())
+        .tls_client_ca_certs(l.client_ca_certs.clone())
+        .tls_cross_certificate(l.cross_certificate)
+        .cert_cn_as_username(l.cert_cn_as_username)
+        .cert_subject_dn_as_username(l.cert_subject_dn_as_username)
+        .collect_cert_info(l.collect_cert_info)
 }

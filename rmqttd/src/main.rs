@@ -109,7 +109,13 @@ async fn run(cli: Cli) -> Result<()> {
     // Errors name the user's file, not the demo's temporary copy of it.
     register_plugins(&scx, &conf.plugins.default_startups, &conf.plugins.dir).await?;
 
-    let addrs = serve(&scx, listeners::bind(&conf.listeners)?)?;
+    let conf_file = cli
+        .opts
+        .cfg_name
+        .as_deref()
+        .unwrap_or("the broker configuration");
+    let listeners = listeners::bind(&conf.listeners).map_err(|e| anyhow!("{conf_file}: {e:#}"))?;
+    let addrs = serve(&scx, listeners)?;
     log::info!(
         "rmqttd listening on {}",
         addrs
@@ -136,6 +142,9 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// rmqtt's HTTP API, under the name upstream's rmqtt.toml and plugins/ use.
+const HTTP_API_PLUGIN: &str = "rmqtt-http-api";
+
 /// Registers the built-in plugins; those in `plugins.default_startups` start now.
 async fn register_plugins(
     scx: &ServerContext,
@@ -143,7 +152,7 @@ async fn register_plugins(
     plugins_dir: &str,
 ) -> Result<()> {
     for name in startups {
-        if name != PLUGIN_NAME && name != ACL_PLUGIN {
+        if ![PLUGIN_NAME, ACL_PLUGIN, HTTP_API_PLUGIN].contains(&name.as_str()) {
             log::warn!("plugin {name} is listed in plugins.default_startups but is not built into this rmqttd");
         }
     }
@@ -151,6 +160,15 @@ async fn register_plugins(
     rmqtt_acl::register_named(scx, ACL_PLUGIN, starts(ACL_PLUGIN), false)
         .await
         .with_context(|| format!("plugin {ACL_PLUGIN} failed to start"))?;
+    rmqtt_http_api::register_named(scx, HTTP_API_PLUGIN, starts(HTTP_API_PLUGIN), false)
+        .await
+        .map_err(|e| {
+            let file = Path::new(plugins_dir).join(format!("{HTTP_API_PLUGIN}.toml"));
+            anyhow!(
+                "plugin {HTTP_API_PLUGIN} failed to start (configuration {}): {e:#}",
+                file.display()
+            )
+        })?;
     let file = Path::new(plugins_dir).join(format!("{PLUGIN_NAME}.toml"));
     rmqtt_bridge_egress_kafka::register_named(scx, PLUGIN_NAME, starts(PLUGIN_NAME), false)
         .await

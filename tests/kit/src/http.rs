@@ -1,0 +1,43 @@
+//! A minimal HTTP/1.0 client for talking to a broker's HTTP API in tests: HTTP/1.0 keeps
+//! the answer unchunked and the connection closed after it, so reading to the end is
+//! the whole response.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A response: status code and body.
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Sends `method path` with an empty body to 127.0.0.1:`port`.
+pub fn request(port: u16, method: &str, path: &str) -> Response {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("HTTP API on port {port}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream
+        .read_to_string(&mut raw)
+        .unwrap_or_else(|e| panic!("{method} {path}: reading the response: {e}"));
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP response:\n{raw}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: no status in {head:?}"));
+    Response {
+        status,
+        body: body.to_owned(),
+    }
+}
