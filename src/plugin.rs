@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::{ConfigError, PluginConfig};
 use crate::hooks::{HookState, PublishHook, RefusalHook};
+use crate::observe::{Health, HttpServer, PipelineCollector, Routes};
 use crate::pipeline::{Modules, Pipeline};
 
 pub struct BridgePlugin {
@@ -22,8 +23,11 @@ pub struct BridgePlugin {
     register: Box<dyn Register>,
     hooks: Arc<HookState>,
     /// The last run's `bridges` attrs, kept after stop so that final counts stay
-    /// visible (the pipeline itself is dropped, with its producers).
-    stopped: Mutex<Option<Value>>,
+    /// visible (the pipeline itself is dropped, with its producers). Shared with the
+    /// HTTP endpoint's `/status`.
+    stopped: Arc<Mutex<Option<Value>>>,
+    /// The endpoint on `http_laddr` while the plugin runs.
+    http: Option<HttpServer>,
 }
 
 /// A configuration, read, checked and with its modules compiled.
@@ -65,7 +69,8 @@ impl BridgePlugin {
             loaded,
             register,
             hooks: Arc::new(HookState::default()),
-            stopped: Mutex::new(None),
+            stopped: Arc::default(),
+            http: None,
         })
     }
 }
@@ -117,11 +122,14 @@ impl Plugin for BridgePlugin {
 
     async fn start(&mut self) -> rmqtt::Result<()> {
         let node_id = self.scx.node.id();
+        let refuse = |e: ConfigError| rmqtt::Error::msg(format!("{}: {e}", self.name));
+        let http = self.start_http().map_err(refuse)?;
         let loaded = &self.loaded;
         let pipeline = Pipeline::start(&loaded.config, node_id, &loaded.modules)
             .await
             .map_err(|e: ConfigError| rmqtt::Error::msg(format!("{}: {e}", self.name)))?;
         *self.hooks.running.write() = Some(Arc::new(pipeline));
+        self.http = http;
         self.register.start().await;
         log::info!("{}: started", self.name);
         Ok(())
@@ -129,6 +137,7 @@ impl Plugin for BridgePlugin {
 
     async fn stop(&mut self) -> rmqtt::Result<bool> {
         self.register.stop().await;
+        self.http = None;
         let running = self.hooks.running.write().take();
         if let Some(pipeline) = running {
             // Only the final counters are kept: dropping the pipeline destroys its
@@ -146,16 +155,52 @@ impl Plugin for BridgePlugin {
     }
 
     async fn attrs(&self) -> Value {
-        let running = self.hooks.running.read().clone();
-        let (is_running, bridges) = match running {
-            Some(p) => (true, Some(p.to_json())),
-            None => (false, self.stopped.lock().clone()),
-        };
-        json!({
-            "running": is_running,
-            "node_id": self.scx.node.id(),
-            "refusals": self.hooks.refusals.to_json(),
-            "bridges": bridges.unwrap_or_else(|| Value::Array(Vec::new())),
-        })
+        status(self.scx.node.id(), &self.hooks, &self.stopped)
     }
+}
+
+impl BridgePlugin {
+    /// Binds `http_laddr`, if set, with its routes over this plugin's state.
+    fn start_http(&self) -> Result<Option<HttpServer>, ConfigError> {
+        let config = &self.loaded.config;
+        let Some(laddr) = &config.http_laddr else {
+            return Ok(None);
+        };
+        let registry = prometheus::Registry::new();
+        let collector = PipelineCollector::new(self.hooks.clone());
+        registry
+            .register(Box::new(collector))
+            .map_err(|e| ConfigError::field("http_laddr", format!("metrics: {e}")))?;
+        let (node_id, hooks, stopped) =
+            (self.scx.node.id(), self.hooks.clone(), self.stopped.clone());
+        let health = Health::new(self.hooks.clone());
+        let routes = Routes {
+            registry,
+            token: config.http_bearer_token.clone(),
+            status: Box::new(move || status(node_id, &hooks, &stopped)),
+            health: Box::new(move || health.check()),
+        };
+        let server = HttpServer::start(laddr, routes)?;
+        log::info!(
+            "{}: serving /metrics, /health and /status on {}",
+            self.name,
+            server.local_addr()
+        );
+        Ok(Some(server))
+    }
+}
+
+/// The `attrs()` document, also served as `/status`.
+fn status(node_id: u64, hooks: &HookState, stopped: &Mutex<Option<Value>>) -> Value {
+    let running = hooks.running.read().clone();
+    let (is_running, bridges) = match running {
+        Some(p) => (true, Some(p.to_json())),
+        None => (false, stopped.lock().clone()),
+    };
+    json!({
+        "running": is_running,
+        "node_id": node_id,
+        "refusals": hooks.refusals.to_json(),
+        "bridges": bridges.unwrap_or_else(|| Value::Array(Vec::new())),
+    })
 }

@@ -50,6 +50,16 @@ impl ConfigError {
         }
     }
 
+    /// A problem with a top-level field of the file.
+    pub fn field(field: &str, problem: impl Into<String>) -> ConfigError {
+        ConfigError {
+            bridge: None,
+            entry: None,
+            field: field.to_owned(),
+            problem: problem.into(),
+        }
+    }
+
     /// A problem with a field of a bridge, or of one of its entries.
     pub fn at(
         bridge: (usize, &str),

@@ -30,6 +30,13 @@ pub struct PluginConfig {
     /// Upstream's task-pool concurrency. Accepted, no effect (see above).
     #[serde(default)]
     pub task_concurrency_limit: Option<usize>,
+    /// Where the plugin's own HTTP endpoint (`/metrics`, `/health`, `/status`) listens;
+    /// absent, there is none. Served by the plugin itself, so embedders get it too.
+    #[serde(default)]
+    pub http_laddr: Option<String>,
+    /// When set, every route but `/health` requires `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub http_bearer_token: Option<String>,
     #[serde(default)]
     pub bridges: Vec<BridgeConfig>,
 }

@@ -11,6 +11,7 @@ type Problem = (&'static str, String);
 
 impl PluginConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        check_http(self)?;
         let mut names = HashSet::new();
         for (bi, b) in self.bridges.iter().enumerate() {
             let at = (bi, b.name.as_str());
@@ -27,6 +28,30 @@ impl PluginConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// The top-level HTTP keys: an address that parses (whether it is free is known only
+/// when the plugin starts and binds it) and a token that can be sent in a header.
+fn check_http(c: &PluginConfig) -> Result<(), ConfigError> {
+    if let Some(laddr) = &c.http_laddr {
+        laddr.parse::<std::net::SocketAddr>().map_err(|e| {
+            let problem = format!("{laddr:?} is not an address such as \"127.0.0.1:9464\": {e}");
+            ConfigError::field("http_laddr", problem)
+        })?;
+    }
+    match &c.http_bearer_token {
+        Some(t) if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+            Err(ConfigError::field(
+                "http_bearer_token",
+                "must be non-empty printable ASCII without spaces",
+            ))
+        }
+        Some(_) if c.http_laddr.is_none() => Err(ConfigError::field(
+            "http_bearer_token",
+            "set, but there is no http_laddr to protect",
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -90,6 +90,11 @@ impl Inflight {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// The bound: `max_inflight_messages` and `max_inflight_bytes`.
+    pub fn limits(&self) -> (usize, usize) {
+        (self.max_messages, self.max_bytes)
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "messages": self.messages(),

@@ -13,7 +13,7 @@ use crate::ack::AckWait;
 use crate::config::{EntryConfig, OnError};
 use crate::kafka::{Ledger, Outgoing, Producers};
 use crate::log_limited;
-use crate::observe::{LogLimiter, Outcome};
+use crate::observe::{EntryStats, LogLimiter, Outcome};
 use crate::route::{check_kafka_topic, skip_levels, RenderBuf, Vars};
 use crate::transform::{Failure, TransformPool};
 
@@ -35,6 +35,21 @@ impl Entry {
     /// Counts a matched publish that the broker's ACL denied.
     pub fn acl_denied(&self) {
         self.ledger.stats().acl_denied();
+    }
+
+    /// The entry's series label: its index and topic filter, as `0:sensors/#`.
+    pub fn metrics_label(&self) -> String {
+        format!("{}:{}", self.index, self.config.local.topic_filter.as_str())
+    }
+
+    /// Its counters, read at scrape time.
+    pub fn stats(&self) -> &EntryStats {
+        self.ledger.stats()
+    }
+
+    /// Its transform's instance pool, if it has a transform.
+    pub fn transform(&self) -> Option<&TransformPool> {
+        self.transform.as_ref()
     }
 
     /// Whether the publishes of this entry wait for Kafka's acknowledgement.

@@ -41,6 +41,13 @@ struct Bridge {
     entries: Range<usize>,
 }
 
+/// One running bridge, borrowed for a scrape.
+pub struct BridgeView<'a> {
+    pub name: &'a str,
+    pub inflight: &'a Inflight,
+    pub entries: &'a [Entry],
+}
+
 impl Pipeline {
     /// Creates producers and instance pools for every enabled bridge.
     pub async fn start(
@@ -123,6 +130,15 @@ impl Pipeline {
                 );
             }
         }
+    }
+
+    /// The bridges as `/metrics` and `/health` read them, at scrape time.
+    pub fn bridges(&self) -> impl Iterator<Item = BridgeView<'_>> {
+        self.bridges.iter().map(|b| BridgeView {
+            name: &b.config.name,
+            inflight: &b.inflight,
+            entries: &self.entries[b.entries.clone()],
+        })
     }
 
     pub fn to_json(&self) -> Value {

@@ -154,6 +154,16 @@ impl TransformPool {
         self.replace_failures.load(Ordering::Relaxed)
     }
 
+    /// The pool's size, `transform.instances`.
+    pub fn instances(&self) -> usize {
+        self.module.instances
+    }
+
+    /// Instances waiting for a call (the rest are busy, or discarded and not replaced).
+    pub fn idle(&self) -> usize {
+        self.idle.lock().len()
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let failures: serde_json::Map<String, serde_json::Value> = Cause::ALL
             .iter()
@@ -162,7 +172,7 @@ impl TransformPool {
         serde_json::json!({
             "module": self.module.path().display().to_string(),
             "instances": self.module.instances,
-            "idle": self.idle.lock().len(),
+            "idle": self.idle(),
             "replaced": self.replaced(),
             "replace_failures": self.replace_failures(),
             "failures": failures,

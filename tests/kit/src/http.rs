@@ -14,14 +14,23 @@ pub struct Response {
 
 /// Sends `method path` with an empty body to 127.0.0.1:`port`.
 pub fn request(port: u16, method: &str, path: &str) -> Response {
+    request_with(port, method, path, &[])
+}
+
+/// Sends `method path` with extra header lines (`("Authorization", "Bearer x")`).
+pub fn request_with(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|e| panic!("HTTP API on port {port}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Length: 0\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();

@@ -1,0 +1,102 @@
+//! `/health`: per bridge `up`, `degraded` or `down`, with the reason. The verdict reads
+//! the same atomics as `/metrics`; "recently" means since the previous `/health`
+//! request, so a prober's own period is the interval the deltas cover.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::hooks::HookState;
+use crate::observe::{Outcome, Snapshot};
+use crate::pipeline::BridgeView;
+
+/// Settled records of a bridge at the previous request: (acknowledged, failed).
+type Settled = (u64, u64);
+
+pub struct Health {
+    hooks: Arc<HookState>,
+    previous: Mutex<HashMap<String, Settled>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Up,
+    Degraded,
+    Down,
+}
+
+impl Health {
+    pub fn new(hooks: Arc<HookState>) -> Health {
+        Health {
+            hooks,
+            previous: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The health document, and whether every bridge is up.
+    pub fn check(&self) -> (Value, bool) {
+        let Some(pipeline) = self.hooks.running.read().clone() else {
+            return (json!({"running": false, "bridges": []}), false);
+        };
+        let mut previous = self.previous.lock();
+        let mut all_up = true;
+        let bridges: Vec<Value> = pipeline
+            .bridges()
+            .map(|b| {
+                let now = settled(&b);
+                let before = previous.insert(b.name.to_owned(), now).unwrap_or_default();
+                let (state, reason) = verdict(&b, before, now);
+                all_up &= state == State::Up;
+                json!({"name": b.name, "state": state_str(state), "reason": reason})
+            })
+            .collect();
+        (json!({"running": true, "bridges": bridges}), all_up)
+    }
+}
+
+fn settled(b: &BridgeView<'_>) -> Settled {
+    let s = b
+        .entries
+        .iter()
+        .map(|e| e.stats().snapshot())
+        .fold(Snapshot::default(), |a, s| a + s);
+    let acked = s.get(Outcome::Delivered) + s.get(Outcome::DeadLettered);
+    (acked, s.get(Outcome::DeliveryFailed))
+}
+
+/// Down when every recent delivery failed; degraded when some did, or when the
+/// in-flight records or bytes are above half their bound (Kafka is falling behind).
+fn verdict(b: &BridgeView<'_>, before: Settled, now: Settled) -> (State, String) {
+    let acked = now.0.saturating_sub(before.0);
+    let failed = now.1.saturating_sub(before.1);
+    if failed > 0 && acked == 0 {
+        return (
+            State::Down,
+            format!("all {failed} recent deliveries failed"),
+        );
+    }
+    if failed > 0 {
+        return (
+            State::Degraded,
+            format!("{failed} of {} recent deliveries failed", failed + acked),
+        );
+    }
+    let (max_messages, max_bytes) = b.inflight.limits();
+    let (messages, bytes) = (b.inflight.messages(), b.inflight.bytes());
+    if messages > max_messages / 2 || bytes > max_bytes / 2 {
+        let why =
+            format!("in flight {messages} of {max_messages} records, {bytes} of {max_bytes} bytes");
+        return (State::Degraded, why);
+    }
+    (State::Up, String::new())
+}
+
+fn state_str(s: State) -> &'static str {
+    match s {
+        State::Up => "up",
+        State::Degraded => "degraded",
+        State::Down => "down",
+    }
+}

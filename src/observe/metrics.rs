@@ -1,0 +1,217 @@
+//! `/metrics`: the bridge's Prometheus series. The counters and gauges already exist as
+//! atomics (each entry's [`EntryStats`](super::EntryStats), each bridge's in-flight bound,
+//! each transform pool's counters); a [`Collector`] reads them when Prometheus scrapes,
+//! so the per-message path pays nothing for being exported.
+
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+
+use crate::hooks::HookState;
+use crate::observe::Outcome;
+use crate::pipeline::{BridgeView, Entry};
+use crate::transform::{Cause, TransformPool};
+
+/// The prefix of every series of this plugin.
+pub const PREFIX: &str = "rmqtt_kafka_bridge_";
+
+const ENTRY_LABELS: &[&str] = &["bridge", "entry"];
+
+/// Reads the running pipeline at scrape time; while the plugin is stopped it reports
+/// nothing (the series vanish rather than freeze).
+pub struct PipelineCollector {
+    hooks: Arc<HookState>,
+    descs: Vec<Desc>,
+}
+
+impl PipelineCollector {
+    pub fn new(hooks: Arc<HookState>) -> PipelineCollector {
+        let descs = Series::new()
+            .parts()
+            .iter()
+            .flat_map(|c| c.desc())
+            .cloned()
+            .collect();
+        PipelineCollector { hooks, descs }
+    }
+}
+
+impl Collector for PipelineCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Some(pipeline) = self.hooks.running.read().clone() else {
+            return Vec::new();
+        };
+        let series = Series::new();
+        for bridge in pipeline.bridges() {
+            series.fill_bridge(&bridge);
+        }
+        series.parts().iter().flat_map(|c| c.collect()).collect()
+    }
+}
+
+/// One scrape's series, built fresh each time from the atomics: a counter is set to
+/// the atomic's value with `inc_by` on a new vector.
+struct Series {
+    outcomes: Vec<IntCounterVec>,
+    matched: IntCounterVec,
+    acl_denied: IntCounterVec,
+    inflight: IntGaugeVec,
+    inflight_bytes: IntGaugeVec,
+    inflight_limit: IntGaugeVec,
+    inflight_bytes_limit: IntGaugeVec,
+    transform_failures: IntCounterVec,
+    transform_instances: IntGaugeVec,
+    transform_replaced: IntCounterVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(format!("{PREFIX}{name}"), help), labels)
+        .expect("the series' names and labels are constant and valid")
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(format!("{PREFIX}{name}"), help), labels)
+        .expect("the series' names and labels are constant and valid")
+}
+
+impl Series {
+    fn new() -> Series {
+        let outcomes = Outcome::ALL
+            .iter()
+            .map(|o| {
+                let help = format!(
+                    "Units that ended {}: see the README's accounting",
+                    o.as_str()
+                );
+                counter(&format!("{}_total", o.as_str()), &help, ENTRY_LABELS)
+            })
+            .collect();
+        let with_cause = &["bridge", "entry", "cause"];
+        let with_state = &["bridge", "entry", "state"];
+        Series {
+            outcomes,
+            matched: counter(
+                "matched_total",
+                "Publishes that matched the entry and passed the ACL",
+                ENTRY_LABELS,
+            ),
+            acl_denied: counter(
+                "acl_denied_total",
+                "Publishes that matched but the broker's ACL denied",
+                ENTRY_LABELS,
+            ),
+            inflight: gauge(
+                "inflight_records",
+                "Records awaiting Kafka's acknowledgement",
+                &["bridge"],
+            ),
+            inflight_bytes: gauge(
+                "inflight_bytes",
+                "Key + payload bytes of the records in flight",
+                &["bridge"],
+            ),
+            inflight_limit: gauge(
+                "inflight_records_limit",
+                "max_inflight_messages",
+                &["bridge"],
+            ),
+            inflight_bytes_limit: gauge("inflight_bytes_limit", "max_inflight_bytes", &["bridge"]),
+            transform_failures: counter(
+                "transform_failures_total",
+                "Failed transform calls by cause",
+                with_cause,
+            ),
+            transform_instances: gauge(
+                "transform_instances",
+                "Transform instances by state (idle, busy)",
+                with_state,
+            ),
+            transform_replaced: counter(
+                "transform_instances_replaced_total",
+                "Instances discarded after a failure and created anew",
+                ENTRY_LABELS,
+            ),
+        }
+    }
+
+    fn parts(&self) -> Vec<&dyn Collector> {
+        let mut parts: Vec<&dyn Collector> =
+            self.outcomes.iter().map(|c| c as &dyn Collector).collect();
+        parts.extend([
+            &self.matched as &dyn Collector,
+            &self.acl_denied,
+            &self.inflight,
+            &self.inflight_bytes,
+            &self.inflight_limit,
+            &self.inflight_bytes_limit,
+            &self.transform_failures,
+            &self.transform_instances,
+            &self.transform_replaced,
+        ]);
+        parts
+    }
+
+    fn fill_bridge(&self, b: &BridgeView<'_>) {
+        let labels = &[b.name];
+        let (max_messages, max_bytes) = b.inflight.limits();
+        self.inflight
+            .with_label_values(labels)
+            .set(to_i64(b.inflight.messages()));
+        self.inflight_bytes
+            .with_label_values(labels)
+            .set(to_i64(b.inflight.bytes()));
+        self.inflight_limit
+            .with_label_values(labels)
+            .set(to_i64(max_messages));
+        self.inflight_bytes_limit
+            .with_label_values(labels)
+            .set(to_i64(max_bytes));
+        for e in b.entries {
+            self.fill_entry(b.name, e);
+        }
+    }
+
+    fn fill_entry(&self, bridge: &str, e: &Entry) {
+        let label = e.metrics_label();
+        let labels = &[bridge, label.as_str()];
+        let s = e.stats().snapshot();
+        for (o, c) in Outcome::ALL.iter().zip(&self.outcomes) {
+            c.with_label_values(labels).inc_by(s.get(*o));
+        }
+        self.matched.with_label_values(labels).inc_by(s.matched);
+        self.acl_denied
+            .with_label_values(labels)
+            .inc_by(s.acl_denied);
+        if let Some(pool) = e.transform() {
+            self.fill_transform(labels, pool);
+        }
+    }
+
+    fn fill_transform(&self, labels: &[&str; 2], pool: &TransformPool) {
+        for cause in Cause::ALL {
+            let l = &[labels[0], labels[1], cause.as_str()];
+            self.transform_failures
+                .with_label_values(l)
+                .inc_by(pool.failures(cause));
+        }
+        let idle = pool.idle();
+        let busy = pool.instances().saturating_sub(idle);
+        for (state, n) in [("idle", idle), ("busy", busy)] {
+            let l = &[labels[0], labels[1], state];
+            self.transform_instances.with_label_values(l).set(to_i64(n));
+        }
+        self.transform_replaced
+            .with_label_values(labels)
+            .inc_by(pool.replaced());
+    }
+}
+
+fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,166 @@
+//! The plugin's own HTTP endpoint (`http_laddr`) on a real broker and mock Kafka, asked
+//! with real HTTP requests: every outcome counter in `/metrics` equals what the test
+//! caused, the bearer token guards every route but `/health`, and a busy address refuses
+//! the start naming the field.
+
+use std::net::TcpListener;
+
+use bridge_testkit::http::{request_with, Response};
+use bridge_testkit::*;
+use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
+use serde_json::json;
+
+const TOKEN: &str = "s3cret-token";
+const HOT: &str = "0:s/+/+/telemetry";
+const PLAIN: &str = "1:d/#";
+
+/// A port that was free a moment ago (the endpoint binds it right after).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get(port: u16, path: &str, token: Option<&str>) -> Response {
+    let path = path.to_owned();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    tokio::task::spawn_blocking(move || {
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        request_with(port, "GET", &path, &headers)
+    })
+    .await
+    .unwrap()
+}
+
+/// The value of the sample `name{bridge="b1",entry="…"}` (or with `extra` labels).
+fn sample(metrics: &str, name: &str, labels: &str) -> f64 {
+    let prefix = format!("rmqtt_kafka_bridge_{name}{{{labels}}} ");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no sample {prefix:?} in:\n{metrics}"));
+    line[prefix.len()..].parse().unwrap()
+}
+
+fn entry_labels(entry: &str) -> String {
+    format!("bridge=\"b1\",entry=\"{entry}\"")
+}
+
+fn config(bootstrap: &str, port: u16) -> String {
+    let module = example_module("threshold-filter");
+    let entries = format!(
+        "[[bridges.entries]]\nlocal.topic_filter = \"s/+/+/telemetry\"\nremote.topic = \"hot\"\ntransform.instances = 2\ntransform.module = \"{}\"\ntransform.config = {{ threshold = 30, field = \"value\" }}\ntransform.on_error = \"dead_letter\"\ntransform.dead_letter_topic = \"rejected\"\n\n[[bridges.entries]]\nlocal.topic_filter = \"d/#\"\nremote.topic = \"plain\"\n",
+        module.display()
+    );
+    let top = format!("http_laddr = \"127.0.0.1:{port}\"\nhttp_bearer_token = \"{TOKEN}\"\n");
+    format!(
+        "{top}{}",
+        bridge_config(bootstrap, "max_inflight_bytes = \"1KiB\"", &entries)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_every_outcome_and_the_token_guards_all_but_health() {
+    let kafka = MockKafka::start(1);
+    for t in ["hot", "rejected", "plain"] {
+        kafka.create_topic(t, 1);
+    }
+    let port = free_port();
+    let broker = Broker::start(&config(&kafka.bootstrap, port)).await;
+    let c = V3Client::connect(broker.addr, "sensor").await;
+    for v in [10, 45] {
+        c.publish("s/x/l1/telemetry", 1, json!({ "value": v }).to_string())
+            .await;
+    }
+    c.publish("s/x/l1/telemetry", 1, "not json").await;
+    // Larger than max_inflight_bytes: it can never fit, so it is dropped at once.
+    c.publish("d/big", 1, vec![b'x'; 2000]).await;
+    c.publish("d/ok", 1, "small").await;
+    assert_eq!(read(&kafka.bootstrap, "hot", 1).await.len(), 1);
+    assert_eq!(read(&kafka.bootstrap, "rejected", 1).await.len(), 1);
+    assert_eq!(read(&kafka.bootstrap, "plain", 1).await.len(), 1);
+    broker.settled_stats(0, 0).await;
+    broker.settled_stats(0, 1).await;
+
+    assert_eq!(get(port, "/metrics", None).await.status, 401);
+    assert_eq!(get(port, "/status", Some("wrong")).await.status, 401);
+    let m = get(port, "/metrics", Some(TOKEN)).await;
+    assert_eq!(m.status, 200, "{}", m.body);
+    let hot = entry_labels(HOT);
+    let expect_hot = [
+        ("matched_total", 3.0),
+        ("delivered_total", 1.0),
+        ("filtered_total", 1.0),
+        ("dead_lettered_total", 1.0),
+        ("transform_error_total", 0.0),
+        ("dropped_buffer_full_total", 0.0),
+        ("delivery_failed_total", 0.0),
+        ("acl_denied_total", 0.0),
+    ];
+    for (name, want) in expect_hot {
+        assert_eq!(sample(&m.body, name, &hot), want, "{name} of entry {HOT}");
+    }
+    let plain = entry_labels(PLAIN);
+    let expect_plain = [
+        ("matched_total", 2.0),
+        ("delivered_total", 1.0),
+        ("dropped_buffer_full_total", 1.0),
+        ("filtered_total", 0.0),
+        ("dead_lettered_total", 0.0),
+        ("delivery_failed_total", 0.0),
+    ];
+    for (name, want) in expect_plain {
+        assert_eq!(
+            sample(&m.body, name, &plain),
+            want,
+            "{name} of entry {PLAIN}"
+        );
+    }
+    // Prometheus sorts labels by name.
+    let guest_error = format!("bridge=\"b1\",cause=\"guest_error\",entry=\"{HOT}\"");
+    assert_eq!(
+        sample(&m.body, "transform_failures_total", &guest_error),
+        1.0
+    );
+    assert_eq!(sample(&m.body, "inflight_records", "bridge=\"b1\""), 0.0);
+    assert_eq!(
+        sample(&m.body, "inflight_bytes_limit", "bridge=\"b1\""),
+        1024.0
+    );
+    assert_eq!(
+        sample(
+            &m.body,
+            "transform_instances",
+            &format!("{hot},state=\"idle\"")
+        ),
+        2.0
+    );
+
+    let status = get(port, "/status", Some(TOKEN)).await;
+    assert_eq!(status.status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(doc, broker.attrs().await, "/status is the attrs() document");
+
+    let health = get(port, "/health", None).await;
+    let doc: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(health.status, 200, "{doc}");
+    assert_eq!(doc["bridges"][0]["state"], "up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_http_laddr_refuses_the_start_naming_the_field() {
+    let kafka = MockKafka::start(1);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let result = Broker::builder()
+        .config(PLUGIN_NAME, config(&kafka.bootstrap, port))
+        .register_bridge()
+        .start()
+        .await;
+    let err = format!("{:#}", result.err().expect("the start is refused"));
+    assert!(err.contains("field `http_laddr`"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
