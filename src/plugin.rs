@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::{ConfigError, PluginConfig};
 use crate::hooks::{HookState, PublishHook, RefusalHook};
-use crate::observe::{Health, HttpServer, PipelineCollector, Routes};
+use crate::observe::{Health, Histograms, HttpServer, PipelineCollector, Routes};
 use crate::pipeline::{Modules, Pipeline};
 
 pub struct BridgePlugin {
@@ -123,9 +123,10 @@ impl Plugin for BridgePlugin {
     async fn start(&mut self) -> rmqtt::Result<()> {
         let node_id = self.scx.node.id();
         let refuse = |e: ConfigError| rmqtt::Error::msg(format!("{}: {e}", self.name));
-        let http = self.start_http().map_err(refuse)?;
+        let histograms = Histograms::default();
+        let http = self.start_http(&histograms).map_err(refuse)?;
         let loaded = &self.loaded;
-        let pipeline = Pipeline::start(&loaded.config, node_id, &loaded.modules)
+        let pipeline = Pipeline::start(&loaded.config, node_id, &loaded.modules, &histograms)
             .await
             .map_err(|e: ConfigError| rmqtt::Error::msg(format!("{}: {e}", self.name)))?;
         *self.hooks.running.write() = Some(Arc::new(pipeline));
@@ -161,7 +162,7 @@ impl Plugin for BridgePlugin {
 
 impl BridgePlugin {
     /// Binds `http_laddr`, if set, with its routes over this plugin's state.
-    fn start_http(&self) -> Result<Option<HttpServer>, ConfigError> {
+    fn start_http(&self, histograms: &Histograms) -> Result<Option<HttpServer>, ConfigError> {
         let config = &self.loaded.config;
         let Some(laddr) = &config.http_laddr else {
             return Ok(None);
@@ -170,6 +171,7 @@ impl BridgePlugin {
         let collector = PipelineCollector::new(self.hooks.clone());
         registry
             .register(Box::new(collector))
+            .and_then(|()| histograms.register(&registry))
             .map_err(|e| ConfigError::field("http_laddr", format!("metrics: {e}")))?;
         let (node_id, hooks, stopped) =
             (self.scx.node.id(), self.hooks.clone(), self.stopped.clone());

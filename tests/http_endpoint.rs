@@ -139,6 +139,14 @@ async fn metrics_count_every_outcome_and_the_token_guards_all_but_health() {
         2.0
     );
 
+    for (labels, delivered) in [(&hot, 1.0), (&plain, 1.0)] {
+        let latency = sample(&m.body, "delivery_latency_seconds_count", labels);
+        assert_eq!(latency, delivered, "one latency per delivered record");
+        assert_eq!(sample(&m.body, "delivered_total", labels), delivered);
+    }
+    let calls = sample(&m.body, "transform_duration_seconds_count", &hot);
+    assert_eq!(calls, 3.0, "one duration per transform call");
+
     let status = get(port, "/status", Some(TOKEN)).await;
     assert_eq!(status.status, 200);
     let doc: serde_json::Value = serde_json::from_str(&status.body).unwrap();

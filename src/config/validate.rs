@@ -87,8 +87,9 @@ fn check_bridge(b: &BridgeConfig) -> Result<(), Problem> {
             return Err((field, why.into()));
         }
     }
-    if b.max_inflight_messages == 0 {
-        return Err(("max_inflight_messages", "must be at least 1".into()));
+    if b.max_inflight_messages == 0 || b.max_inflight_messages > crate::kafka::MAX_ACK_SLOTS {
+        let max = crate::kafka::MAX_ACK_SLOTS;
+        return Err(("max_inflight_messages", format!("must be 1 to {max}")));
     }
     if b.max_inflight_bytes < 1024 {
         return Err(("max_inflight_bytes", "must be at least 1KiB".into()));

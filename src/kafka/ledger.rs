@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::Histogram;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
 
@@ -22,30 +23,49 @@ use crate::log_limited;
 use crate::observe::{EntryStats, LogLimiter, Outcome};
 
 /// What the delivery report of a record must know, packed into librdkafka's opaque
-/// pointer so that a record costs no allocation.
+/// pointer so that a record costs no allocation: bit 0 dead letter, bit 1 has an ack
+/// slot, bits 2..32 the slot, bits 32..64 the receive time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tag {
     /// A dead-letter record: counted as `dead_lettered` once delivered.
     pub dead_letter: bool,
-    /// The ack-mode completion slot, if the publish waits for this record.
+    /// The ack-mode completion slot, if the publish waits for this record; below
+    /// [`MAX_ACK_SLOTS`] (slots are bounded by `max_inflight_messages`, which the
+    /// configuration caps there).
     pub ack_slot: Option<usize>,
+    /// When the broker received the publish, in ms since the epoch, wrapping at 32 bits
+    /// (49 days): enough for the delivery latency, which is a difference.
+    pub received_ms: u32,
 }
+
+/// Ack slots that fit a tag's 30 bits.
+pub const MAX_ACK_SLOTS: usize = 1 << 30;
+
+// A tag needs the whole 64 bits of the opaque pointer.
+const _: () = assert!(usize::BITS >= 64);
 
 impl Tag {
     pub fn encode(self) -> usize {
         let mut v = usize::from(self.dead_letter);
         if let Some(slot) = self.ack_slot {
-            v |= 2 | (slot << 2);
+            debug_assert!(slot < MAX_ACK_SLOTS);
+            v |= 2 | ((slot & (MAX_ACK_SLOTS - 1)) << 2);
         }
-        v
+        v | ((self.received_ms as usize) << 32)
     }
 
     pub fn decode(v: usize) -> Tag {
         Tag {
             dead_letter: v & 1 != 0,
-            ack_slot: (v & 2 != 0).then_some(v >> 2),
+            ack_slot: (v & 2 != 0).then_some((v >> 2) & (MAX_ACK_SLOTS - 1)),
+            received_ms: (v >> 32) as u32,
         }
     }
+}
+
+/// Milliseconds since the epoch, wrapped to a tag's 32 bits.
+fn wrapped_ms(ms: i64) -> u32 {
+    ms as u32
 }
 
 /// The room a record takes in the in-flight bound: the one formula, used when the room
@@ -62,6 +82,8 @@ pub struct Outgoing<'a> {
     pub payload: Option<&'a [u8]>,
     pub partition: Option<i32>,
     pub timestamp: i64,
+    /// When the broker received the publish (ms since the epoch), for the latency.
+    pub received_ms: i64,
     pub headers: OwnedHeaders,
     pub dead_letter: bool,
 }
@@ -76,10 +98,12 @@ pub struct Ledger {
     acks: AckSlots,
     loss_log: LogLimiter,
     client_log: LogLimiter,
+    /// Receive-to-ack time of delivered records.
+    latency: Histogram,
 }
 
 impl Ledger {
-    pub fn new(label: String, inflight: Arc<Inflight>) -> Ledger {
+    pub fn new(label: String, inflight: Arc<Inflight>, latency: Histogram) -> Ledger {
         Ledger {
             label,
             stats: EntryStats::default(),
@@ -87,6 +111,7 @@ impl Ledger {
             acks: AckSlots::default(),
             loss_log: LogLimiter::default(),
             client_log: LogLimiter::default(),
+            latency,
         }
     }
 
@@ -145,6 +170,7 @@ impl Ledger {
         let tag = Tag {
             dead_letter: record.dead_letter,
             ack_slot,
+            received_ms: wrapped_ms(record.received_ms),
         };
         let mut base = Record::with_opaque_to(record.topic, tag.encode())
             .timestamp(record.timestamp)
@@ -168,7 +194,14 @@ impl Ledger {
         let size = record_size(message.key(), message.payload());
         let tag = Tag::decode(opaque);
         match error {
-            None => self.settle(tag, size, None),
+            None => {
+                if !tag.dead_letter {
+                    let now = wrapped_ms(rmqtt::utils::timestamp_millis());
+                    let ms = now.wrapping_sub(tag.received_ms);
+                    self.latency.observe(f64::from(ms) / 1000.0);
+                }
+                self.settle(tag, size, None)
+            }
             Some(e) => self.settle(
                 tag,
                 size,
@@ -265,17 +298,26 @@ mod tests {
 
     #[test]
     fn tags_roundtrip() {
-        for (dead_letter, ack_slot) in [
-            (false, None),
-            (true, None),
-            (false, Some(0)),
-            (true, Some(123_456)),
+        for (dead_letter, ack_slot, received_ms) in [
+            (false, None, 0),
+            (true, None, u32::MAX),
+            (false, Some(0), 1),
+            (true, Some(123_456), 0x8000_0000),
+            (false, Some(MAX_ACK_SLOTS - 1), u32::MAX),
         ] {
             let tag = Tag {
                 dead_letter,
                 ack_slot,
+                received_ms,
             };
             assert_eq!(Tag::decode(tag.encode()), tag);
         }
+    }
+
+    #[test]
+    fn latency_survives_the_32_bit_wrap() {
+        let received = wrapped_ms((1 << 32) - 5);
+        let acked = wrapped_ms((1 << 32) + 20);
+        assert_eq!(acked.wrapping_sub(received), 25);
     }
 }

@@ -6,5 +6,5 @@ pub mod ledger;
 pub mod producers;
 
 pub use inflight::Inflight;
-pub use ledger::{Ledger, Outgoing};
+pub use ledger::{Ledger, Outgoing, MAX_ACK_SLOTS};
 pub use producers::Producers;

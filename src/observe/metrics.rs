@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 use crate::hooks::HookState;
 use crate::observe::Outcome;
@@ -209,6 +211,72 @@ impl Series {
         self.transform_replaced
             .with_label_values(labels)
             .inc_by(pool.replaced());
+    }
+}
+
+/// Delivery latency buckets: a healthy local Kafka acks in milliseconds; seconds mean
+/// retries or a slow cluster.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Transform call buckets: a typical call takes microseconds; `transform.timeout`
+/// defaults to 100 ms.
+const TRANSFORM_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.1, 1.0,
+];
+
+/// The two histograms updated on the message path. Each entry resolves its label
+/// handles once at start ([`Histograms::for_entry`]), so an observation is a few
+/// atomic adds: no lookup, lock or allocation per message.
+#[derive(Clone)]
+pub struct Histograms {
+    delivery_latency: HistogramVec,
+    transform_duration: HistogramVec,
+}
+
+/// One entry's histogram handles.
+pub struct EntryHistograms {
+    /// From the broker receiving the publish to Kafka's ack, of delivered records.
+    pub delivery_latency: Histogram,
+    /// One `TransformPool::run`, waiting for an instance included.
+    pub transform_duration: Histogram,
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
+    let opts = HistogramOpts::new(format!("{PREFIX}{name}"), help).buckets(buckets.to_vec());
+    HistogramVec::new(opts, ENTRY_LABELS)
+        .expect("the series' names and labels are constant and valid")
+}
+
+impl Default for Histograms {
+    fn default() -> Histograms {
+        Histograms {
+            delivery_latency: histogram(
+                "delivery_latency_seconds",
+                "From the broker receiving the publish to Kafka acknowledging the record",
+                LATENCY_BUCKETS,
+            ),
+            transform_duration: histogram(
+                "transform_duration_seconds",
+                "Duration of one transform call, waiting for an instance included",
+                TRANSFORM_BUCKETS,
+            ),
+        }
+    }
+}
+
+impl Histograms {
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.delivery_latency.clone()))?;
+        registry.register(Box::new(self.transform_duration.clone()))
+    }
+
+    pub fn for_entry(&self, bridge: &str, entry: &str) -> EntryHistograms {
+        EntryHistograms {
+            delivery_latency: self.delivery_latency.with_label_values(&[bridge, entry]),
+            transform_duration: self.transform_duration.with_label_values(&[bridge, entry]),
+        }
     }
 }
 

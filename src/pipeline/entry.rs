@@ -3,11 +3,15 @@
 //! fails), and hands each record to its ledger.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus::Histogram;
 
 use rdkafka::message::Header;
 use serde_json::{json, Value};
 
 use super::dead_letter;
+use super::modules::metrics_label;
 use super::publish::PublishInfo;
 use crate::ack::AckWait;
 use crate::config::{EntryConfig, OnError};
@@ -28,6 +32,8 @@ pub struct Entry {
     pub(super) ledger: Arc<Ledger>,
     pub(super) producers: Producers,
     pub(super) transform: Option<TransformPool>,
+    /// Its transform calls' durations (with `transform`).
+    pub(super) transform_duration: Option<Histogram>,
     pub(super) transform_log: LogLimiter,
 }
 
@@ -39,7 +45,7 @@ impl Entry {
 
     /// The entry's series label: its index and topic filter, as `0:sensors/#`.
     pub fn metrics_label(&self) -> String {
-        format!("{}:{}", self.index, self.config.local.topic_filter.as_str())
+        metrics_label(self.index, &self.config)
     }
 
     /// Its counters, read at scrape time.
@@ -105,6 +111,7 @@ impl Entry {
             payload: Some(&p.publish.payload),
             partition: self.config.remote.partition,
             timestamp: p.timestamp_ms,
+            received_ms: p.timestamp_ms,
             headers: p.standard_headers(0),
             dead_letter: false,
         };
@@ -119,7 +126,12 @@ impl Entry {
         key: Option<&[u8]>,
         mut wait: Option<&mut AckWait>,
     ) {
-        let output = match pool.run(&p.input_fields()).await {
+        let started = Instant::now();
+        let result = pool.run(&p.input_fields()).await;
+        if let Some(h) = &self.transform_duration {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        let output = match result {
             Ok(output) => output,
             Err(failure) => return self.transform_failed(p, topic, key, failure, wait).await,
         };
@@ -147,6 +159,7 @@ impl Entry {
                 payload: r.payload,
                 partition: r.partition.or(self.config.remote.partition),
                 timestamp: r.timestamp.unwrap_or(p.timestamp_ms),
+                received_ms: p.timestamp_ms,
                 headers,
                 dead_letter: false,
             };
@@ -188,6 +201,7 @@ impl Entry {
                     payload: Some(&p.publish.payload),
                     partition: None,
                     timestamp: p.timestamp_ms,
+                    received_ms: p.timestamp_ms,
                     headers: dead_letter::headers(p, &self.bridge_name, self.index, &failure),
                     dead_letter: true,
                 };

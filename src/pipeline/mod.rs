@@ -19,10 +19,10 @@ pub use publish::PublishInfo;
 use crate::ack::{AckFailure, AckWait};
 use crate::config::{BridgeConfig, ConfigError, PluginConfig};
 use crate::kafka::{Inflight, Ledger, Producers};
-use crate::observe::{LogLimiter, Outcome, Snapshot};
+use crate::observe::{Histograms, LogLimiter, Outcome, Snapshot};
 use crate::route::Routes;
 use crate::transform::{TransformEngine, TransformPool};
-use modules::entry_label;
+use modules::{entry_label, metrics_label};
 
 /// Every enabled bridge of a started plugin.
 pub struct Pipeline {
@@ -54,6 +54,7 @@ impl Pipeline {
         config: &PluginConfig,
         node_id: u64,
         modules: &Modules,
+        histograms: &Histograms,
     ) -> Result<Pipeline, ConfigError> {
         let mut bridges = Vec::new();
         let mut entries = Vec::new();
@@ -64,7 +65,13 @@ impl Pipeline {
             ));
             let first = entries.len();
             for ei in 0..b.entries.len() {
-                entries.push(start_entry((bi, b), ei, node_id, &inflight, modules).await?);
+                let shared = Shared {
+                    node_id,
+                    inflight: &inflight,
+                    modules,
+                    histograms,
+                };
+                entries.push(start_entry((bi, b), ei, &shared).await?);
             }
             bridges.push(Bridge {
                 index: bi,
@@ -162,16 +169,33 @@ impl Pipeline {
     }
 }
 
+/// What every entry of a bridge is created with.
+struct Shared<'a> {
+    node_id: u64,
+    inflight: &'a Arc<Inflight>,
+    modules: &'a Modules,
+    histograms: &'a Histograms,
+}
+
 /// Creates one entry: its ledger, its producers and, when it has a transform, its pool.
 async fn start_entry(
     (bi, b): (usize, &BridgeConfig),
     ei: usize,
-    node_id: u64,
-    inflight: &Arc<Inflight>,
-    modules: &Modules,
+    shared: &Shared<'_>,
 ) -> Result<Entry, ConfigError> {
+    let Shared {
+        node_id,
+        inflight,
+        modules,
+        histograms,
+    } = *shared;
     let config = b.entries[ei].clone();
-    let ledger = Arc::new(Ledger::new(entry_label(&b.name, ei), inflight.clone()));
+    let h = histograms.for_entry(&b.name, &metrics_label(ei, &config));
+    let ledger = Arc::new(Ledger::new(
+        entry_label(&b.name, ei),
+        inflight.clone(),
+        h.delivery_latency,
+    ));
     let producers = Producers::create(b, node_id, ei, &ledger)
         .map_err(|e| ConfigError::at((bi, &b.name), Some(ei), "properties", e))?;
     let transform = match modules.by_entry.get(&(bi, ei)) {
@@ -184,7 +208,9 @@ async fn start_entry(
         })?),
         None => None,
     };
+    let transform_duration = transform.is_some().then_some(h.transform_duration);
     Ok(Entry {
+        transform_duration,
         index: ei,
         bridge_name: b.name.as_str().into(),
         config,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{ConfigError, PluginConfig};
+use crate::config::{ConfigError, EntryConfig, PluginConfig};
 use crate::transform::{TransformEngine, TransformModule};
 
 /// Compiled modules by `(bridge index, entry index)`, and the engine that runs them.
@@ -47,4 +47,9 @@ impl Modules {
 /// How log lines name an entry: `bridge "x" entry N`.
 pub fn entry_label(bridge: &str, entry: usize) -> String {
     format!("bridge \"{bridge}\" entry {entry}")
+}
+
+/// An entry's `entry` label in `/metrics`: its index and topic filter, as `0:sensors/#`.
+pub fn metrics_label(entry: usize, config: &EntryConfig) -> String {
+    format!("{entry}:{}", config.local.topic_filter.as_str())
 }
