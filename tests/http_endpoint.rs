@@ -55,6 +55,8 @@ fn config(bootstrap: &str, port: u16) -> String {
         "[[bridges.entries]]\nlocal.topic_filter = \"s/+/+/telemetry\"\nremote.topic = \"hot\"\ntransform.instances = 2\ntransform.module = \"{}\"\ntransform.config = {{ threshold = 30, field = \"value\" }}\ntransform.on_error = \"dead_letter\"\ntransform.dead_letter_topic = \"rejected\"\n\n[[bridges.entries]]\nlocal.topic_filter = \"d/#\"\nremote.topic = \"plain\"\n",
         module.display()
     );
+    // In [bridges.properties], which bridge_config opens just before the entries.
+    let entries = format!("\"statistics.interval.ms\" = \"200\"\n{entries}");
     let top = format!("http_laddr = \"127.0.0.1:{port}\"\nhttp_bearer_token = \"{TOKEN}\"\n");
     format!(
         "{top}{}",
@@ -171,4 +173,55 @@ async fn a_busy_http_laddr_refuses_the_start_naming_the_field() {
     let err = format!("{:#}", result.err().expect("the start is refused"));
     assert!(err.contains("field `http_laddr`"), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+/// Polls `path` until `done` holds for the answer (20 s at most).
+async fn poll(port: u16, path: &str, done: impl Fn(&Response) -> bool) -> Response {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = get(port, path, Some(TOKEN)).await;
+        if done(&r) || std::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_series_and_health_follow_librdkafka_statistics() {
+    let kafka = MockKafka::start(1);
+    for t in ["hot", "rejected", "plain"] {
+        kafka.create_topic(t, 1);
+    }
+    let port = free_port();
+    let broker = Broker::start(&config(&kafka.bootstrap, port)).await;
+    let client = "test:b1:egress:1:1:1";
+    let up_line = |r: &Response| {
+        r.body.lines().any(|l| {
+            l.starts_with("rmqtt_kafka_bridge_producer_broker_up{")
+                && l.contains(&format!("client_id=\"{client}\""))
+                && l.ends_with(" 1")
+        })
+    };
+    let m = poll(port, "/metrics", up_line).await;
+    assert!(up_line(&m), "a connected broker for {client}:\n{}", m.body);
+    let queued = format!("bridge=\"b1\",client_id=\"{client}\"");
+    assert_eq!(sample(&m.body, "producer_queued_messages", &queued), 0.0);
+    let h = poll(port, "/health", |r| r.status == 200).await;
+    assert_eq!(h.status, 200, "{}", h.body);
+
+    kafka.broker_down(1);
+    let h = poll(port, "/health", |r| r.status == 503).await;
+    let doc: serde_json::Value = serde_json::from_str(&h.body).unwrap();
+    assert_eq!(doc["bridges"][0]["state"], "down", "{doc}");
+    let reason = doc["bridges"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("no Kafka broker reachable"), "{reason}");
+
+    // An idle producer reconnects only when it has something to send.
+    kafka.broker_up(1);
+    let c = V3Client::connect(broker.addr, "after").await;
+    c.publish("d/again", 1, "x").await;
+    assert_eq!(read(&kafka.bootstrap, "plain", 1).await.len(), 1);
+    let h = poll(port, "/health", |r| r.status == 200).await;
+    assert_eq!(h.status, 200, "{}", h.body);
 }

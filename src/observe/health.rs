@@ -1,6 +1,7 @@
 //! `/health`: per bridge `up`, `degraded` or `down`, with the reason. The verdict reads
-//! the same atomics as `/metrics`; "recently" means since the previous `/health`
-//! request, so a prober's own period is the interval the deltas cover.
+//! the same atomics as `/metrics` and librdkafka's latest statistics; "recently" means
+//! since the previous `/health` request, so a prober's own period is the interval the
+//! deltas cover.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,9 +67,29 @@ fn settled(b: &BridgeView<'_>) -> Settled {
     (acked, s.get(Outcome::DeliveryFailed))
 }
 
-/// Down when every recent delivery failed; degraded when some did, or when the
-/// in-flight records or bytes are above half their bound (Kafka is falling behind).
+/// Whether any producer of the bridge reaches a Kafka broker, per librdkafka's latest
+/// statistics; `None` before the first report.
+fn brokers_reachable(b: &BridgeView<'_>) -> Option<bool> {
+    let mut reported = false;
+    for s in b.entries.iter().flat_map(|e| e.producer_statistics()) {
+        if s.any_broker_up() {
+            return Some(true);
+        }
+        reported = true;
+    }
+    reported.then_some(false)
+}
+
+/// Down when no Kafka broker is reachable or every recent delivery failed; degraded
+/// when some failed, or when the in-flight records or bytes are above half their bound
+/// (Kafka is falling behind).
 fn verdict(b: &BridgeView<'_>, before: Settled, now: Settled) -> (State, String) {
+    if brokers_reachable(b) == Some(false) {
+        return (
+            State::Down,
+            "no Kafka broker reachable (librdkafka statistics)".into(),
+        );
+    }
     let acked = now.0.saturating_sub(before.0);
     let failed = now.1.saturating_sub(before.1);
     if failed > 0 && acked == 0 {

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 use crate::hooks::HookState;
+use crate::kafka::Summary;
 use crate::observe::Outcome;
 use crate::pipeline::{BridgeView, Entry};
 use crate::transform::{Cause, TransformPool};
@@ -70,6 +71,86 @@ struct Series {
     transform_failures: IntCounterVec,
     transform_instances: IntGaugeVec,
     transform_replaced: IntCounterVec,
+    producer: ProducerSeries,
+}
+
+/// Per producer (`client_id`), from librdkafka's latest statistics report.
+struct ProducerSeries {
+    queued_messages: IntGaugeVec,
+    queued_bytes: IntGaugeVec,
+    broker_up: IntGaugeVec,
+    broker_rtt: GaugeVec,
+    broker_retries: IntCounterVec,
+    broker_errors: IntCounterVec,
+}
+
+const PRODUCER_LABELS: &[&str] = &["bridge", "client_id"];
+const BROKER_LABELS: &[&str] = &["bridge", "client_id", "broker"];
+
+impl ProducerSeries {
+    fn new() -> ProducerSeries {
+        let rtt = Opts::new(
+            format!("{PREFIX}producer_broker_rtt_seconds"),
+            "Average request round-trip time over librdkafka's last window",
+        );
+        ProducerSeries {
+            queued_messages: gauge(
+                "producer_queued_messages",
+                "Messages in librdkafka's queues",
+                PRODUCER_LABELS,
+            ),
+            queued_bytes: gauge(
+                "producer_queued_bytes",
+                "Bytes of the messages in librdkafka's queues",
+                PRODUCER_LABELS,
+            ),
+            broker_up: gauge(
+                "producer_broker_up",
+                "1 when the producer's connection to the Kafka broker is up",
+                BROKER_LABELS,
+            ),
+            broker_rtt: GaugeVec::new(rtt, BROKER_LABELS)
+                .expect("the series' names and labels are constant and valid"),
+            broker_retries: counter(
+                "producer_broker_retries_total",
+                "Requests retried to the Kafka broker",
+                BROKER_LABELS,
+            ),
+            broker_errors: counter(
+                "producer_broker_errors_total",
+                "Transmit and receive errors and request timeouts with the Kafka broker",
+                BROKER_LABELS,
+            ),
+        }
+    }
+
+    fn parts(&self) -> [&dyn Collector; 6] {
+        [
+            &self.queued_messages,
+            &self.queued_bytes,
+            &self.broker_up,
+            &self.broker_rtt,
+            &self.broker_retries,
+            &self.broker_errors,
+        ]
+    }
+
+    fn fill(&self, bridge: &str, s: &Summary) {
+        let labels = &[bridge, s.client_id.as_str()];
+        self.queued_messages
+            .with_label_values(labels)
+            .set(to_i64_u64(s.queued_messages));
+        self.queued_bytes
+            .with_label_values(labels)
+            .set(to_i64_u64(s.queued_bytes));
+        for b in &s.brokers {
+            let l = &[bridge, s.client_id.as_str(), b.name.as_str()];
+            self.broker_up.with_label_values(l).set(i64::from(b.up));
+            self.broker_rtt.with_label_values(l).set(b.rtt_seconds);
+            self.broker_retries.with_label_values(l).inc_by(b.retries);
+            self.broker_errors.with_label_values(l).inc_by(b.errors);
+        }
+    }
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -139,6 +220,7 @@ impl Series {
                 "Instances discarded after a failure and created anew",
                 ENTRY_LABELS,
             ),
+            producer: ProducerSeries::new(),
         }
     }
 
@@ -156,6 +238,7 @@ impl Series {
             &self.transform_instances,
             &self.transform_replaced,
         ]);
+        parts.extend(self.producer.parts());
         parts
     }
 
@@ -192,6 +275,9 @@ impl Series {
             .inc_by(s.acl_denied);
         if let Some(pool) = e.transform() {
             self.fill_transform(labels, pool);
+        }
+        for s in e.producer_statistics() {
+            self.producer.fill(bridge, &s);
         }
     }
 
@@ -281,5 +367,9 @@ impl Histograms {
 }
 
 fn to_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_i64_u64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
