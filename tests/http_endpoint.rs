@@ -7,6 +7,7 @@ use std::net::TcpListener;
 
 use bridge_testkit::http::{request_with, Response};
 use bridge_testkit::*;
+use rdkafka::types::RDKafkaRespErr;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
 use serde_json::json;
 
@@ -210,18 +211,99 @@ async fn producer_series_and_health_follow_librdkafka_statistics() {
     let h = poll(port, "/health", |r| r.status == 200).await;
     assert_eq!(h.status, 200, "{}", h.body);
 
+    // An idle producer connects only when it has something to send, so Kafka being
+    // gone shows once a record waits for it.
     kafka.broker_down(1);
+    let c = V3Client::connect(broker.addr, "during").await;
+    c.publish("d/while-down", 0, "x").await;
     let h = poll(port, "/health", |r| r.status == 503).await;
     let doc: serde_json::Value = serde_json::from_str(&h.body).unwrap();
     assert_eq!(doc["bridges"][0]["state"], "down", "{doc}");
     let reason = doc["bridges"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("no Kafka broker reachable"), "{reason}");
 
-    // An idle producer reconnects only when it has something to send.
     kafka.broker_up(1);
-    let c = V3Client::connect(broker.addr, "after").await;
-    c.publish("d/again", 1, "x").await;
     assert_eq!(read(&kafka.bootstrap, "plain", 1).await.len(), 1);
     let h = poll(port, "/health", |r| r.status == 200).await;
     assert_eq!(h.status, 200, "{}", h.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_down_or_degraded_by_recent_deliveries_and_the_in_flight_bound() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("bad", 1);
+    kafka.create_topic("plain", 1);
+    kafka.topic_error(
+        "bad",
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+    );
+    let port = free_port();
+    let entries = "\"statistics.interval.ms\" = \"200\"\n[[bridges.entries]]\nlocal.topic_filter = \"bad/#\"\nremote.topic = \"bad\"\n[[bridges.entries]]\nlocal.topic_filter = \"d/#\"\nremote.topic = \"plain\"\n";
+    let config = format!(
+        "http_laddr = \"127.0.0.1:{port}\"\n{}",
+        bridge_config(&kafka.bootstrap, "max_inflight_messages = 2", entries)
+    );
+    let broker = Broker::start(&config).await;
+    let health = |expect: u16| async move {
+        let r = poll(port, "/health", |r| r.status == expect).await;
+        let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(r.status, expect, "{doc}");
+        doc["bridges"][0].clone()
+    };
+    assert_eq!(health(200).await["state"], "up");
+    let c = V3Client::connect(broker.addr, "h").await;
+
+    c.publish("bad/1", 1, "x").await;
+    failed(&broker, 1).await;
+    let b = health(503).await;
+    assert_eq!(b["state"], "down", "{b}");
+    assert!(
+        b["reason"]
+            .as_str()
+            .unwrap()
+            .contains("all 1 recent deliveries failed"),
+        "{b}"
+    );
+
+    c.publish("bad/2", 1, "x").await;
+    c.publish("d/1", 1, "x").await;
+    assert_eq!(read(&kafka.bootstrap, "plain", 1).await.len(), 1);
+    failed(&broker, 2).await;
+    broker.settled_stats(0, 1).await;
+    let b = health(503).await;
+    assert_eq!(b["state"], "degraded", "{b}");
+    assert!(
+        b["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 2 recent deliveries failed"),
+        "{b}"
+    );
+    assert_eq!(health(200).await["state"], "up", "nothing failed since");
+
+    kafka.round_trip_time(1, std::time::Duration::from_secs(5));
+    c.publish("d/2", 0, "slow").await;
+    c.publish("d/3", 0, "slow").await;
+    let b = health(503).await;
+    assert_eq!(b["state"], "degraded", "{b}");
+    assert!(
+        b["reason"].as_str().unwrap().contains("in flight 2 of 2"),
+        "{b}"
+    );
+    kafka.round_trip_time(1, std::time::Duration::ZERO);
+    broker.settled_stats(0, 1).await;
+    assert_eq!(health(200).await["state"], "up");
+}
+
+/// Waits until entry 0 counted `n` records `delivery_failed` (20 s at most).
+async fn failed(broker: &Broker, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while broker.entry_stats(0, 0).await["outcomes"]["delivery_failed"] != n {
+        let s = broker.entry_stats(0, 0).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} delivery_failed: {s}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

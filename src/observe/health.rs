@@ -67,24 +67,27 @@ fn settled(b: &BridgeView<'_>) -> Settled {
     (acked, s.get(Outcome::DeliveryFailed))
 }
 
-/// Whether any producer of the bridge reaches a Kafka broker, per librdkafka's latest
-/// statistics; `None` before the first report.
-fn brokers_reachable(b: &BridgeView<'_>) -> Option<bool> {
-    let mut reported = false;
+/// Whether, per librdkafka's latest statistics, no producer of the bridge is connected
+/// to a Kafka broker while some producer holds records for one. Idle producers say
+/// nothing either way (see [`Summary::stuck`](crate::kafka::Summary::stuck)).
+fn brokers_unreachable(b: &BridgeView<'_>) -> bool {
+    let mut failing = false;
     for s in b.entries.iter().flat_map(|e| e.producer_statistics()) {
         if s.any_broker_up() {
-            return Some(true);
+            return false;
         }
-        reported = true;
+        failing |= s.stuck();
     }
-    reported.then_some(false)
+    failing
 }
 
 /// Down when no Kafka broker is reachable or every recent delivery failed; degraded
 /// when some failed, or when the in-flight records or bytes are above half their bound
 /// (Kafka is falling behind).
 fn verdict(b: &BridgeView<'_>, before: Settled, now: Settled) -> (State, String) {
-    if brokers_reachable(b) == Some(false) {
+    // The statistics may be an interval old: they count only while records of the
+    // bridge are still unsettled now.
+    if b.inflight.messages() > 0 && brokers_unreachable(b) {
         return (
             State::Down,
             "no Kafka broker reachable (librdkafka statistics)".into(),
