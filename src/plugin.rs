@@ -175,14 +175,16 @@ impl BridgePlugin {
             .map_err(|e| ConfigError::field("http_laddr", format!("metrics: {e}")))?;
         let (node_id, hooks, stopped) =
             (self.scx.node.id(), self.hooks.clone(), self.stopped.clone());
-        let health = Health::new(self.hooks.clone());
+        let health = Arc::new(Health::new(self.hooks.clone()));
+        let sampler = health.clone().sample_forever();
         let routes = Routes {
             registry,
             token: config.http_bearer_token.clone(),
             status: Box::new(move || status(node_id, &hooks, &stopped)),
             health: Box::new(move || health.check()),
         };
-        let server = HttpServer::start(laddr, routes)?;
+        let mut server = HttpServer::start(laddr, routes)?;
+        server.run_alongside(sampler);
         log::info!(
             "{}: serving /metrics, /health and /status on {}",
             self.name,

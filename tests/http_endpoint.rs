@@ -238,7 +238,9 @@ async fn health_is_down_or_degraded_by_recent_deliveries_and_the_in_flight_bound
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
     );
     let port = free_port();
-    let entries = "\"statistics.interval.ms\" = \"200\"\n[[bridges.entries]]\nlocal.topic_filter = \"bad/#\"\nremote.topic = \"bad\"\n[[bridges.entries]]\nlocal.topic_filter = \"d/#\"\nremote.topic = \"plain\"\n";
+    // "Recent" is the last one to two statistics intervals: long enough here for each
+    // step's deliveries to fall in one window, short enough to wait for them to leave.
+    let entries = "\"statistics.interval.ms\" = \"3000\"\n[[bridges.entries]]\nlocal.topic_filter = \"bad/#\"\nremote.topic = \"bad\"\n[[bridges.entries]]\nlocal.topic_filter = \"d/#\"\nremote.topic = \"plain\"\n";
     let config = format!(
         "http_laddr = \"127.0.0.1:{port}\"\n{}",
         bridge_config(&kafka.bootstrap, "max_inflight_messages = 2", entries)
@@ -264,6 +266,8 @@ async fn health_is_down_or_degraded_by_recent_deliveries_and_the_in_flight_bound
             .contains("all 1 recent deliveries failed"),
         "{b}"
     );
+    let b = health(200).await;
+    assert_eq!(b["state"], "up", "the failure has left the window: {b}");
 
     c.publish("bad/2", 1, "x").await;
     c.publish("d/1", 1, "x").await;

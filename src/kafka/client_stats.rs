@@ -3,11 +3,26 @@
 //! request round-trip times, retries and errors. Kept as a small summary per producer,
 //! replaced every interval, and read by `/metrics` and `/health` at scrape time.
 
+use std::time::Duration;
+
 use parking_lot::Mutex;
 use rdkafka::statistics::Statistics;
 
+use crate::config::BridgeConfig;
+
 /// How often librdkafka reports, unless `[bridges.properties]` says otherwise.
 pub const DEFAULT_INTERVAL_MS: &str = "5000";
+
+/// The bridge's statistics interval: its `statistics.interval.ms` property, or the
+/// default when unset, unparsable or 0 (which turns librdkafka's statistics off).
+pub fn interval(bridge: &BridgeConfig) -> Duration {
+    let ms = |v: &str| v.trim().parse::<u64>().ok().filter(|ms| *ms > 0);
+    let set = bridge
+        .active_properties()
+        .filter(|(k, _)| k.trim() == "statistics.interval.ms")
+        .find_map(|(_, v)| ms(v));
+    Duration::from_millis(set.or_else(|| ms(DEFAULT_INTERVAL_MS)).unwrap_or(5000))
+}
 
 /// One producer's latest statistics; `None` until the first report.
 #[derive(Default)]

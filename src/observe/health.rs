@@ -1,10 +1,12 @@
 //! `/health`: per bridge `up`, `degraded` or `down`, with the reason. The verdict reads
-//! the same atomics as `/metrics` and librdkafka's latest statistics; "recently" means
-//! since the previous `/health` request, so a prober's own period is the interval the
-//! deltas cover.
+//! the same atomics as `/metrics` and librdkafka's latest statistics. "Recent"
+//! deliveries are those of the bridge's last statistics interval: a timer rotates one
+//! sample per interval (see [`Health::sample`]), so the window is the same for every
+//! prober, however many there are and however often they ask.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -13,12 +15,24 @@ use crate::hooks::HookState;
 use crate::observe::{Outcome, Snapshot};
 use crate::pipeline::BridgeView;
 
-/// Settled records of a bridge at the previous request: (acknowledged, failed).
+/// How often [`Health::sample`] should run: finer than any sensible statistics
+/// interval, and a few atomic loads per entry when it does.
+pub const SAMPLE_PERIOD: Duration = Duration::from_millis(100);
+
+/// Settled records of a bridge: (acknowledged, failed).
 type Settled = (u64, u64);
 
 pub struct Health {
     hooks: Arc<HookState>,
-    previous: Mutex<HashMap<String, Settled>>,
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+/// Two samples of a bridge's settled counts, one statistics interval apart: the
+/// verdict compares now with `older`, so it covers between one and two intervals.
+struct Window {
+    older: Settled,
+    newer: Settled,
+    newer_at: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +46,38 @@ impl Health {
     pub fn new(hooks: Arc<HookState>) -> Health {
         Health {
             hooks,
-            previous: Mutex::new(HashMap::new()),
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a new sample of each bridge whose newest one is a statistics interval old.
+    pub fn sample(&self) {
+        let Some(pipeline) = self.hooks.running.read().clone() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut windows = self.windows.lock();
+        for b in pipeline.bridges() {
+            let current = settled(&b);
+            let w = windows.entry(b.name.to_owned()).or_insert(Window {
+                older: current,
+                newer: current,
+                newer_at: now,
+            });
+            if now.duration_since(w.newer_at) >= b.stats_interval {
+                w.older = std::mem::replace(&mut w.newer, current);
+                w.newer_at = now;
+            }
+        }
+    }
+
+    /// Calls [`Health::sample`] every [`SAMPLE_PERIOD`], for as long as it runs.
+    pub async fn sample_forever(self: Arc<Self>) {
+        let mut timer = tokio::time::interval(SAMPLE_PERIOD);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            timer.tick().await;
+            self.sample();
         }
     }
 
@@ -41,13 +86,13 @@ impl Health {
         let Some(pipeline) = self.hooks.running.read().clone() else {
             return (json!({"running": false, "bridges": []}), false);
         };
-        let mut previous = self.previous.lock();
+        let windows = self.windows.lock();
         let mut all_up = true;
         let bridges: Vec<Value> = pipeline
             .bridges()
             .map(|b| {
                 let now = settled(&b);
-                let before = previous.insert(b.name.to_owned(), now).unwrap_or_default();
+                let before = windows.get(b.name).map_or(now, |w| w.older);
                 let (state, reason) = verdict(&b, before, now);
                 all_up &= state == State::Up;
                 json!({"name": b.name, "state": state_str(state), "reason": reason})

@@ -5,6 +5,7 @@
 //! checks (load balancers, orchestrators) rarely carry credentials and learn little.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
@@ -29,10 +30,11 @@ pub struct Routes {
     pub health: Box<dyn Fn() -> (Value, bool) + Send + Sync>,
 }
 
-/// A running endpoint; dropping it closes the listener and its open connections.
+/// A running endpoint; dropping it closes the listener, its open connections and the
+/// tasks that serve its routes.
 pub struct HttpServer {
     addr: SocketAddr,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl HttpServer {
@@ -47,7 +49,15 @@ impl HttpServer {
         let addr = std_listener.local_addr().map_err(refuse)?;
         let listener = tokio::net::TcpListener::from_std(std_listener).map_err(refuse)?;
         let task = tokio::spawn(accept_loop(listener, Arc::new(routes)));
-        Ok(HttpServer { addr, task })
+        Ok(HttpServer {
+            addr,
+            tasks: vec![task],
+        })
+    }
+
+    /// Runs `task` (such as the health sampler) for as long as the endpoint does.
+    pub fn run_alongside(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -58,7 +68,9 @@ impl HttpServer {
 impl Drop for HttpServer {
     fn drop(&mut self) {
         // The connections live in the loop's JoinSet, which aborts them when dropped.
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod publish;
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use smallvec::SmallVec;
@@ -18,7 +19,7 @@ pub use publish::PublishInfo;
 
 use crate::ack::{AckFailure, AckWait};
 use crate::config::{BridgeConfig, ConfigError, PluginConfig};
-use crate::kafka::{Inflight, Ledger, Producers};
+use crate::kafka::{client_stats, Inflight, Ledger, Producers};
 use crate::observe::{Histograms, LogLimiter, Outcome, Snapshot};
 use crate::route::Routes;
 use crate::transform::{TransformEngine, TransformPool};
@@ -46,6 +47,9 @@ pub struct BridgeView<'a> {
     pub name: &'a str,
     pub inflight: &'a Inflight,
     pub entries: &'a [Entry],
+    /// librdkafka's statistics interval, which is also the window `/health` calls
+    /// "recent".
+    pub stats_interval: Duration,
 }
 
 impl Pipeline {
@@ -145,6 +149,7 @@ impl Pipeline {
             name: &b.config.name,
             inflight: &b.inflight,
             entries: &self.entries[b.entries.clone()],
+            stats_interval: client_stats::interval(&b.config),
         })
     }
 
