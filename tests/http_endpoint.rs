@@ -5,7 +5,7 @@
 
 use std::net::TcpListener;
 
-use bridge_testkit::http::{request_with, Response};
+use bridge_testkit::http::{request_with, sample, Response};
 use bridge_testkit::*;
 use rdkafka::types::RDKafkaRespErr;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
@@ -34,16 +34,6 @@ async fn get(port: u16, path: &str, token: Option<&str>) -> Response {
     })
     .await
     .unwrap()
-}
-
-/// The value of the sample `name{bridge="b1",entry="…"}` (or with `extra` labels).
-fn sample(metrics: &str, name: &str, labels: &str) -> f64 {
-    let prefix = format!("rmqtt_kafka_bridge_{name}{{{labels}}} ");
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .unwrap_or_else(|| panic!("no sample {prefix:?} in:\n{metrics}"));
-    line[prefix.len()..].parse().unwrap()
 }
 
 fn entry_labels(entry: &str) -> String {

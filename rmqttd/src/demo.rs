@@ -48,7 +48,7 @@ impl Demo {
     }
 
     /// Prints how to try the demo: one `mosquitto_pub` line per configured entry, and
-    /// where the HTTP API shows the bridge's counters, when it is configured.
+    /// where the plugin's `/metrics` and the HTTP API are, when they are configured.
     pub fn print_instructions(
         &self,
         listeners: &[SocketAddr],
@@ -66,14 +66,19 @@ impl Demo {
                 "  mosquitto_pub -h 127.0.0.1 -p {port} -V mqttv5 -q 1 -t '{topic}' -m '{{\"device_id\":\"d1\",\"value\":42}}' -D publish user-property site demo",
             );
         }
+        let own = plugin_config
+            .as_ref()
+            .and_then(|c| c["http_laddr"].as_str());
+        if let Some(addr) = own.and_then(shown_addr) {
+            println!("\nLive metrics: http://{addr}/metrics  (and /health, /status)");
+        }
         if let Some(addr) = self.http_api_addr() {
-            println!("\nThe bridge's counters: http://{addr}/api/v1/plugins/{node}/{PLUGIN_NAME}");
+            println!("The bridge's counters: http://{addr}/api/v1/plugins/{node}/{PLUGIN_NAME}");
         }
         println!("\nStop with Ctrl-C (or SIGTERM).\n");
     }
 
-    /// `http_laddr` of the user's rmqtt-http-api configuration, if there is one; a
-    /// wildcard address is shown as loopback, which is where the demo's user is.
+    /// `http_laddr` of the user's rmqtt-http-api configuration, if there is one.
     fn http_api_addr(&self) -> Option<SocketAddr> {
         let path = self
             .user_plugins_dir
@@ -86,14 +91,20 @@ impl Demo {
                 return None;
             }
         };
-        let addr: SocketAddr = doc.get("http_laddr")?.as_str()?.parse().ok()?;
-        let ip = if addr.ip().is_unspecified() {
-            Ipv4Addr::LOCALHOST.into()
-        } else {
-            addr.ip()
-        };
-        Some(SocketAddr::new(ip, addr.port()))
+        shown_addr(doc.get("http_laddr")?.as_str()?)
     }
+}
+
+/// A listen address as the demo's user reaches it: a wildcard address is shown as
+/// loopback, which is where the user is.
+fn shown_addr(laddr: &str) -> Option<SocketAddr> {
+    let addr: SocketAddr = laddr.parse().ok()?;
+    let ip = if addr.ip().is_unspecified() {
+        Ipv4Addr::LOCALHOST.into()
+    } else {
+        addr.ip()
+    };
+    Some(SocketAddr::new(ip, addr.port()))
 }
 
 /// One MQTT topic per entry of the enabled bridges, for the printed examples.

@@ -3,12 +3,13 @@
 //! seen on stdout, then SIGTERM ends the process promptly and quietly. Also: where the
 //! HTTP API is, and configuration errors naming the user's file.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use bridge_testkit::procs::{free_port, require, Proc};
+use bridge_testkit::http::request;
+use bridge_testkit::procs::{free_port, require, signal, wait_exit, Proc};
 use bridge_testkit::{example_module, repo_root};
 
 /// Hang guard for one expected line of output, not a performance bound.
@@ -26,6 +27,11 @@ fn shipped_bridge_config() -> String {
     assert!(
         text.contains(relative),
         "the shipped file enables a transform"
+    );
+    let shipped_laddr = "http_laddr = \"127.0.0.1:9464\"";
+    assert!(
+        text.contains(shipped_laddr),
+        "the shipped file enables /metrics"
     );
     text.replace(relative, &modules.display().to_string())
 }
@@ -138,30 +144,14 @@ fn run_hint(hint: &str) {
     assert!(status.success(), "{hint}");
 }
 
-fn terminate(child: &mut Child) -> ExitStatus {
-    let sent = Instant::now();
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            sent.elapsed() < EXIT_GUARD,
-            "rmqttd --demo still running {EXIT_GUARD:?} after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn every_printed_hint_shows_its_record_and_sigterm_ends_the_demo() {
     require("mosquitto_pub");
     let port = free_port();
-    let dir = site(port, &shipped_bridge_config());
+    let metrics_port = free_port();
+    let config =
+        shipped_bridge_config().replace("127.0.0.1:9464", &format!("127.0.0.1:{metrics_port}"));
+    let dir = site(port, &config);
     // Only read for the printed URL: this rmqttd does not run rmqtt-http-api itself.
     std::fs::write(
         dir.path().join("plugins/rmqtt-http-api.toml"),
@@ -179,6 +169,9 @@ fn every_printed_hint_shows_its_record_and_sigterm_ends_the_demo() {
     let api =
         "The bridge's counters: http://127.0.0.1:6066/api/v1/plugins/1/rmqtt-bridge-egress-kafka";
     assert!(out.seen.iter().any(|l| l == api), "{:#?}", out.seen);
+    let live =
+        format!("Live metrics: http://127.0.0.1:{metrics_port}/metrics  (and /health, /status)");
+    assert!(out.seen.contains(&live), "{:#?}", out.seen);
     let hints = out.hints();
     assert_eq!(hints.len(), 3, "one line per shipped entry: {hints:#?}");
 
@@ -200,14 +193,22 @@ fn every_printed_hint_shows_its_record_and_sigterm_ends_the_demo() {
         "key-headers keys by device_id: {transformed:?}"
     );
 
-    let status = terminate(&mut demo.0);
-    let mut err = String::new();
-    demo.0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let metrics = request(metrics_port, "GET", "/metrics");
+    assert_eq!(metrics.status, 200, "{}", metrics.body);
+    let delivered: f64 = metrics
+        .body
+        .lines()
+        .filter(|l| l.starts_with("rmqtt_kafka_bridge_delivered_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(
+        delivered,
+        2.0 * hints.len() as f64,
+        "/metrics counts every printed record"
+    );
+
+    signal(demo.0.id(), "TERM");
+    let (status, err) = wait_exit(&mut demo.0, EXIT_GUARD, "rmqttd --demo after SIGTERM");
     assert!(status.success(), "exit status {status}; stderr:\n{err}");
     assert!(!err.contains("ERROR"), "errors while stopping:\n{err}");
 }
@@ -217,24 +218,7 @@ fn a_configuration_error_in_the_demo_names_the_users_file() {
     let config = shipped_bridge_config().replace("remote.queue_timeout", "remote.queue_timout");
     let dir = site(free_port(), &config);
     let mut child = demo(&dir);
-    let deadline = Instant::now() + LINE_GUARD;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("rmqttd --demo did not refuse the bad configuration");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = wait_exit(&mut child, LINE_GUARD, "rmqttd --demo with a bad file");
     assert_eq!(status.code(), Some(1), "stderr:\n{err}");
     assert!(
         err.contains("(configuration plugins/rmqtt-bridge-egress-kafka.toml)")

@@ -91,14 +91,6 @@ impl Summary {
     pub fn any_broker_up(&self) -> bool {
         self.brokers.iter().any(|b| b.up)
     }
-
-    /// Whether records wait in librdkafka while no broker is connected. librdkafka
-    /// connects only when it has something to send, and a broker it cannot reach cycles
-    /// back to `INIT` like one never needed, so an unconnected producer alone says
-    /// nothing; one holding records does.
-    pub fn stuck(&self) -> bool {
-        self.queued_messages > 0 && !self.any_broker_up()
-    }
 }
 
 #[cfg(test)]
@@ -136,6 +128,6 @@ mod tests {
             (b.up, b.rtt_seconds, b.retries, b.errors),
             (true, 0.002, 2, 3)
         );
-        assert!(s.any_broker_up() && !s.stuck());
+        assert!(s.any_broker_up());
     }
 }

@@ -19,20 +19,27 @@ use crate::pipeline::BridgeView;
 /// interval, and a few atomic loads per entry when it does.
 pub const SAMPLE_PERIOD: Duration = Duration::from_millis(100);
 
-/// Settled records of a bridge: (acknowledged, failed).
-type Settled = (u64, u64);
+/// A bridge's records at one moment: settled so far (acknowledged, failed) and in
+/// flight.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    acked: u64,
+    failed: u64,
+    in_flight: usize,
+}
 
 pub struct Health {
     hooks: Arc<HookState>,
     windows: Mutex<HashMap<String, Window>>,
 }
 
-/// Two samples of a bridge's settled counts, one statistics interval apart: the
-/// verdict compares now with `older`, so it covers between one and two intervals.
+/// Two samples of a bridge, one statistics interval apart: the verdict compares now
+/// with `older`, so "recent" covers between one and two intervals.
 struct Window {
-    older: Settled,
-    newer: Settled,
+    older: Sample,
+    newer: Sample,
     newer_at: Instant,
+    interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,11 +65,12 @@ impl Health {
         let now = Instant::now();
         let mut windows = self.windows.lock();
         for b in pipeline.bridges() {
-            let current = settled(&b);
+            let current = sample(&b);
             let w = windows.entry(b.name.to_owned()).or_insert(Window {
                 older: current,
                 newer: current,
                 newer_at: now,
+                interval: b.stats_interval,
             });
             if now.duration_since(w.newer_at) >= b.stats_interval {
                 w.older = std::mem::replace(&mut w.newer, current);
@@ -91,9 +99,10 @@ impl Health {
         let bridges: Vec<Value> = pipeline
             .bridges()
             .map(|b| {
-                let now = settled(&b);
-                let before = windows.get(b.name).map_or(now, |w| w.older);
-                let (state, reason) = verdict(&b, before, now);
+                let (state, reason) = match windows.get(b.name) {
+                    Some(w) => verdict(&b, w),
+                    None => (State::Up, String::new()),
+                };
                 all_up &= state == State::Up;
                 json!({"name": b.name, "state": state_str(state), "reason": reason})
             })
@@ -102,44 +111,59 @@ impl Health {
     }
 }
 
-fn settled(b: &BridgeView<'_>) -> Settled {
+fn sample(b: &BridgeView<'_>) -> Sample {
     let s = b
         .entries
         .iter()
         .map(|e| e.stats().snapshot())
         .fold(Snapshot::default(), |a, s| a + s);
-    let acked = s.get(Outcome::Delivered) + s.get(Outcome::DeadLettered);
-    (acked, s.get(Outcome::DeliveryFailed))
-}
-
-/// Whether, per librdkafka's latest statistics, no producer of the bridge is connected
-/// to a Kafka broker while some producer holds records for one. Idle producers say
-/// nothing either way (see [`Summary::stuck`](crate::kafka::Summary::stuck)).
-fn brokers_unreachable(b: &BridgeView<'_>) -> bool {
-    let mut failing = false;
-    for s in b.entries.iter().flat_map(|e| e.producer_statistics()) {
-        if s.any_broker_up() {
-            return false;
-        }
-        failing |= s.stuck();
+    Sample {
+        acked: s.get(Outcome::Delivered) + s.get(Outcome::DeadLettered),
+        failed: s.get(Outcome::DeliveryFailed),
+        in_flight: b.inflight.messages(),
     }
-    failing
 }
 
-/// Down when no Kafka broker is reachable or every recent delivery failed; degraded
-/// when some failed, or when the in-flight records or bytes are above half their bound
-/// (Kafka is falling behind).
-fn verdict(b: &BridgeView<'_>, before: Settled, now: Settled) -> (State, String) {
+/// Whether, per librdkafka's latest statistics, the bridge's producers that hold
+/// records are connected to no Kafka broker. Idle producers say nothing either way:
+/// librdkafka connects only when it has something to send, a broker it cannot reach
+/// cycles back to `INIT` like one never needed, and an idle connection to a broker that
+/// hangs still looks `UP`.
+fn brokers_unreachable(b: &BridgeView<'_>) -> bool {
+    let mut holding = b
+        .entries
+        .iter()
+        .flat_map(|e| e.producer_statistics())
+        .filter(|s| s.queued_messages > 0)
+        .peekable();
+    holding.peek().is_some() && holding.all(|s| !s.any_broker_up())
+}
+
+/// Down when no Kafka broker is reachable, when Kafka settled none of the records that
+/// were in flight a window ago (it hangs: connections stay up, nothing answers), or when
+/// every recent delivery failed; degraded when some failed, or when the in-flight
+/// records or bytes are above half their bound (Kafka is falling behind).
+fn verdict(b: &BridgeView<'_>, w: &Window) -> (State, String) {
+    let now = sample(b);
     // The statistics may be an interval old: they count only while records of the
     // bridge are still unsettled now.
-    if b.inflight.messages() > 0 && brokers_unreachable(b) {
+    if now.in_flight > 0 && brokers_unreachable(b) {
         return (
             State::Down,
             "no Kafka broker reachable (librdkafka statistics)".into(),
         );
     }
-    let acked = now.0.saturating_sub(before.0);
-    let failed = now.1.saturating_sub(before.1);
+    let acked = now.acked.saturating_sub(w.older.acked);
+    let failed = now.failed.saturating_sub(w.older.failed);
+    if w.older.in_flight > 0 && acked + failed == 0 {
+        // Nothing settled since, so the records in flight then still are.
+        let waited = w.interval.as_secs_f64();
+        let why = format!(
+            "Kafka acknowledged none of the records in flight for over {waited} s ({} now)",
+            now.in_flight
+        );
+        return (State::Down, why);
+    }
     if failed > 0 && acked == 0 {
         return (
             State::Down,
@@ -153,10 +177,12 @@ fn verdict(b: &BridgeView<'_>, before: Settled, now: Settled) -> (State, String)
         );
     }
     let (max_messages, max_bytes) = b.inflight.limits();
-    let (messages, bytes) = (b.inflight.messages(), b.inflight.bytes());
-    if messages > max_messages / 2 || bytes > max_bytes / 2 {
-        let why =
-            format!("in flight {messages} of {max_messages} records, {bytes} of {max_bytes} bytes");
+    let bytes = b.inflight.bytes();
+    if now.in_flight > max_messages / 2 || bytes > max_bytes / 2 {
+        let why = format!(
+            "in flight {} of {max_messages} records, {bytes} of {max_bytes} bytes",
+            now.in_flight
+        );
         return (State::Degraded, why);
     }
     (State::Up, String::new())

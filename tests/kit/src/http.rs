@@ -1,6 +1,6 @@
 //! A minimal HTTP/1.0 client for talking to a broker's HTTP API in tests: HTTP/1.0 keeps
 //! the answer unchunked and the connection closed after it, so reading to the end is
-//! the whole response.
+//! the whole response. Also: reading one sample out of a Prometheus text answer.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -49,4 +49,18 @@ pub fn request_with(port: u16, method: &str, path: &str, headers: &[(&str, &str)
         status,
         body: body.to_owned(),
     }
+}
+
+/// The value of the Prometheus sample `rmqtt_kafka_bridge_{name}{{labels}}` in
+/// `metrics`, with `labels` as Prometheus prints them (sorted by name); a missing
+/// sample fails the test with the whole answer.
+pub fn sample(metrics: &str, name: &str, labels: &str) -> f64 {
+    let prefix = format!("rmqtt_kafka_bridge_{name}{{{labels}}} ");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no sample {prefix:?} in:\n{metrics}"));
+    line[prefix.len()..]
+        .parse()
+        .unwrap_or_else(|e| panic!("{line:?}: {e}"))
 }

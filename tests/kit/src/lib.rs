@@ -1,6 +1,6 @@
 //! Real parts for the tests, the benchmark and `rmqttd --demo`, each set up once: an
 //! in-process RMQTT broker with chosen plugins, librdkafka's mock cluster on a thread of
-//! its own, a Kafka reader, rumqttc clients, separate processes (tansu), the example
+//! its own, a Kafka reader, rumqttc clients, separate processes (tansu, rmqttd's working directory), the example
 //! transform modules, and an HTTP client and test certificates for rmqttd's process tests.
 
 pub mod broker;
@@ -10,6 +10,7 @@ pub mod mock_kafka;
 pub mod modules;
 pub mod mqtt;
 pub mod procs;
+pub mod rmqttd;
 pub mod tls;
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::repo_root;
@@ -32,6 +32,36 @@ pub fn wait_for_port(port: u16, child: &mut Child, what: &str) {
         assert!(Instant::now() < deadline, "{what} did not listen on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits for `child` to exit, at most `guard` (a hang guard: past it the child is
+/// killed and the test fails); returns its exit status and its captured stderr.
+pub fn wait_exit(child: &mut Child, guard: Duration, what: &str) -> (ExitStatus, String) {
+    let deadline = Instant::now() + guard;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after {guard:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err).unwrap();
+    }
+    (status, err)
+}
+
+/// Sends `signal` (`"TERM"`, `"STOP"`, `"CONT"`) to the process `pid` with kill(1).
+pub fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
 }
 
 /// A dependency the test needs; missing is a failure, never a skip.
@@ -115,6 +145,21 @@ impl Tansu {
     /// Kills the broker (its memory storage goes with it).
     pub fn kill(&mut self) {
         self.proc = None;
+    }
+
+    /// Freezes the broker (SIGSTOP): its connections stay open and nothing answers, as
+    /// when a Kafka hangs.
+    pub fn pause(&self) {
+        signal(self.pid(), "STOP");
+    }
+
+    /// Resumes a paused broker (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT");
+    }
+
+    fn pid(&self) -> u32 {
+        self.proc.as_ref().expect("tansu is running").0.id()
     }
 
     /// Starts a fresh broker on the same port.

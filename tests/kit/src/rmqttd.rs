@@ -1,0 +1,126 @@
+//! `rmqttd` as a separate process for its own tests: a working directory with
+//! `rmqtt.toml` and `plugins/`, the seed's configuration pointed at a test Kafka, and
+//! Debian's `mosquitto_pub` as the publisher.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::procs::{free_port, require, wait_exit, wait_for_port, Proc};
+use crate::{read_topic, Record};
+
+const SEED: &str = include_str!("../../fixtures/seed-bridge-egress-kafka.toml");
+
+/// A working directory with rmqtt.toml and plugins/ for one rmqttd: the ACL allows
+/// everything, and the bridge's file is the test's.
+pub struct Site {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// The MQTT TCP listener's port.
+    pub port: u16,
+}
+
+impl Site {
+    /// `bin` is rmqttd (`env!("CARGO_BIN_EXE_rmqttd")` in its tests).
+    pub fn new(bin: &str, plugin_toml: &str) -> Site {
+        Site::with(bin, plugin_toml, "", "")
+    }
+
+    /// `startup` (`, "name"`) is added to plugins.default_startups, `extra` to rmqtt.toml.
+    pub fn with(bin: &str, plugin_toml: &str, startup: &str, extra: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        let site = Site {
+            dir,
+            bin: bin.into(),
+            port,
+        };
+        site.write(
+            "rmqtt.toml",
+            &format!(
+                "node.id = 1\nlog.to = \"console\"\nlog.level = \"info\"\nplugins.dir = \"plugins/\"\nplugins.default_startups = [\"rmqtt-acl\", \"rmqtt-bridge-egress-kafka\"{startup}]\nlistener.tcp.external.addr = \"127.0.0.1:{port}\"\nlistener.tcp.external.allow_anonymous = true\n{extra}"
+            ),
+        );
+        site.write("plugins/rmqtt-acl.toml", "rules = [[\"allow\", \"all\"]]\n");
+        site.write("plugins/rmqtt-bridge-egress-kafka.toml", plugin_toml);
+        site
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `file`, relative to the working directory.
+    pub fn write(&self, file: &str, text: &str) {
+        std::fs::write(self.dir.path().join(file), text).unwrap();
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(["-f", "rmqtt.toml"]).current_dir(self.dir.path());
+        // The HTTP API's error answers then carry the error (salvo hides it by default).
+        c.env("SALVO_STATUS_ERROR", "force_detail");
+        c
+    }
+
+    /// Starts rmqttd with its stderr captured.
+    pub fn spawn(&self) -> Child {
+        self.command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Starts rmqttd and waits until it listens for MQTT.
+    pub fn start(&self) -> Proc {
+        let mut child = self.spawn();
+        wait_for_port(self.port, &mut child, "rmqttd");
+        Proc(child)
+    }
+
+    /// Runs rmqttd expecting it to refuse the start: exit status 1, no panic. Returns
+    /// its stderr.
+    pub fn refused(&self) -> String {
+        let mut child = self.spawn();
+        let (status, err) = wait_exit(&mut child, Duration::from_secs(30), "a refused rmqttd");
+        assert_eq!(status.code(), Some(1), "exit status; stderr:\n{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("stack backtrace"),
+            "a panic:\n{err}"
+        );
+        err
+    }
+}
+
+/// The seed's configuration verbatim, only `servers` changed.
+pub fn seed_for(bootstrap: &str) -> String {
+    let config = SEED.replace(
+        "servers = \"127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094\"",
+        &format!("servers = \"{bootstrap}\""),
+    );
+    assert_ne!(config, SEED, "only `servers` changes");
+    config
+}
+
+/// Runs `mosquitto_pub -h 127.0.0.1 -p port args…`, which must succeed.
+pub fn mosquitto_pub(port: u16, args: &[&str]) {
+    let status = Command::new(require("mosquitto_pub"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mosquitto_pub {args:?}");
+}
+
+/// Reads `want` records of `topic` (30 s at most, then 0.5 s more for extra ones).
+pub fn read_back(bootstrap: &str, topic: &str, want: usize) -> Vec<Record> {
+    read_topic(
+        bootstrap,
+        topic,
+        want,
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+    )
+}
