@@ -57,7 +57,7 @@ fn settings(instances: usize) -> TransformConfig {
     }
 }
 
-async fn pool(engine: &TransformEngine, instances: usize) -> TransformPool {
+async fn pool(engine: &Arc<TransformEngine>, instances: usize) -> TransformPool {
     let module = TransformModule::load(engine, &settings(instances), "bench").unwrap();
     TransformPool::new(Arc::new(module)).await.unwrap()
 }
@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let engine = TransformEngine::new([&settings(4)]).unwrap();
+    let engine = Arc::new(TransformEngine::new([&settings(4)]).unwrap());
     let single = rt.block_on(pool(&engine, 1));
     let shared = Arc::new(rt.block_on(pool(&engine, 1)));
     let pair = Arc::new(rt.block_on(pool(&engine, 2)));

@@ -12,6 +12,7 @@
 
 mod ack;
 pub mod config;
+mod control;
 mod hooks;
 mod kafka;
 mod observe;

@@ -80,8 +80,9 @@ fn settings(path: &Path, timeout: Duration, max_memory: u64, instances: usize) -
 }
 
 /// An engine with room for 16 instances of up to 16 MiB.
-fn engine() -> TransformEngine {
-    TransformEngine::new([&settings(Path::new("-"), Duration::ZERO, 16 << 20, 16)]).unwrap()
+fn engine() -> Arc<TransformEngine> {
+    let settings = settings(Path::new("-"), Duration::ZERO, 16 << 20, 16);
+    Arc::new(TransformEngine::new([&settings]).unwrap())
 }
 
 fn write_module(text: &str) -> tempfile::NamedTempFile {
@@ -91,7 +92,7 @@ fn write_module(text: &str) -> tempfile::NamedTempFile {
 }
 
 fn load(
-    e: &TransformEngine,
+    e: &Arc<TransformEngine>,
     path: &Path,
     timeout: Duration,
     max_memory: u64,
@@ -100,7 +101,6 @@ fn load(
 }
 
 struct Setup {
-    _engine: TransformEngine,
     _file: tempfile::NamedTempFile,
     pool: TransformPool,
 }
@@ -110,11 +110,7 @@ async fn pool_with(text: &str, timeout: Duration, max_memory: u64) -> Setup {
     let file = write_module(text);
     let module = load(&engine, file.path(), timeout, max_memory).unwrap();
     let pool = TransformPool::new(Arc::new(module)).await.unwrap();
-    Setup {
-        _engine: engine,
-        _file: file,
-        pool,
-    }
+    Setup { _file: file, pool }
 }
 
 async fn pool(body: &str) -> Setup {

@@ -43,6 +43,14 @@ impl Demo {
         })
     }
 
+    /// Copies the user's bridge configuration again, redirected, for a reload.
+    pub fn refresh(&self) -> Result<()> {
+        let file = format!("{PLUGIN_NAME}.toml");
+        let text = redirect_config(&self.user_plugins_dir.join(&file), &self.kafka.bootstrap)?;
+        std::fs::write(self.plugins_dir.path().join(&file), text)?;
+        Ok(())
+    }
+
     pub fn plugins_dir(&self) -> String {
         self.plugins_dir.path().display().to_string()
     }

@@ -12,13 +12,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bridge_testkit::broker::{serve, shutdown_signal};
+use bridge_testkit::broker::serve;
 use bridge_testkit::ACL_PLUGIN;
 use clap::Parser;
 use rmqtt::context::ServerContext;
 use rmqtt::node::Node;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
 use rmqtt_conf::Settings;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// jemalloc for Rust and, unprefixed, for librdkafka's C allocations too.
 #[global_allocator]
@@ -76,6 +77,8 @@ async fn run(cli: Cli) -> Result<()> {
             bail!("configuration file {file} not found");
         }
     }
+    // At once: SIGHUP's default action would end the process.
+    let hangups = signal(SignalKind::hangup())?;
     let conf = Settings::init(cli.opts.clone())
         .map_err(|e| anyhow!("invalid broker configuration: {e}"))?;
     logging::init(&conf.log)?;
@@ -129,7 +132,7 @@ async fn run(cli: Cli) -> Result<()> {
         demo.print_instructions(&addrs, conf.node.id, config);
     }
 
-    shutdown_signal().await?;
+    serve_until_stopped(&scx, demo.as_ref(), hangups).await?;
     log::info!("shutting down");
     if scx.plugins.is_active(PLUGIN_NAME) {
         // Flushes in-flight records; whatever cannot be delivered is logged and counted.
@@ -140,6 +143,39 @@ async fn run(cli: Cli) -> Result<()> {
     // Only now that its producers are gone: the embedded Kafka and its printer.
     drop(demo);
     Ok(())
+}
+
+/// Serves until SIGTERM or Ctrl-C. Each SIGHUP reloads the bridge's configuration, as
+/// rmqtt's HTTP API `PUT …/config/reload` does.
+async fn serve_until_stopped(
+    scx: &ServerContext,
+    demo: Option<&demo::Demo>,
+    mut hangups: Signal,
+) -> Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => return Ok(r?),
+            _ = term.recv() => return Ok(()),
+            _ = hangups.recv() => reload(scx, demo).await,
+        }
+    }
+}
+
+/// Reloads the bridge's configuration; a refusal is logged (by the plugin, with the
+/// reason) and changes nothing.
+async fn reload(scx: &ServerContext, demo: Option<&demo::Demo>) {
+    log::info!("SIGHUP: reloading {PLUGIN_NAME}'s configuration");
+    if let Some(demo) = demo {
+        // The demo runs on a redirected copy of the user's file: copy it again.
+        if let Err(e) = demo.refresh() {
+            log::warn!("SIGHUP: {e:#}");
+            return;
+        }
+    }
+    if let Err(e) = scx.plugins.load_config(PLUGIN_NAME).await {
+        log::warn!("SIGHUP: {PLUGIN_NAME}: reload refused: {e}");
+    }
 }
 
 /// rmqtt's HTTP API, under the name upstream's rmqtt.toml and plugins/ use.

@@ -72,7 +72,7 @@ pub struct BridgeConfig {
 }
 
 /// One `[[bridges.entries]]` table: a topic filter and where its messages go.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntryConfig {
     pub local: LocalConfig,
@@ -81,13 +81,13 @@ pub struct EntryConfig {
     pub transform: Option<TransformConfig>,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalConfig {
     pub topic_filter: TopicFilter,
 }
 
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteConfig {
     pub topic: TopicTemplate,
@@ -106,7 +106,7 @@ pub struct RemoteConfig {
 }
 
 /// `transform.*`: the WebAssembly module an entry runs its messages through.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformConfig {
     /// Path of the `.wasm` file; relative paths resolve against the broker's working directory.

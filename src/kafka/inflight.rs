@@ -9,8 +9,9 @@ use tokio::sync::Notify;
 
 /// The bound of one bridge, shared by its entries' ledgers.
 pub struct Inflight {
-    max_messages: usize,
-    max_bytes: usize,
+    /// The limits; a reload may change them while records are in flight.
+    max_messages: AtomicUsize,
+    max_bytes: AtomicUsize,
     messages: AtomicUsize,
     bytes: AtomicUsize,
     waiters: AtomicUsize,
@@ -20,8 +21,8 @@ pub struct Inflight {
 impl Inflight {
     pub fn new(max_messages: usize, max_bytes: usize) -> Self {
         Inflight {
-            max_messages,
-            max_bytes,
+            max_messages: AtomicUsize::new(max_messages),
+            max_bytes: AtomicUsize::new(max_bytes),
             messages: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
@@ -31,7 +32,7 @@ impl Inflight {
 
     /// Whether a record of `bytes` could ever fit.
     pub fn fits_at_all(&self, bytes: usize) -> bool {
-        bytes <= self.max_bytes
+        bytes <= self.max_bytes.load(Ordering::Relaxed)
     }
 
     /// Takes room for one record if there is some now.
@@ -39,7 +40,8 @@ impl Inflight {
     pub fn try_acquire(&self, bytes: usize) -> bool {
         let m = self.messages.fetch_add(1, Ordering::AcqRel);
         let b = self.bytes.fetch_add(bytes, Ordering::AcqRel);
-        if m < self.max_messages && b + bytes <= self.max_bytes {
+        let (max_messages, max_bytes) = self.limits();
+        if m < max_messages && b + bytes <= max_bytes {
             return true;
         }
         self.messages.fetch_sub(1, Ordering::AcqRel);
@@ -92,15 +94,26 @@ impl Inflight {
 
     /// The bound: `max_inflight_messages` and `max_inflight_bytes`.
     pub fn limits(&self) -> (usize, usize) {
-        (self.max_messages, self.max_bytes)
+        (
+            self.max_messages.load(Ordering::Relaxed),
+            self.max_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Applies new limits (a reload): records in flight keep their room; a lower
+    /// limit takes effect as they settle, a higher one at once.
+    pub fn set_limits(&self, max_messages: usize, max_bytes: usize) {
+        self.max_messages.store(max_messages, Ordering::Relaxed);
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+        self.released.notify_waiters();
     }
 
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "messages": self.messages(),
             "bytes": self.bytes(),
-            "max_messages": self.max_messages,
-            "max_bytes": self.max_bytes,
+            "max_messages": self.limits().0,
+            "max_bytes": self.limits().1,
         })
     }
 }

@@ -92,7 +92,9 @@ pub struct Outgoing<'a> {
 pub struct Ledger {
     /// `bridge "x" entry N`, for log lines.
     label: String,
-    stats: EntryStats,
+    /// The entry's counters; shared with the ledger that succeeds this one when a
+    /// reload gives the entry new producers, so its counts carry on.
+    stats: Arc<EntryStats>,
     /// The bound of the entry's bridge, shared by its entries.
     inflight: Arc<Inflight>,
     acks: AckSlots,
@@ -103,10 +105,15 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(label: String, inflight: Arc<Inflight>, latency: Histogram) -> Ledger {
+    pub fn new(
+        label: String,
+        stats: Arc<EntryStats>,
+        inflight: Arc<Inflight>,
+        latency: Histogram,
+    ) -> Ledger {
         Ledger {
             label,
-            stats: EntryStats::default(),
+            stats,
             inflight,
             acks: AckSlots::default(),
             loss_log: LogLimiter::default(),
@@ -119,7 +126,7 @@ impl Ledger {
         &self.label
     }
 
-    pub fn stats(&self) -> &EntryStats {
+    pub fn stats(&self) -> &Arc<EntryStats> {
         &self.stats
     }
 

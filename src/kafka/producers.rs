@@ -141,6 +141,15 @@ impl Producers {
     }
 }
 
+/// Whether producers of bridge `a` would be created exactly as those of bridge `b`:
+/// same librdkafka settings and same client ids. A reload keeps producers only then.
+pub fn same_clients(a: &BridgeConfig, b: &BridgeConfig) -> bool {
+    a.client_id_prefix == b.client_id_prefix
+        && a.name == b.name
+        && a.concurrent_client_limit == b.concurrent_client_limit
+        && client_config(a, "").config_map() == client_config(b, "").config_map()
+}
+
 /// librdkafka settings: the plugin's defaults, then the bridge's `[bridges.properties]`.
 fn client_config(bridge: &BridgeConfig, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();

@@ -1,5 +1,6 @@
 //! The plugin's own HTTP endpoint, on `http_laddr`: `/metrics` (Prometheus text),
-//! `/health` (JSON per bridge) and `/status` (the `attrs()` document). The plugin serves
+//! `/health` (JSON per bridge), `/status` (the `attrs()` document) and `POST /reload`
+//! (the configuration reload, answered with what changed or why not). The plugin serves
 //! it itself rather than through rmqtt-http-api, so a broker that embeds the plugin gets
 //! it too. With `http_bearer_token`, every route but `/health` needs the token: health
 //! checks (load balancers, orchestrators) rarely carry credentials and learn little.
@@ -7,6 +8,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -14,20 +16,27 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use parking_lot::RwLock;
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde_json::Value;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::ConfigError;
 
-/// What the routes answer from; `status` and `health` are the plugin's, computed per
-/// request.
+/// A reload in progress: what changed, or the refusal.
+pub type ReloadFuture = Pin<Box<dyn Future<Output = Result<Value, String>> + Send>>;
+
+/// What the routes answer from; `status`, `health` and `reload` are the plugin's,
+/// computed per request.
 pub struct Routes {
     pub registry: Registry,
-    pub token: Option<String>,
+    /// `http_bearer_token`; a reload may change it.
+    pub token: Arc<RwLock<Option<String>>>,
     pub status: Box<dyn Fn() -> Value + Send + Sync>,
     /// The health document and whether every bridge is up.
     pub health: Box<dyn Fn() -> (Value, bool) + Send + Sync>,
+    /// Runs a reload: what changed, or the refusal.
+    pub reload: Box<dyn Fn() -> ReloadFuture + Send + Sync>,
 }
 
 /// A running endpoint; dropping it closes the listener, its open connections and the
@@ -89,8 +98,8 @@ async fn accept_loop(listener: tokio::net::TcpListener, routes: Arc<Routes>) {
         while connections.try_join_next().is_some() {}
         let routes = routes.clone();
         let service = hyper::service::service_fn(move |req| {
-            let answer = routes.answer(&req);
-            async move { Ok::<_, Infallible>(answer) }
+            let routes = routes.clone();
+            async move { Ok::<_, Infallible>(routes.answer(&req).await) }
         });
         connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
@@ -101,12 +110,9 @@ async fn accept_loop(listener: tokio::net::TcpListener, routes: Arc<Routes>) {
 }
 
 impl Routes {
-    fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        if req.method() != Method::GET {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
-        }
-        let path = req.uri().path();
-        if path == "/health" {
+    async fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let (method, path) = (req.method(), req.uri().path());
+        if path == "/health" && method == Method::GET {
             let (doc, up) = (self.health)();
             let code = if up {
                 StatusCode::OK
@@ -124,18 +130,37 @@ impl Routes {
                 .insert("www-authenticate", HeaderValue::from_static("Bearer"));
             return r;
         }
-        match path {
-            "/metrics" => self.metrics(),
-            "/status" => json(StatusCode::OK, &(self.status)()),
+        match (method, path) {
+            (&Method::GET, "/metrics") => self.metrics(),
+            (&Method::GET, "/status") => json(StatusCode::OK, &(self.status)()),
+            (&Method::POST, "/reload") => self.reload().await,
+            (_, "/health" | "/metrics" | "/status" | "/reload") => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "GET /health, /metrics, /status; POST /reload\n".into(),
+            ),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "routes: /metrics, /health, /status\n".into(),
+                "GET /health, /metrics, /status; POST /reload\n".into(),
             ),
         }
     }
 
+    /// Runs the reload on a task of its own, so that it completes even when this
+    /// connection goes away (the reload may move the endpoint itself).
+    async fn reload(&self) -> Response<Full<Bytes>> {
+        match tokio::spawn((self.reload)()).await {
+            Ok(Ok(changes)) => json(StatusCode::OK, &changes),
+            Ok(Err(refusal)) => json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({ "reloaded": false, "error": refusal }),
+            ),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        }
+    }
+
     fn authorized(&self, req: &Request<Incoming>) -> bool {
-        let Some(token) = &self.token else {
+        let token = self.token.read();
+        let Some(token) = token.as_ref() else {
             return true;
         };
         let sent = req.headers().get(AUTHORIZATION).map(HeaderValue::as_bytes);

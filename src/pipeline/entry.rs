@@ -11,6 +11,7 @@ use rdkafka::message::Header;
 use serde_json::{json, Value};
 
 use super::dead_letter;
+use super::handover::Handover;
 use super::modules::metrics_label;
 use super::publish::PublishInfo;
 use crate::ack::AckWait;
@@ -30,8 +31,11 @@ pub struct Entry {
     pub(super) bridge_name: Arc<str>,
     pub(super) config: EntryConfig,
     pub(super) ledger: Arc<Ledger>,
-    pub(super) producers: Producers,
-    pub(super) transform: Option<TransformPool>,
+    pub(super) producers: Arc<Producers>,
+    pub(super) transform: Option<Arc<TransformPool>>,
+    /// Set when a reload gave the entry new producers: its records wait for the old
+    /// ones to drain.
+    pub(super) handover: Option<Arc<Handover>>,
     /// Its transform calls' durations (with `transform`).
     pub(super) transform_duration: Option<Histogram>,
     pub(super) transform_log: LogLimiter,
@@ -60,7 +64,7 @@ impl Entry {
 
     /// Its transform's instance pool, if it has a transform.
     pub fn transform(&self) -> Option<&TransformPool> {
-        self.transform.as_ref()
+        self.transform.as_deref()
     }
 
     /// Whether the publishes of this entry wait for Kafka's acknowledgement.
@@ -234,6 +238,9 @@ impl Entry {
     }
 
     async fn send(&self, record: Outgoing<'_>, wait: Option<&mut AckWait>) {
+        if let Some(handover) = &self.handover {
+            handover.wait().await;
+        }
         let timeout = self.config.remote.queue_timeout;
         self.ledger
             .send(&self.producers, record, timeout, wait)
@@ -250,7 +257,7 @@ impl Entry {
             "ack_after_delivery": r.ack_after_delivery,
             "client_ids": self.producers.client_ids(),
             "stats": self.ledger.stats().snapshot().to_json(),
-            "transform": self.transform.as_ref().map(TransformPool::to_json),
+            "transform": self.transform.as_deref().map(TransformPool::to_json),
         })
     }
 }

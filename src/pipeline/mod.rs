@@ -3,8 +3,10 @@
 
 mod dead_letter;
 mod entry;
+mod handover;
 mod modules;
 mod publish;
+mod reload;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -16,13 +18,15 @@ use smallvec::SmallVec;
 pub use entry::Entry;
 pub use modules::Modules;
 pub use publish::PublishInfo;
+pub use reload::Retired;
 
 use crate::ack::{AckFailure, AckWait};
 use crate::config::{BridgeConfig, ConfigError, PluginConfig};
 use crate::kafka::{client_stats, Inflight, Ledger, Producers};
-use crate::observe::{Histograms, LogLimiter, Outcome, Snapshot};
+use crate::observe::{EntryStats, Histograms, LogLimiter, Outcome, Snapshot};
 use crate::route::Routes;
-use crate::transform::{TransformEngine, TransformPool};
+use crate::transform::TransformPool;
+use handover::Handover;
 use modules::{entry_label, metrics_label};
 
 /// Every enabled bridge of a started plugin.
@@ -30,8 +34,6 @@ pub struct Pipeline {
     bridges: Vec<Bridge>,
     entries: Vec<Entry>,
     routes: Routes,
-    /// Keeps the epoch ticker running as long as instances may run.
-    _engine: Option<Arc<TransformEngine>>,
 }
 
 struct Bridge {
@@ -60,22 +62,20 @@ impl Pipeline {
         modules: &Modules,
         histograms: &Histograms,
     ) -> Result<Pipeline, ConfigError> {
+        let build = Build {
+            node_id,
+            modules,
+            histograms,
+        };
         let mut bridges = Vec::new();
         let mut entries = Vec::new();
         for (bi, b) in config.enabled_bridges() {
-            let inflight = Arc::new(Inflight::new(
-                b.max_inflight_messages,
-                usize::try_from(b.max_inflight_bytes).unwrap_or(usize::MAX),
-            ));
+            let (max_messages, max_bytes) = limits(b);
+            let inflight = Arc::new(Inflight::new(max_messages, max_bytes));
             let first = entries.len();
             for ei in 0..b.entries.len() {
-                let shared = Shared {
-                    node_id,
-                    inflight: &inflight,
-                    modules,
-                    histograms,
-                };
-                entries.push(start_entry((bi, b), ei, &shared).await?);
+                let stats = Arc::default();
+                entries.push(build.entry((bi, b), ei, &inflight, stats, None).await?);
             }
             bridges.push(Bridge {
                 index: bi,
@@ -84,6 +84,11 @@ impl Pipeline {
                 entries: first..entries.len(),
             });
         }
+        Pipeline::from_parts(bridges, entries)
+    }
+
+    /// The pipeline over built bridges and entries, with its topic tree.
+    fn from_parts(bridges: Vec<Bridge>, entries: Vec<Entry>) -> Result<Pipeline, ConfigError> {
         let filters = entries
             .iter()
             .enumerate()
@@ -93,7 +98,6 @@ impl Pipeline {
             bridges,
             entries,
             routes,
-            _engine: modules.engine.clone(),
         })
     }
 
@@ -174,54 +178,89 @@ impl Pipeline {
     }
 }
 
-/// What every entry of a bridge is created with.
-struct Shared<'a> {
+/// A bridge's in-flight bound: `max_inflight_messages` and `max_inflight_bytes`.
+fn limits(b: &BridgeConfig) -> (usize, usize) {
+    let max_bytes = usize::try_from(b.max_inflight_bytes).unwrap_or(usize::MAX);
+    (b.max_inflight_messages, max_bytes)
+}
+
+/// What entries are built from, at start and at a reload.
+struct Build<'a> {
     node_id: u64,
-    inflight: &'a Arc<Inflight>,
     modules: &'a Modules,
     histograms: &'a Histograms,
 }
 
-/// Creates one entry: its ledger, its producers and, when it has a transform, its pool.
-async fn start_entry(
-    (bi, b): (usize, &BridgeConfig),
-    ei: usize,
-    shared: &Shared<'_>,
-) -> Result<Entry, ConfigError> {
-    let Shared {
-        node_id,
-        inflight,
-        modules,
-        histograms,
-    } = *shared;
-    let config = b.entries[ei].clone();
-    let h = histograms.for_entry(&b.name, &metrics_label(ei, &config));
-    let ledger = Arc::new(Ledger::new(
-        entry_label(&b.name, ei),
-        inflight.clone(),
-        h.delivery_latency,
-    ));
-    let producers = Producers::create(b, node_id, ei, &ledger)
-        .map_err(|e| ConfigError::at((bi, &b.name), Some(ei), "properties", e))?;
-    let transform = match modules.by_entry.get(&(bi, ei)) {
-        Some(module) => Some(TransformPool::new(module.clone()).await.map_err(|f| {
+impl Build<'_> {
+    /// A new entry with its own ledger and producers and, when it has a transform, its
+    /// pool. `stats` are fresh, or a predecessor's whose counts carry on; `handover`
+    /// holds its records back until that predecessor's producers drained.
+    async fn entry(
+        &self,
+        (bi, b): (usize, &BridgeConfig),
+        ei: usize,
+        inflight: &Arc<Inflight>,
+        stats: Arc<EntryStats>,
+        handover: Option<Arc<Handover>>,
+    ) -> Result<Entry, ConfigError> {
+        let latency = self
+            .histograms
+            .for_entry(&b.name, &metrics_label(ei, &b.entries[ei]));
+        let ledger = Arc::new(Ledger::new(
+            entry_label(&b.name, ei),
+            stats,
+            inflight.clone(),
+            latency.delivery_latency,
+        ));
+        let producers = Producers::create(b, self.node_id, ei, &ledger)
+            .map_err(|e| ConfigError::at((bi, &b.name), Some(ei), "properties", e))?;
+        let transform = self.pool((bi, b), ei).await?;
+        Ok(self.assemble(b, ei, ledger, Arc::new(producers), transform, handover))
+    }
+
+    /// The entry's instance pool, its instances created (and `init` run) now.
+    async fn pool(
+        &self,
+        (bi, b): (usize, &BridgeConfig),
+        ei: usize,
+    ) -> Result<Option<Arc<TransformPool>>, ConfigError> {
+        let Some(module) = self.modules.by_entry.get(&(bi, ei)) else {
+            return Ok(None);
+        };
+        let pool = TransformPool::new(module.clone()).await.map_err(|f| {
             let problem = format!(
                 "module {} could not be instantiated: {f}",
                 module.path().display()
             );
             ConfigError::at((bi, &b.name), Some(ei), "transform.module", problem)
-        })?),
-        None => None,
-    };
-    let transform_duration = transform.is_some().then_some(h.transform_duration);
-    Ok(Entry {
-        transform_duration,
-        index: ei,
-        bridge_name: b.name.as_str().into(),
-        config,
-        ledger,
-        producers,
-        transform,
-        transform_log: LogLimiter::default(),
-    })
+        })?;
+        Ok(Some(Arc::new(pool)))
+    }
+
+    /// An entry of configuration `b.entries[ei]` over existing parts.
+    fn assemble(
+        &self,
+        b: &BridgeConfig,
+        ei: usize,
+        ledger: Arc<Ledger>,
+        producers: Arc<Producers>,
+        transform: Option<Arc<TransformPool>>,
+        handover: Option<Arc<Handover>>,
+    ) -> Entry {
+        let config = b.entries[ei].clone();
+        let h = self
+            .histograms
+            .for_entry(&b.name, &metrics_label(ei, &config));
+        Entry {
+            transform_duration: transform.is_some().then_some(h.transform_duration),
+            index: ei,
+            bridge_name: b.name.as_str().into(),
+            config,
+            ledger,
+            producers,
+            transform,
+            handover,
+            transform_log: LogLimiter::default(),
+        }
+    }
 }

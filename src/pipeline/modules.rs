@@ -7,10 +7,9 @@ use std::sync::Arc;
 use crate::config::{ConfigError, EntryConfig, PluginConfig};
 use crate::transform::{TransformEngine, TransformModule};
 
-/// Compiled modules by `(bridge index, entry index)`, and the engine that runs them.
+/// Compiled modules by `(bridge index, entry index)`; each keeps its engine.
 #[derive(Default, Clone)]
 pub struct Modules {
-    pub(super) engine: Option<Arc<TransformEngine>>,
     pub(super) by_entry: HashMap<(usize, usize), Arc<TransformModule>>,
 }
 
@@ -30,6 +29,7 @@ impl Modules {
         }
         let engine =
             TransformEngine::new(transforms.iter().map(|(.., t)| *t)).map_err(ConfigError::file)?;
+        let engine = Arc::new(engine);
         let mut by_entry = HashMap::new();
         for (bi, name, ei, t) in transforms {
             let label = entry_label(name, ei);
@@ -37,10 +37,7 @@ impl Modules {
                 .map_err(|e| ConfigError::at((bi, name), Some(ei), "transform.module", e))?;
             by_entry.insert((bi, ei), Arc::new(module));
         }
-        Ok(Modules {
-            engine: Some(Arc::new(engine)),
-            by_entry,
-        })
+        Ok(Modules { by_entry })
     }
 }
 

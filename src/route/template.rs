@@ -12,7 +12,7 @@ pub type RenderBuf = SmallVec<[u8; 256]>;
 
 /// A validated MQTT topic filter (`local.topic_filter`). The routing tree matches it;
 /// this type only checks it, with messages that say what is wrong.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicFilter {
     raw: String,
 }
@@ -272,7 +272,7 @@ pub fn skip_levels(topic: &str, n: usize) -> &str {
 }
 
 /// A Kafka topic name that was checked at load (`transform.dead_letter_topic`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaTopic(String);
 
 impl KafkaTopic {
@@ -304,6 +304,19 @@ macro_rules! deserialize_from_str {
     )*};
 }
 deserialize_from_str!(TopicFilter, TopicTemplate, KeyTemplate, KafkaTopic);
+
+/// Templates are equal when they were written the same.
+impl PartialEq for TopicTemplate {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq for KeyTemplate {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -25,12 +25,16 @@ pub struct TransformModule {
     pub(crate) label: Arc<str>,
     pub(crate) guest_log: Arc<LogLimiter>,
     path: PathBuf,
+    /// A digest of the file's bytes: a reload tells a rebuilt module by it.
+    digest: u64,
+    /// Instances of the module need their engine's epoch ticker.
+    _engine: Arc<TransformEngine>,
 }
 
 impl TransformModule {
     /// Compiles `transform.module` and checks it against the entry's settings.
     pub fn load(
-        engine: &TransformEngine,
+        engine: &Arc<TransformEngine>,
         settings: &TransformConfig,
         label: &str,
     ) -> Result<TransformModule, String> {
@@ -56,7 +60,11 @@ impl TransformModule {
             .map(|(k, v)| (k.as_str(), v.as_str()));
         let mut config_doc = vec![0; abi::config::encoded_len(pairs.clone())];
         abi::config::encode(pairs, &mut config_doc);
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&bytes[..], &mut hasher);
         Ok(TransformModule {
+            digest: std::hash::Hasher::finish(&hasher),
+            _engine: engine.clone(),
             pre,
             timeout: settings.timeout,
             max_memory: usize::try_from(settings.max_memory).unwrap_or(usize::MAX),
@@ -70,6 +78,11 @@ impl TransformModule {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether `other` was compiled from the same bytes.
+    pub fn same_code(&self, other: &TransformModule) -> bool {
+        self.digest == other.digest
     }
 }
 

@@ -164,6 +164,10 @@ impl TransformPool {
         self.idle.lock().len()
     }
 
+    pub fn module(&self) -> &TransformModule {
+        &self.module
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let failures: serde_json::Map<String, serde_json::Value> = Cause::ALL
             .iter()

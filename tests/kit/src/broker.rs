@@ -100,13 +100,21 @@ impl BrokerBuilder {
 
     /// Builds the context, registers the plugins and starts serving MQTT.
     pub async fn start(self) -> Result<Broker> {
-        let mut builder = ServerContext::new()
-            .node(Node::new(1, 100.0, 100.0, Duration::from_secs(5)))
-            .busy_check_enable(self.busy_check);
-        for (plugin, toml) in self.configs {
-            builder = builder.plugins_config_map_add(plugin, toml);
+        // Files, as rmqttd has them, so that a test can change one and reload it.
+        let config_dir = tempfile::tempdir()?;
+        for (plugin, toml) in &self.configs {
+            std::fs::write(config_dir.path().join(format!("{plugin}.toml")), toml)?;
         }
-        let scx = builder.build().await;
+        let dir = config_dir
+            .path()
+            .to_str()
+            .context("a UTF-8 temporary directory")?;
+        let scx = ServerContext::new()
+            .node(Node::new(1, 100.0, 100.0, Duration::from_secs(5)))
+            .busy_check_enable(self.busy_check)
+            .plugins_config_dir(dir)
+            .build()
+            .await;
         for register in self.registrations {
             register(scx.clone()).await?;
         }
@@ -118,7 +126,11 @@ impl BrokerBuilder {
             .bind()?
             .tcp()?;
         let addr = serve(&scx, vec![listener])?[0];
-        Ok(Broker { scx, addr })
+        Ok(Broker {
+            scx,
+            addr,
+            config_dir,
+        })
     }
 }
 
@@ -148,6 +160,8 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
 pub struct Broker {
     pub scx: ServerContext,
     pub addr: SocketAddr,
+    /// The plugins' configuration files.
+    config_dir: tempfile::TempDir,
 }
 
 impl Broker {
@@ -205,6 +219,14 @@ impl Broker {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Replaces the bridge's configuration file and reloads it, as rmqtt's HTTP API
+    /// `PUT …/config/reload` does.
+    pub async fn reload(&self, plugin_toml: &str) -> Result<()> {
+        let file = self.config_dir.path().join(format!("{PLUGIN_NAME}.toml"));
+        std::fs::write(file, plugin_toml)?;
+        self.scx.plugins.load_config(PLUGIN_NAME).await
     }
 
     pub async fn stop_plugin(&self) {

@@ -1,0 +1,266 @@
+//! A reload of the running pipeline. The new configuration is built next to the old
+//! one, reusing every part it leaves unchanged, so that the switch is one swap of the
+//! pipeline: a publish is handled wholly by the old one or wholly by the new one. What
+//! the new pipeline no longer uses is retired, and drained after the swap so that every
+//! record it holds ends counted.
+//!
+//! Bridges are matched by name and entries by topic filter. An entry keeps its ledger
+//! (counters, ack slots) and producers while its bridge's client settings and its own
+//! position are unchanged; otherwise it gets new producers, whose records wait for the
+//! old ones to drain (see [`Handover`]), and its counters carry on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{limits, metrics_label, Bridge, Build, Entry, Handover, Modules, Pipeline};
+use crate::config::{BridgeConfig, ConfigError, PluginConfig};
+use crate::kafka::producers::same_clients;
+use crate::kafka::{Inflight, Ledger, Producers};
+use crate::observe::{Histograms, Outcome};
+
+/// A new pipeline, built and not yet running.
+pub struct Reloaded {
+    pipeline: Pipeline,
+    retired: Retired,
+    changes: Changes,
+    /// In-flight bounds shared with the old pipeline whose limits changed.
+    limits: Vec<(Arc<Inflight>, (usize, usize))>,
+}
+
+/// Producers the new pipeline replaced or dropped, to drain once no publish uses the
+/// old pipeline any more.
+#[derive(Default)]
+pub struct Retired(Vec<RetiredEntry>);
+
+struct RetiredEntry {
+    ledger: Arc<Ledger>,
+    producers: Arc<Producers>,
+    shutdown_timeout: Duration,
+    /// The entry that succeeds this one, waiting for the drain.
+    successor: Option<Arc<Handover>>,
+}
+
+/// What a reload changed: bridges by name, entries as `bridge/index:filter`.
+#[derive(Debug, Default, Serialize)]
+pub struct Changes {
+    pub bridges_added: Vec<String>,
+    pub bridges_removed: Vec<String>,
+    /// Bridges whose producers were replaced: their client settings changed.
+    pub bridges_reconnected: Vec<String>,
+    pub entries_added: Vec<String>,
+    pub entries_removed: Vec<String>,
+    pub entries_changed: Vec<String>,
+    pub entries_unchanged: usize,
+}
+
+impl Reloaded {
+    /// Applies what the new pipeline shares with the old one (changed in-flight
+    /// limits), and hands over the pipeline to swap in, what it retired, and what
+    /// changed.
+    pub fn commit(self) -> (Pipeline, Retired, Changes) {
+        for (inflight, (max_messages, max_bytes)) in self.limits {
+            inflight.set_limits(max_messages, max_bytes);
+        }
+        (self.pipeline, self.retired, self.changes)
+    }
+}
+
+impl Retired {
+    /// Flushes every retired entry's producers at once, each up to its bridge's
+    /// `shutdown_timeout`, counts what is left as `delivery_failed`, and lets the
+    /// successors send. Blocks; run it off the async threads.
+    pub fn drain(self) {
+        std::thread::scope(|s| {
+            for r in &self.0 {
+                s.spawn(|| r.drain());
+            }
+        });
+    }
+}
+
+impl RetiredEntry {
+    fn drain(&self) {
+        self.producers.shut_down(self.shutdown_timeout);
+        self.ledger.fail_waiting_acks();
+        let s = self.ledger.stats().snapshot();
+        log::info!(
+            "{}: replaced producers drained; delivery_failed {} in all",
+            self.ledger.label(),
+            s.get(Outcome::DeliveryFailed)
+        );
+        if let Some(successor) = &self.successor {
+            successor.open();
+        }
+    }
+}
+
+/// The new pipeline as it is being built.
+#[derive(Default)]
+struct Next {
+    bridges: Vec<Bridge>,
+    entries: Vec<Entry>,
+    retired: Retired,
+    changes: Changes,
+    limits: Vec<(Arc<Inflight>, (usize, usize))>,
+}
+
+impl Pipeline {
+    /// Builds the pipeline of `config` next to this one, reusing what is unchanged:
+    /// new producers connect and new instances run their `init` now, so a failure
+    /// refuses the reload with nothing changed.
+    pub async fn reload(
+        &self,
+        config: &PluginConfig,
+        node_id: u64,
+        modules: &Modules,
+        histograms: &Histograms,
+    ) -> Result<Reloaded, ConfigError> {
+        let build = Build {
+            node_id,
+            modules,
+            histograms,
+        };
+        let mut next = Next::default();
+        let mut carried = vec![false; self.entries.len()];
+        for (bi, b) in config.enabled_bridges() {
+            self.reload_bridge(&build, (bi, b), &mut next, &mut carried)
+                .await?;
+        }
+        self.retire_removed(&carried, &mut next);
+        Ok(Reloaded {
+            pipeline: Pipeline::from_parts(next.bridges, next.entries)?,
+            retired: next.retired,
+            changes: next.changes,
+            limits: next.limits,
+        })
+    }
+
+    async fn reload_bridge(
+        &self,
+        build: &Build<'_>,
+        (bi, b): (usize, &BridgeConfig),
+        next: &mut Next,
+        carried: &mut [bool],
+    ) -> Result<(), ConfigError> {
+        let old = self.bridges.iter().find(|o| o.config.name == b.name);
+        let inflight = match old {
+            Some(o) => {
+                next.limits.push((o.inflight.clone(), limits(b)));
+                o.inflight.clone()
+            }
+            None => {
+                next.changes.bridges_added.push(b.name.clone());
+                let (max_messages, max_bytes) = limits(b);
+                Arc::new(Inflight::new(max_messages, max_bytes))
+            }
+        };
+        let keep_clients = old.is_some_and(|o| same_clients(&o.config, b));
+        if old.is_some() && !keep_clients {
+            next.changes.bridges_reconnected.push(b.name.clone());
+        }
+        let first = next.entries.len();
+        for ei in 0..b.entries.len() {
+            let filter = &b.entries[ei].local.topic_filter;
+            let prev = old.and_then(|o| {
+                o.entries
+                    .clone()
+                    .find(|&i| self.entries[i].config.local.topic_filter == *filter)
+            });
+            let label = format!("{}/{}", b.name, metrics_label(ei, &b.entries[ei]));
+            let entry = match prev {
+                None => {
+                    next.changes.entries_added.push(label);
+                    build
+                        .entry((bi, b), ei, &inflight, Arc::default(), None)
+                        .await?
+                }
+                Some(i) => {
+                    carried[i] = true;
+                    let prev = &self.entries[i];
+                    if keep_clients && prev.index == ei {
+                        let e = reuse(build, prev, (bi, b), ei).await?;
+                        match e.config == prev.config && same_pool(&e, prev) {
+                            true => next.changes.entries_unchanged += 1,
+                            false => next.changes.entries_changed.push(label),
+                        }
+                        e
+                    } else {
+                        next.changes.entries_changed.push(label);
+                        let handover = Arc::new(Handover::default());
+                        let stats = prev.ledger.stats().clone();
+                        let successor = Some(handover.clone());
+                        let e = build
+                            .entry((bi, b), ei, &inflight, stats, successor)
+                            .await?;
+                        let timeout = old.map_or(b.shutdown_timeout, |o| o.config.shutdown_timeout);
+                        next.retired.0.push(retire(prev, timeout, Some(handover)));
+                        e
+                    }
+                }
+            };
+            next.entries.push(entry);
+        }
+        next.bridges.push(Bridge {
+            index: bi,
+            config: b.clone(),
+            inflight,
+            entries: first..next.entries.len(),
+        });
+        Ok(())
+    }
+
+    /// Retires the entries and bridges the new configuration no longer has.
+    fn retire_removed(&self, carried: &[bool], next: &mut Next) {
+        for b in &self.bridges {
+            if !next.bridges.iter().any(|n| n.config.name == b.config.name) {
+                next.changes.bridges_removed.push(b.config.name.clone());
+            }
+            for i in b.entries.clone().filter(|&i| !carried[i]) {
+                let e = &self.entries[i];
+                let label = format!("{}/{}", b.config.name, e.metrics_label());
+                next.changes.entries_removed.push(label);
+                next.retired
+                    .0
+                    .push(retire(e, b.config.shutdown_timeout, None));
+            }
+        }
+    }
+}
+
+/// The entry of `b.entries[ei]` over `prev`'s ledger and producers; its pool is
+/// `prev`'s when the transform and its module's code are unchanged, else a new one.
+async fn reuse(
+    build: &Build<'_>,
+    prev: &Entry,
+    (bi, b): (usize, &BridgeConfig),
+    ei: usize,
+) -> Result<Entry, ConfigError> {
+    let module = build.modules.by_entry.get(&(bi, ei));
+    let same_transform = prev.config.transform == b.entries[ei].transform;
+    let transform = match (&prev.transform, module) {
+        (Some(pool), Some(m)) if same_transform && pool.module().same_code(m) => Some(pool.clone()),
+        _ => build.pool((bi, b), ei).await?,
+    };
+    let (ledger, producers) = (prev.ledger.clone(), prev.producers.clone());
+    Ok(build.assemble(b, ei, ledger, producers, transform, prev.handover.clone()))
+}
+
+/// Whether `e` runs `prev`'s instance pool (or neither has one).
+fn same_pool(e: &Entry, prev: &Entry) -> bool {
+    match (&e.transform, &prev.transform) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+fn retire(e: &Entry, shutdown_timeout: Duration, successor: Option<Arc<Handover>>) -> RetiredEntry {
+    RetiredEntry {
+        ledger: e.ledger.clone(),
+        producers: e.producers.clone(),
+        shutdown_timeout,
+        successor,
+    }
+}

@@ -1,0 +1,346 @@
+//! Reloading the configuration while it runs, under a steady load: 4 publishers, QoS 1,
+//! keyed by publisher, the reload in the middle. Every published message is in Kafka
+//! exactly once, each key's records keep their order, and the switch is clean: for
+//! every publisher, the old configuration handled a prefix of its messages and the new
+//! one the rest. Real broker, real clients, librdkafka's mock cluster.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_testkit::*;
+use tokio::task::JoinHandle;
+
+const PUBLISHERS: usize = 4;
+
+/// Each publisher's message numbers, as read from one topic, in the topic's order.
+type Seqs = BTreeMap<String, Vec<u64>>;
+
+/// Publishers sending keyed messages, paced, until told to finish.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<u64>>,
+}
+
+/// Starts `PUBLISHERS` clients, each publishing `{"device_id":"p<n>","seq":<i>}` to
+/// `load/p<n>`, QoS 1, about a thousand a second each.
+fn start_load(broker: &Broker) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = (0..PUBLISHERS)
+        .map(|p| tokio::spawn(publish_until(broker.addr, p, stop.clone())))
+        .collect();
+    Load { stop, tasks }
+}
+
+/// Publishes until `stop`, then waits for every PUBACK; returns how many it sent.
+async fn publish_until(addr: std::net::SocketAddr, p: usize, stop: Arc<AtomicBool>) -> u64 {
+    let mut c = V3Client::connect(addr, &format!("p{p}")).await;
+    let mut sent = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let payload = format!(r#"{{"device_id":"p{p}","type":"reading","seq":{sent}}}"#);
+        c.publish(&format!("load/p{p}"), 1, payload).await;
+        sent += 1;
+        if sent % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    for _ in 0..sent {
+        c.next_ack(Duration::from_secs(60))
+            .await
+            .expect("every publish is acknowledged");
+    }
+    assert_eq!(
+        c.disconnects.load(Ordering::Relaxed),
+        0,
+        "p{p} was disconnected"
+    );
+    sent
+}
+
+impl Load {
+    /// Keeps the load on a while longer, then stops it; how many each publisher sent.
+    async fn finish(self) -> Vec<u64> {
+        mid_load().await;
+        self.stop.store(true, Ordering::Relaxed);
+        let mut sent = Vec::new();
+        for task in self.tasks {
+            sent.push(task.await.unwrap());
+        }
+        sent
+    }
+}
+
+/// Lets the load run for a while before the reload.
+async fn mid_load() {
+    tokio::time::sleep(Duration::from_millis(800)).await;
+}
+
+/// Every record of `topic` (what arrives within a few seconds).
+async fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
+    let (b, t) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        read_topic(&b, &t, usize::MAX, Duration::from_secs(3), Duration::ZERO)
+    })
+    .await
+    .unwrap()
+}
+
+/// Each publisher's message numbers in `recs`, checking that each key's records are in
+/// publish order (a key stays in one partition, which the reader returns in order).
+fn seqs(recs: &[Record]) -> Seqs {
+    let mut by_key = Seqs::new();
+    for r in recs {
+        let doc: serde_json::Value = serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap();
+        let device = doc["device_id"].as_str().unwrap().to_owned();
+        by_key
+            .entry(device)
+            .or_default()
+            .push(doc["seq"].as_u64().unwrap());
+    }
+    for (key, s) in &by_key {
+        assert!(s.windows(2).all(|w| w[0] < w[1]), "order of {key}: {s:?}");
+    }
+    by_key
+}
+
+/// Every message of every publisher is in exactly one of the two, and per publisher
+/// `before` holds a prefix and `after` the rest: a clean switch, after which the new
+/// configuration took some of the load.
+fn exactly_once_with_a_clean_cut(sent: &[u64], before: &Seqs, after: &Seqs) {
+    let none = Vec::new();
+    for (p, &n) in sent.iter().enumerate() {
+        let key = format!("p{p}");
+        let a = before.get(&key).unwrap_or(&none);
+        let b = after.get(&key).unwrap_or(&none);
+        let (before_n, after_n) = (a.len(), b.len());
+        assert!(
+            before_n > 0 && after_n > 0,
+            "{key}: {before_n} before, {after_n} after"
+        );
+        let mut all: Vec<u64> = a.iter().chain(b).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..n).collect::<Vec<_>>(), "{key}: each once");
+        assert!(
+            a.last() < b.first(),
+            "{key}: old handled a prefix, new the rest"
+        );
+    }
+}
+
+fn entry(filter: &str, topic: &str, extra: &str) -> String {
+    format!("[[bridges.entries]]\nlocal.topic_filter = \"{filter}\"\nremote.topic = \"{topic}\"\nremote.key = \"${{clientid}}\"\n{extra}\n")
+}
+
+fn config(bootstrap: &str, entries: &str) -> String {
+    bridge_config(bootstrap, "concurrent_client_limit = 2", entries)
+}
+
+fn kafka_with(topics: &[&str]) -> MockKafka {
+    let kafka = MockKafka::start(1);
+    for t in topics {
+        kafka.create_topic(t, 4);
+    }
+    kafka
+}
+
+/// The entry's counters carried on across the reload: one outcome per message.
+async fn counted_once(broker: &Broker, sent: &[u64]) {
+    let s = broker.settled_stats(0, 0).await;
+    let total: u64 = sent.iter().sum();
+    assert_eq!(s["matched"], total, "{s}");
+    assert_eq!(s["outcomes"]["delivered"], total, "{s}");
+    assert_eq!(outcome_total(&s), total, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_module_version_takes_over_between_two_publishes() {
+    let kafka = kafka_with(&["out", "out-v2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("m.wasm");
+    std::fs::copy(example_module("key-headers"), &module).unwrap();
+    let transform = |config: &str| {
+        format!(
+            "transform.module = \"{}\"\ntransform.config = {{ {config} }}",
+            module.display()
+        )
+    };
+    let v1 = config(
+        &kafka.bootstrap,
+        &entry("load/+", "out", &transform("topic_headers = \"v1:0\"")),
+    );
+    let broker = Broker::start(&v1).await;
+    let load = start_load(&broker);
+    mid_load().await;
+    // Version 2 is other code under the same path: the router, to its own topic.
+    std::fs::copy(example_module("router"), &module).unwrap();
+    let v2 = v1.replace("topic_headers = \"v1:0\"", "telemetry_topic = \"out-v2\"");
+    broker.reload(&v2).await.unwrap();
+    let sent = load.finish().await;
+
+    let old = read_all(&kafka.bootstrap, "out").await;
+    let new = read_all(&kafka.bootstrap, "out-v2").await;
+    assert!(
+        old.iter()
+            .all(|r| r.header("v1").as_deref() == Some("load")),
+        "v1 stamps"
+    );
+    assert!(
+        new.iter().all(|r| !r.has_header("v1")),
+        "no v1 after the switch"
+    );
+    exactly_once_with_a_clean_cut(&sent, &seqs(&old), &seqs(&new));
+    counted_once(&broker, &sent).await;
+    let pool = &broker.attrs().await["bridges"][0]["entries"][0]["transform"];
+    assert!(
+        pool["module"].as_str().unwrap().ends_with("m.wasm"),
+        "{pool}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_remote_topic_splits_the_stream_cleanly() {
+    let kafka = kafka_with(&["a", "b"]);
+    let before = config(&kafka.bootstrap, &entry("load/+", "a", ""));
+    let broker = Broker::start(&before).await;
+    let clients = broker.attrs().await["bridges"][0]["entries"][0]["client_ids"].clone();
+    let load = start_load(&broker);
+    mid_load().await;
+    broker
+        .reload(&before.replace("remote.topic = \"a\"", "remote.topic = \"b\""))
+        .await
+        .unwrap();
+    let sent = load.finish().await;
+
+    let a = read_all(&kafka.bootstrap, "a").await;
+    let b = read_all(&kafka.bootstrap, "b").await;
+    exactly_once_with_a_clean_cut(&sent, &seqs(&a), &seqs(&b));
+    counted_once(&broker, &sent).await;
+    let after = broker.attrs().await["bridges"][0]["entries"][0]["client_ids"].clone();
+    assert_eq!(after, clients, "the bridge kept its producers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_servers_get_new_producers_and_nothing_is_lost_in_the_switch() {
+    let first = kafka_with(&["out"]);
+    let second = kafka_with(&["out"]);
+    let before = config(&first.bootstrap, &entry("load/+", "out", ""));
+    let broker = Broker::start(&before).await;
+    let load = start_load(&broker);
+    mid_load().await;
+    let after = before.replace(&first.bootstrap, &second.bootstrap);
+    broker.reload(&after).await.unwrap();
+    let sent = load.finish().await;
+
+    let old = read_all(&first.bootstrap, "out").await;
+    let new = read_all(&second.bootstrap, "out").await;
+    // The new producers sent only once the old ones had drained: a clean cut per key.
+    exactly_once_with_a_clean_cut(&sent, &seqs(&old), &seqs(&new));
+    counted_once(&broker, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_is_refused_and_the_old_configuration_carries_on() {
+    let kafka = kafka_with(&["out"]);
+    let good = config(
+        &kafka.bootstrap,
+        &entry(
+            "load/+",
+            "out",
+            &format!(
+                "transform.module = \"{}\"",
+                example_module("key-headers").display()
+            ),
+        ),
+    );
+    let broker = Broker::start(&good).await;
+    let load = start_load(&broker);
+    mid_load().await;
+    let missing = "/nonexistent/m.wasm";
+    let broken = [
+        (
+            good.replace("remote.topic =", "remote.topik ="),
+            "field `remote.topik`",
+        ),
+        (
+            good.replace(
+                &example_module("key-headers").display().to_string(),
+                missing,
+            ),
+            "field `transform.module`: cannot read module /nonexistent/m.wasm",
+        ),
+        (
+            format!("{good}transform.config = {{ topic_headers = \"nonsense\" }}\n"),
+            "field `transform.module`",
+        ),
+    ];
+    for (file, expect) in &broken {
+        let err = format!("{:#}", broker.reload(file).await.expect_err("refused"));
+        assert!(
+            err.contains("bridge \"b1\", entry 0") && err.contains(expect),
+            "{err}"
+        );
+    }
+    let sent = load.finish().await;
+
+    let recs = read_all(&kafka.bootstrap, "out").await;
+    let by_key = seqs(&recs);
+    for (p, &n) in sent.iter().enumerate() {
+        assert_eq!(by_key[&format!("p{p}")], (0..n).collect::<Vec<_>>());
+    }
+    counted_once(&broker, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_added_then_one_removed() {
+    let kafka = kafka_with(&["one", "two"]);
+    let one = config(&kafka.bootstrap, &entry("load/+", "one", ""));
+    let two = config(&kafka.bootstrap, &entry("load/+", "two", ""))
+        .replace("name = \"b1\"", "name = \"b2\"");
+    let broker = Broker::start(&one).await;
+    let load = start_load(&broker);
+    mid_load().await;
+    broker.reload(&format!("{one}\n{two}")).await.unwrap();
+    mid_load().await;
+    broker.reload(&two).await.unwrap();
+    let sent = load.finish().await;
+
+    let one = seqs(&read_all(&kafka.bootstrap, "one").await);
+    let two = seqs(&read_all(&kafka.bootstrap, "two").await);
+    for (p, &n) in sent.iter().enumerate() {
+        let key = format!("p{p}");
+        let (a, b) = (&one[&key], &two[&key]);
+        // "one" ran from the start until its removal, "two" from its addition on.
+        assert_eq!(*a, (0..a.len() as u64).collect::<Vec<_>>(), "{key} in one");
+        let first = n - b.len() as u64;
+        assert_eq!(*b, (first..n).collect::<Vec<_>>(), "{key} in two");
+        assert!(first <= a.len() as u64, "{key}: no gap between the two");
+    }
+    let attrs = broker.attrs().await;
+    assert_eq!(attrs["bridges"].as_array().unwrap().len(), 1, "{attrs}");
+    assert_eq!(attrs["bridges"][0]["name"], "b2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_mode_publishes_waiting_during_a_reload_get_their_puback() {
+    let kafka = kafka_with(&["a", "b"]);
+    // Slow acknowledgements: many publishes wait for Kafka while the reload happens.
+    kafka.round_trip_time(1, Duration::from_millis(300));
+    let before = config(
+        &kafka.bootstrap,
+        &entry("load/+", "a", "remote.ack_after_delivery = true"),
+    );
+    let broker = Broker::start(&before).await;
+    let load = start_load(&broker);
+    mid_load().await;
+    let after = before.replace("remote.topic = \"a\"", "remote.topic = \"b\"");
+    broker.reload(&after).await.unwrap();
+    kafka.round_trip_time(1, Duration::ZERO);
+    // Every publisher got all its PUBACKs, none was disconnected (a refusal would).
+    let sent = load.finish().await;
+
+    let a = read_all(&kafka.bootstrap, "a").await;
+    let b = read_all(&kafka.bootstrap, "b").await;
+    exactly_once_with_a_clean_cut(&sent, &seqs(&a), &seqs(&b));
+    counted_once(&broker, &sent).await;
+}
