@@ -4,77 +4,13 @@
 //! every publisher, the old configuration handled a prefix of its messages and the new
 //! one the rest. Real broker, real clients, librdkafka's mock cluster.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
+use bridge_testkit::load::{exactly_once_in_turn, seqs, KeyedLoad};
 use bridge_testkit::*;
-use tokio::task::JoinHandle;
 
-const PUBLISHERS: usize = 4;
-
-/// Each publisher's message numbers, as read from one topic, in the topic's order.
-type Seqs = BTreeMap<String, Vec<u64>>;
-
-/// Publishers sending keyed messages, paced, until told to finish.
-struct Load {
-    stop: Arc<AtomicBool>,
-    tasks: Vec<JoinHandle<u64>>,
-}
-
-/// Starts `PUBLISHERS` clients, each publishing `{"device_id":"p<n>","seq":<i>}` to
-/// `load/p<n>`, QoS 1, about a thousand a second each.
-fn start_load(broker: &Broker) -> Load {
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks = (0..PUBLISHERS)
-        .map(|p| tokio::spawn(publish_until(broker.addr, p, stop.clone())))
-        .collect();
-    Load { stop, tasks }
-}
-
-/// Publishes until `stop`, then waits for every PUBACK; returns how many it sent.
-async fn publish_until(addr: std::net::SocketAddr, p: usize, stop: Arc<AtomicBool>) -> u64 {
-    let mut c = V3Client::connect(addr, &format!("p{p}")).await;
-    let mut sent = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let payload = format!(r#"{{"device_id":"p{p}","type":"reading","seq":{sent}}}"#);
-        c.publish(&format!("load/p{p}"), 1, payload).await;
-        sent += 1;
-        if sent % 10 == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-    for _ in 0..sent {
-        c.next_ack(Duration::from_secs(60))
-            .await
-            .expect("every publish is acknowledged");
-    }
-    assert_eq!(
-        c.disconnects.load(Ordering::Relaxed),
-        0,
-        "p{p} was disconnected"
-    );
-    sent
-}
-
-impl Load {
-    /// Keeps the load on a while longer, then stops it; how many each publisher sent.
-    async fn finish(self) -> Vec<u64> {
-        mid_load().await;
-        self.stop.store(true, Ordering::Relaxed);
-        let mut sent = Vec::new();
-        for task in self.tasks {
-            sent.push(task.await.unwrap());
-        }
-        sent
-    }
-}
-
-/// Lets the load run for a while before the reload.
-async fn mid_load() {
-    tokio::time::sleep(Duration::from_millis(800)).await;
-}
+/// How long the load runs before a reload, and after it.
+const STRETCH: Duration = Duration::from_millis(800);
 
 /// Every record of `topic` (what arrives within a few seconds).
 async fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
@@ -84,48 +20,6 @@ async fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
     })
     .await
     .unwrap()
-}
-
-/// Each publisher's message numbers in `recs`, checking that each key's records are in
-/// publish order (a key stays in one partition, which the reader returns in order).
-fn seqs(recs: &[Record]) -> Seqs {
-    let mut by_key = Seqs::new();
-    for r in recs {
-        let doc: serde_json::Value = serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap();
-        let device = doc["device_id"].as_str().unwrap().to_owned();
-        by_key
-            .entry(device)
-            .or_default()
-            .push(doc["seq"].as_u64().unwrap());
-    }
-    for (key, s) in &by_key {
-        assert!(s.windows(2).all(|w| w[0] < w[1]), "order of {key}: {s:?}");
-    }
-    by_key
-}
-
-/// Every message of every publisher is in exactly one of the two, and per publisher
-/// `before` holds a prefix and `after` the rest: a clean switch, after which the new
-/// configuration took some of the load.
-fn exactly_once_with_a_clean_cut(sent: &[u64], before: &Seqs, after: &Seqs) {
-    let none = Vec::new();
-    for (p, &n) in sent.iter().enumerate() {
-        let key = format!("p{p}");
-        let a = before.get(&key).unwrap_or(&none);
-        let b = after.get(&key).unwrap_or(&none);
-        let (before_n, after_n) = (a.len(), b.len());
-        assert!(
-            before_n > 0 && after_n > 0,
-            "{key}: {before_n} before, {after_n} after"
-        );
-        let mut all: Vec<u64> = a.iter().chain(b).copied().collect();
-        all.sort_unstable();
-        assert_eq!(all, (0..n).collect::<Vec<_>>(), "{key}: each once");
-        assert!(
-            a.last() < b.first(),
-            "{key}: old handled a prefix, new the rest"
-        );
-    }
 }
 
 fn entry(filter: &str, topic: &str, extra: &str) -> String {
@@ -170,13 +64,13 @@ async fn a_new_module_version_takes_over_between_two_publishes() {
         &entry("load/+", "out", &transform("topic_headers = \"v1:0\"")),
     );
     let broker = Broker::start(&v1).await;
-    let load = start_load(&broker);
-    mid_load().await;
+    let load = KeyedLoad::start(broker.addr);
+    tokio::time::sleep(STRETCH).await;
     // Version 2 is other code under the same path: the router, to its own topic.
     std::fs::copy(example_module("router"), &module).unwrap();
     let v2 = v1.replace("topic_headers = \"v1:0\"", "telemetry_topic = \"out-v2\"");
     broker.reload(&v2).await.unwrap();
-    let sent = load.finish().await;
+    let sent = load.finish_after(STRETCH).await;
 
     let old = read_all(&kafka.bootstrap, "out").await;
     let new = read_all(&kafka.bootstrap, "out-v2").await;
@@ -189,7 +83,7 @@ async fn a_new_module_version_takes_over_between_two_publishes() {
         new.iter().all(|r| !r.has_header("v1")),
         "no v1 after the switch"
     );
-    exactly_once_with_a_clean_cut(&sent, &seqs(&old), &seqs(&new));
+    exactly_once_in_turn(&sent, &[&seqs(&old), &seqs(&new)]);
     counted_once(&broker, &sent).await;
     let pool = &broker.attrs().await["bridges"][0]["entries"][0]["transform"];
     assert!(
@@ -204,17 +98,17 @@ async fn a_changed_remote_topic_splits_the_stream_cleanly() {
     let before = config(&kafka.bootstrap, &entry("load/+", "a", ""));
     let broker = Broker::start(&before).await;
     let clients = broker.attrs().await["bridges"][0]["entries"][0]["client_ids"].clone();
-    let load = start_load(&broker);
-    mid_load().await;
+    let load = KeyedLoad::start(broker.addr);
+    tokio::time::sleep(STRETCH).await;
     broker
         .reload(&before.replace("remote.topic = \"a\"", "remote.topic = \"b\""))
         .await
         .unwrap();
-    let sent = load.finish().await;
+    let sent = load.finish_after(STRETCH).await;
 
     let a = read_all(&kafka.bootstrap, "a").await;
     let b = read_all(&kafka.bootstrap, "b").await;
-    exactly_once_with_a_clean_cut(&sent, &seqs(&a), &seqs(&b));
+    exactly_once_in_turn(&sent, &[&seqs(&a), &seqs(&b)]);
     counted_once(&broker, &sent).await;
     let after = broker.attrs().await["bridges"][0]["entries"][0]["client_ids"].clone();
     assert_eq!(after, clients, "the bridge kept its producers");
@@ -226,16 +120,16 @@ async fn new_servers_get_new_producers_and_nothing_is_lost_in_the_switch() {
     let second = kafka_with(&["out"]);
     let before = config(&first.bootstrap, &entry("load/+", "out", ""));
     let broker = Broker::start(&before).await;
-    let load = start_load(&broker);
-    mid_load().await;
+    let load = KeyedLoad::start(broker.addr);
+    tokio::time::sleep(STRETCH).await;
     let after = before.replace(&first.bootstrap, &second.bootstrap);
     broker.reload(&after).await.unwrap();
-    let sent = load.finish().await;
+    let sent = load.finish_after(STRETCH).await;
 
     let old = read_all(&first.bootstrap, "out").await;
     let new = read_all(&second.bootstrap, "out").await;
     // The new producers sent only once the old ones had drained: a clean cut per key.
-    exactly_once_with_a_clean_cut(&sent, &seqs(&old), &seqs(&new));
+    exactly_once_in_turn(&sent, &[&seqs(&old), &seqs(&new)]);
     counted_once(&broker, &sent).await;
 }
 
@@ -254,8 +148,8 @@ async fn a_broken_file_is_refused_and_the_old_configuration_carries_on() {
         ),
     );
     let broker = Broker::start(&good).await;
-    let load = start_load(&broker);
-    mid_load().await;
+    let load = KeyedLoad::start(broker.addr);
+    tokio::time::sleep(STRETCH).await;
     let missing = "/nonexistent/m.wasm";
     let broken = [
         (
@@ -281,7 +175,7 @@ async fn a_broken_file_is_refused_and_the_old_configuration_carries_on() {
             "{err}"
         );
     }
-    let sent = load.finish().await;
+    let sent = load.finish_after(STRETCH).await;
 
     let recs = read_all(&kafka.bootstrap, "out").await;
     let by_key = seqs(&recs);
@@ -298,12 +192,12 @@ async fn a_bridge_added_then_one_removed() {
     let two = config(&kafka.bootstrap, &entry("load/+", "two", ""))
         .replace("name = \"b1\"", "name = \"b2\"");
     let broker = Broker::start(&one).await;
-    let load = start_load(&broker);
-    mid_load().await;
+    let load = KeyedLoad::start(broker.addr);
+    tokio::time::sleep(STRETCH).await;
     broker.reload(&format!("{one}\n{two}")).await.unwrap();
-    mid_load().await;
+    tokio::time::sleep(STRETCH).await;
     broker.reload(&two).await.unwrap();
-    let sent = load.finish().await;
+    let sent = load.finish_after(STRETCH).await;
 
     let one = seqs(&read_all(&kafka.bootstrap, "one").await);
     let two = seqs(&read_all(&kafka.bootstrap, "two").await);
@@ -331,16 +225,16 @@ async fn ack_mode_publishes_waiting_during_a_reload_get_their_puback() {
         &entry("load/+", "a", "remote.ack_after_delivery = true"),
     );
     let broker = Broker::start(&before).await;
-    let load = start_load(&broker);
-    mid_load().await;
+    let load = KeyedLoad::start(broker.addr);
+    tokio::time::sleep(STRETCH).await;
     let after = before.replace("remote.topic = \"a\"", "remote.topic = \"b\"");
     broker.reload(&after).await.unwrap();
     kafka.round_trip_time(1, Duration::ZERO);
     // Every publisher got all its PUBACKs, none was disconnected (a refusal would).
-    let sent = load.finish().await;
+    let sent = load.finish_after(STRETCH).await;
 
     let a = read_all(&kafka.bootstrap, "a").await;
     let b = read_all(&kafka.bootstrap, "b").await;
-    exactly_once_with_a_clean_cut(&sent, &seqs(&a), &seqs(&b));
+    exactly_once_in_turn(&sent, &[&seqs(&a), &seqs(&b)]);
     counted_once(&broker, &sent).await;
 }

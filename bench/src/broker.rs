@@ -4,15 +4,16 @@
 //! plugin registered under its name, one TCP listener) with rmqtt's busy check off, the
 //! same whatever the plugin, so that the configurations differ only by the bridge. It
 //! prints `listening <addr>` once it accepts connections and, when told to stop (SIGTERM
-//! or Ctrl-C), `attrs <json>` with the plugin's own counters.
+//! or Ctrl-C), `attrs <json>` with the plugin's own counters. SIGHUP reloads the plugin's
+//! configuration from its file, as rmqttd does.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bridge_testkit::broker::shutdown_signal;
 use bridge_testkit::Broker;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
+use tokio::signal::unix::{signal, SignalKind};
 
 /// The bridge a broker runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -39,11 +40,6 @@ pub fn main(plugin: PluginKind, config: Option<PathBuf>, port: u16) -> Result<()
     flexi_logger::Logger::try_with_env_or_str("warn")?
         .start()
         .context("cannot start the logger")?;
-    let config = config
-        .map(|f| {
-            std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))
-        })
-        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -53,12 +49,13 @@ pub fn main(plugin: PluginKind, config: Option<PathBuf>, port: u16) -> Result<()
     std::process::exit(0)
 }
 
-async fn serve(plugin: PluginKind, config: Option<String>, port: u16) -> Result<()> {
+async fn serve(plugin: PluginKind, config: Option<PathBuf>, port: u16) -> Result<()> {
+    let mut hangups = signal(SignalKind::hangup())?;
     let mut builder = Broker::builder()
         .listener("bench/tcp", port)
         .busy_check(false);
-    if let Some(c) = config {
-        builder = builder.config(PLUGIN_NAME, c);
+    if let Some(c) = &config {
+        builder = builder.config(PLUGIN_NAME, read(c)?);
     }
     let builder = match plugin {
         PluginKind::None => builder,
@@ -71,8 +68,25 @@ async fn serve(plugin: PluginKind, config: Option<String>, port: u16) -> Result<
     };
     let broker = builder.start().await?;
     say(&format!("listening {}", broker.addr))?;
-    shutdown_signal().await?;
+    let mut term = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => break r?,
+            _ = term.recv() => break,
+            _ = hangups.recv() => {
+                let text = config.as_deref().map(read).transpose()?.unwrap_or_default();
+                match broker.reload(&text).await {
+                    Ok(()) => say("reloaded")?,
+                    Err(e) => say(&format!("reload refused: {e:#}"))?,
+                }
+            }
+        }
+    }
     say(&format!("attrs {}", broker.try_attrs().await?))
+}
+
+fn read(file: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
 }
 
 fn say(line: &str) -> Result<()> {

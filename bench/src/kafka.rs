@@ -84,11 +84,18 @@ impl Tansu {
 pub struct Window {
     pub start_us: u64,
     pub end_us: u64,
+    /// When the configuration is reloaded, if it is.
+    pub reload_us: Option<u64>,
 }
 
 impl Window {
     fn contains(&self, t_us: u64) -> bool {
         (self.start_us..self.end_us).contains(&t_us)
+    }
+
+    /// Within half a second of the reload.
+    fn around_reload(&self, t_us: u64) -> bool {
+        self.reload_us.is_some_and(|r| t_us.abs_diff(r) <= 500_000)
     }
 }
 
@@ -101,8 +108,11 @@ pub struct Received {
     pub duplicates: u64,
     /// Records whose arrival time lies in the window.
     pub arrived_in_window: u64,
-    /// Publish-to-arrival latencies (µs) of the records published in the window.
+    /// Publish-to-arrival latencies (µs) of the records published in the window, but
+    /// not around the reload.
     pub latencies_us: Vec<u64>,
+    /// The same, of the records published within half a second of the reload.
+    pub reload_latencies_us: Vec<u64>,
     /// Records whose key is their payload's `device_id`.
     pub keyed: u64,
     /// Records that are not the benchmark's.
@@ -172,8 +182,11 @@ impl Received {
             self.arrived_in_window += 1;
         }
         if let Some(f) = self.identify(m) {
-            if window.contains(f.t_us) {
-                self.latencies_us.push(arrival.saturating_sub(f.t_us));
+            let latency = arrival.saturating_sub(f.t_us);
+            if window.around_reload(f.t_us) {
+                self.reload_latencies_us.push(latency);
+            } else if window.contains(f.t_us) {
+                self.latencies_us.push(latency);
             }
         }
     }

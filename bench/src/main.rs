@@ -90,6 +90,12 @@ pub struct RunArgs {
     /// is the seed's, 0: a bridge with a full buffer drops rather than holding publishers.
     #[arg(long)]
     pub queue_timeout: Option<String>,
+    /// Reloads the bridge's configuration this long into the measured window (SIGHUP to
+    /// the broker), with one librdkafka property changed so that every producer is
+    /// replaced: the heaviest reload. Reports the p99 of the records published within
+    /// half a second of it, and leaves that second out of the other latencies.
+    #[arg(long, value_parser = parse_duration)]
+    pub reload_at: Option<Duration>,
     /// Before each run, wait up to this long for the machine's CPU to be idle.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub quiet_wait: Duration,

@@ -30,6 +30,9 @@ pub struct Metrics {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
+    /// p99 of the records published within half a second of a reload (`--reload-at`);
+    /// the other latencies then leave that second out.
+    pub p99_reload_ms: Option<f64>,
     /// CPU use in the window, in cores: the broker, tansu, this benchmark (publishers and
     /// Kafka reader), and everything else on the machine.
     pub cpu_broker: f64,
@@ -120,6 +123,9 @@ impl Metrics {
             plugin_attrs,
         } = m;
         received.latencies_us.sort_unstable();
+        received.reload_latencies_us.sort_unstable();
+        let p99_reload_ms =
+            percentile(&received.reload_latencies_us, 99.0).map(|us| us as f64 / 1000.0);
         let lat = |p| {
             has_bridge
                 .then(|| percentile(&received.latencies_us, p))
@@ -144,6 +150,7 @@ impl Metrics {
             p50_ms: lat(50.0),
             p99_ms: lat(99.0),
             max_ms: lat(100.0),
+            p99_reload_ms,
             peak_rss_mib: mib(peak_rss_kb),
             rss_end_of_load_mib: mib(rss_end_of_load_kb),
             rss_after_drain_mib: rss_samples.last().map_or(0.0, |&(_, kb)| mib(kb)),
@@ -348,6 +355,12 @@ fn notes_of(config: Config, m: &Metrics) -> Option<String> {
     }
     if let Some(d) = m.drain_s {
         parts.push(format!("last record {d:.1} s after the load"));
+    }
+    if let Some(r) = m.p99_reload_ms {
+        let rest = m.p99_ms.unwrap_or(f64::NAN);
+        parts.push(format!(
+            "p99 of the second around the reload {r:.1} ms (rest of the window {rest:.1} ms)"
+        ));
     }
     if m.unconfirmed > 0 {
         parts.push(format!(

@@ -337,6 +337,26 @@ impl Broker {
     }
 }
 
+/// Rewrites the plugin's file with one librdkafka property changed (so that the reload
+/// replaces every producer) and tells the broker to reload it.
+fn reload(args: &RunArgs, config: Config, bootstrap: &str, file: &Path, pid: u32) -> Result<()> {
+    let mut properties = args.properties.clone();
+    properties.push(("statistics.interval.ms".into(), "5001".into()));
+    let text = plugin_config(
+        config,
+        bootstrap,
+        &args.modules,
+        &properties,
+        args.queue_timeout.as_deref(),
+    );
+    std::fs::write(file, text)?;
+    let sent = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()?;
+    anyhow::ensure!(sent.success(), "kill -HUP {pid}");
+    Ok(())
+}
+
 fn one_run(
     args: &RunArgs,
     exe: &Path,
@@ -395,6 +415,7 @@ fn one_run(
     let window = Window {
         start_us,
         end_us: start_us + args.duration.as_micros() as u64,
+        reload_us: args.reload_at.map(|at| start_us + at.as_micros() as u64),
     };
     reader.begin(window)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -404,13 +425,17 @@ fn one_run(
         publishers.start(&stop);
         tokio::time::sleep_until(t0 + args.warmup).await;
         let (c1, w1, cpu1) = (publishers.done(), Instant::now(), CpuSnapshot::take(&pids));
+        if let (Some(at), Some(file)) = (args.reload_at, &plugin_file) {
+            tokio::time::sleep_until(t0 + args.warmup + at).await;
+            reload(args, config, &tansu.bootstrap, file, broker.proc.pid())?;
+        }
         tokio::time::sleep_until(t0 + args.warmup + args.duration).await;
         let (c2, w2, cpu2) = (publishers.done(), Instant::now(), CpuSnapshot::take(&pids));
         stop.store(true, Ordering::Relaxed);
         let published = publishers.finish(Duration::from_secs(10)).await;
         let window_s = (w2 - w1).as_secs_f64();
-        (window_s, c2 - c1, cpu2.since(&cpu1, window_s), published)
-    });
+        anyhow::Ok((window_s, c2 - c1, cpu2.since(&cpu1, window_s), published))
+    })?;
     let load_end_us = now_us();
     let rss_end_of_load_kb = rss.current_kb();
     let received = reader.finish()?;

@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod http;
 pub mod kafka_reader;
+pub mod load;
 pub mod mock_kafka;
 pub mod modules;
 pub mod mqtt;
