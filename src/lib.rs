@@ -4,7 +4,8 @@
 //! Its configuration format is that of RMQTT's own Kafka egress bridge, extended; see
 //! `plugins/rmqtt-bridge-egress-kafka.toml` and the README.
 //!
-//! Where things live: `plugin` (lifecycle) and `hooks` (rmqtt adapters) on top;
+//! Where things live: `plugin` and `hooks` (rmqtt adapters) on top; `control` owns the
+//! configuration and what runs from it (start, reload, stop, the HTTP endpoint);
 //! `pipeline` routes a publish (`route`) through its entries and their transforms
 //! (`transform`); `kafka::ledger` owns each record from reservation to its one counted
 //! outcome (`observe`); `config` reads and checks the file; `ack` holds ack mode.
