@@ -120,6 +120,16 @@ impl Producers {
         &self.clients[i]
     }
 
+    /// Connects every producer and fetches the metadata of `topic` (of every topic
+    /// when the entry's topic is a template), so that the first records wait for
+    /// neither. Blocks up to `timeout` per producer; run it off the async threads.
+    pub fn warm_up(&self, topic: Option<&str>, timeout: Duration) -> Result<(), KafkaError> {
+        for p in &self.clients {
+            p.client().fetch_metadata(topic, timeout)?;
+        }
+        Ok(())
+    }
+
     /// Hands a record to librdkafka; on error the record comes back for a retry.
     #[allow(clippy::result_large_err)]
     pub fn send<'a>(&self, record: Record<'a>) -> Result<(), (KafkaError, Record<'a>)> {

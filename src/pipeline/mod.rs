@@ -84,6 +84,7 @@ impl Pipeline {
                 entries: first..entries.len(),
             });
         }
+        warm_up(entries.iter()).await;
         Pipeline::from_parts(bridges, entries)
     }
 
@@ -175,6 +176,31 @@ impl Pipeline {
             "stats": totals.to_json(),
             "entries": entries.iter().map(Entry::to_json).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// How long new producers may take to connect before the pipeline goes live anyway: a
+/// Kafka that is down must not keep the broker from starting.
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects the entries' producers, all at once, before any publish reaches them.
+/// Otherwise the first burst fills the in-flight bound while they connect, and the
+/// seed's `queue_timeout = "0m"` drops what does not fit.
+async fn warm_up(entries: impl Iterator<Item = &Entry>) {
+    let tasks: Vec<_> = entries
+        .map(|e| {
+            let producers = e.producers.clone();
+            let topic = e.config.remote.topic.constant().map(str::to_owned);
+            let label = e.ledger.label().to_owned();
+            tokio::task::spawn_blocking(move || {
+                if let Err(err) = producers.warm_up(topic.as_deref(), WARM_UP_TIMEOUT) {
+                    log::warn!("{label}: Kafka did not answer within {WARM_UP_TIMEOUT:?} ({err}); records wait for it in librdkafka");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
     }
 }
 

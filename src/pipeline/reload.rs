@@ -6,15 +6,16 @@
 //!
 //! Bridges are matched by name and entries by topic filter. An entry keeps its ledger
 //! (counters, ack slots) and producers while its bridge's client settings and its own
-//! position are unchanged; otherwise it gets new producers, whose records wait for the
-//! old ones to drain (see [`Handover`]), and its counters carry on.
+//! position are unchanged; otherwise it gets new producers, connected before the switch,
+//! whose records wait for the old ones to drain (see [`Handover`]), and its counters
+//! carry on.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{limits, metrics_label, Bridge, Build, Entry, Handover, Modules, Pipeline};
+use super::{limits, metrics_label, warm_up, Bridge, Build, Entry, Handover, Modules, Pipeline};
 use crate::config::{BridgeConfig, ConfigError, PluginConfig};
 use crate::kafka::producers::same_clients;
 use crate::kafka::{Inflight, Ledger, Producers};
@@ -104,6 +105,8 @@ struct Next {
     retired: Retired,
     changes: Changes,
     limits: Vec<(Arc<Inflight>, (usize, usize))>,
+    /// Entries with new producers, by index.
+    fresh: Vec<usize>,
 }
 
 impl Pipeline {
@@ -129,6 +132,7 @@ impl Pipeline {
                 .await?;
         }
         self.retire_removed(&carried, &mut next);
+        warm_up(next.fresh.iter().map(|&i| &next.entries[i])).await;
         Ok(Reloaded {
             pipeline: Pipeline::from_parts(next.bridges, next.entries)?,
             retired: next.retired,
@@ -172,6 +176,7 @@ impl Pipeline {
             let entry = match prev {
                 None => {
                     next.changes.entries_added.push(label);
+                    next.fresh.push(next.entries.len());
                     build
                         .entry((bi, b), ei, &inflight, Arc::default(), None)
                         .await?
@@ -188,6 +193,7 @@ impl Pipeline {
                         e
                     } else {
                         next.changes.entries_changed.push(label);
+                        next.fresh.push(next.entries.len());
                         let handover = Arc::new(Handover::default());
                         let stats = prev.ledger.stats().clone();
                         let successor = Some(handover.clone());
