@@ -9,8 +9,8 @@ use std::time::Duration;
 use bridge_testkit::load::{exactly_once_in_turn, seqs, KeyedLoad};
 use bridge_testkit::*;
 
-/// How long the load runs before a reload, and after it.
-const STRETCH: Duration = Duration::from_millis(800);
+/// Messages per publisher before a reload, and after it (about 0.8 s of load).
+const STRETCH: u64 = 800;
 
 /// Every record of `topic` (what arrives within a few seconds).
 async fn read_all(bootstrap: &str, topic: &str) -> Vec<Record> {
@@ -65,7 +65,7 @@ async fn a_new_module_version_takes_over_between_two_publishes() {
     );
     let broker = Broker::start(&v1).await;
     let load = KeyedLoad::start(broker.addr);
-    tokio::time::sleep(STRETCH).await;
+    load.run_for(STRETCH).await;
     // Version 2 is other code under the same path: the router, to its own topic.
     std::fs::copy(example_module("router"), &module).unwrap();
     let v2 = v1.replace("topic_headers = \"v1:0\"", "telemetry_topic = \"out-v2\"");
@@ -99,7 +99,7 @@ async fn a_changed_remote_topic_splits_the_stream_cleanly() {
     let broker = Broker::start(&before).await;
     let clients = broker.attrs().await["bridges"][0]["entries"][0]["client_ids"].clone();
     let load = KeyedLoad::start(broker.addr);
-    tokio::time::sleep(STRETCH).await;
+    load.run_for(STRETCH).await;
     broker
         .reload(&before.replace("remote.topic = \"a\"", "remote.topic = \"b\""))
         .await
@@ -121,7 +121,7 @@ async fn new_servers_get_new_producers_and_nothing_is_lost_in_the_switch() {
     let before = config(&first.bootstrap, &entry("load/+", "out", ""));
     let broker = Broker::start(&before).await;
     let load = KeyedLoad::start(broker.addr);
-    tokio::time::sleep(STRETCH).await;
+    load.run_for(STRETCH).await;
     let after = before.replace(&first.bootstrap, &second.bootstrap);
     broker.reload(&after).await.unwrap();
     let sent = load.finish_after(STRETCH).await;
@@ -149,7 +149,7 @@ async fn a_broken_file_is_refused_and_the_old_configuration_carries_on() {
     );
     let broker = Broker::start(&good).await;
     let load = KeyedLoad::start(broker.addr);
-    tokio::time::sleep(STRETCH).await;
+    load.run_for(STRETCH).await;
     let missing = "/nonexistent/m.wasm";
     let broken = [
         (
@@ -193,9 +193,9 @@ async fn a_bridge_added_then_one_removed() {
         .replace("name = \"b1\"", "name = \"b2\"");
     let broker = Broker::start(&one).await;
     let load = KeyedLoad::start(broker.addr);
-    tokio::time::sleep(STRETCH).await;
+    load.run_for(STRETCH).await;
     broker.reload(&format!("{one}\n{two}")).await.unwrap();
-    tokio::time::sleep(STRETCH).await;
+    load.run_for(STRETCH).await;
     broker.reload(&two).await.unwrap();
     let sent = load.finish_after(STRETCH).await;
 
@@ -226,7 +226,7 @@ async fn ack_mode_publishes_waiting_during_a_reload_get_their_puback() {
     );
     let broker = Broker::start(&before).await;
     let load = KeyedLoad::start(broker.addr);
-    tokio::time::sleep(STRETCH).await;
+    load.run_for(STRETCH).await;
     let after = before.replace("remote.topic = \"a\"", "remote.topic = \"b\"");
     broker.reload(&after).await.unwrap();
     kafka.round_trip_time(1, Duration::ZERO);
@@ -237,4 +237,36 @@ async fn ack_mode_publishes_waiting_during_a_reload_get_their_puback() {
     let b = read_all(&kafka.bootstrap, "b").await;
     exactly_once_in_turn(&sent, &[&seqs(&a), &seqs(&b)]);
     counted_once(&broker, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_producers_are_replaced_in_order_when_the_entries_change() {
+    let kafka = kafka_with(&["a", "z"]);
+    let shared = "concurrent_client_limit = 2\nproducer_pool = \"bridge\"";
+    let before = bridge_config(&kafka.bootstrap, shared, &entry("load/+", "a", ""));
+    let broker = Broker::start(&before).await;
+    let ids = broker.attrs().await["bridges"][0]["entries"][0]["client_ids"].clone();
+    let load = KeyedLoad::start(broker.addr);
+    load.run_for(STRETCH).await;
+    // Another entry: the bridge's shared producers are created anew for both.
+    let after = format!("{before}{}", entry("other/#", "z", ""));
+    let answer = broker.reload(&after).await;
+    answer.unwrap();
+    let sent = load.finish_after(STRETCH).await;
+
+    let by_key = seqs(&read_all(&kafka.bootstrap, "a").await);
+    for (p, &n) in sent.iter().enumerate() {
+        let key = format!("p{p}");
+        assert_eq!(
+            by_key[&key],
+            (0..n).collect::<Vec<_>>(),
+            "{key}: once each, in order"
+        );
+    }
+    counted_once(&broker, &sent).await;
+    let attrs = broker.attrs().await;
+    assert_eq!(
+        attrs["bridges"][0]["entries"][1]["client_ids"], ids,
+        "{attrs}"
+    );
 }

@@ -15,8 +15,8 @@ use bridge_testkit::rmqttd::Site;
 
 const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
 const TOKEN: &str = "reload-token";
-/// How long the load runs between two reloads.
-const STRETCH: Duration = Duration::from_millis(800);
+/// Messages per publisher between two reloads (about 0.8 s of load).
+const STRETCH: u64 = 800;
 
 fn plugin_config(own_port: u16, bootstrap: &str, topic: &str) -> String {
     format!(
@@ -90,12 +90,12 @@ fn sighup_the_http_api_and_post_reload_each_switch_cleanly_under_load() {
 
     let sent = runtime.block_on(async {
         let load = KeyedLoad::start(addr);
-        tokio::time::sleep(STRETCH).await;
+        load.run_for(STRETCH).await;
         site.write(plugin_file, &config("t2"));
         signal(pid, "HUP");
         wait_for_topic(own_port, "t2");
 
-        tokio::time::sleep(STRETCH).await;
+        load.run_for(STRETCH).await;
         site.write(plugin_file, &config("t3"));
         let put = request(
             api_port,
@@ -104,7 +104,7 @@ fn sighup_the_http_api_and_post_reload_each_switch_cleanly_under_load() {
         );
         assert_eq!((put.status, put.body.as_str()), (200, "true"));
 
-        tokio::time::sleep(STRETCH).await;
+        load.run_for(STRETCH).await;
         site.write(plugin_file, &config("t4"));
         let post = post_reload(own_port);
         assert_eq!(post.status, 200, "{}", post.body);

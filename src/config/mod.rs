@@ -55,6 +55,10 @@ pub struct BridgeConfig {
     pub client_id_prefix: Option<String>,
     #[serde(default = "one")]
     pub concurrent_client_limit: usize,
+    /// Whose producers an entry's records take: its own (`"entry"`, upstream's design)
+    /// or the bridge's, shared by all its entries (`"bridge"`).
+    #[serde(default)]
+    pub producer_pool: ProducerPool,
     /// librdkafka properties; keys starting with `#` are ignored, as upstream does.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -69,6 +73,17 @@ pub struct BridgeConfig {
     pub shutdown_timeout: Duration,
     #[serde(default)]
     pub entries: Vec<EntryConfig>,
+}
+
+/// `producer_pool`: who owns a bridge's librdkafka producers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProducerPool {
+    /// `concurrent_client_limit` producers per entry, as upstream.
+    #[default]
+    Entry,
+    /// `concurrent_client_limit` producers for the whole bridge.
+    Bridge,
 }
 
 /// One `[[bridges.entries]]` table: a topic filter and where its messages go.
@@ -213,11 +228,13 @@ impl BridgeConfig {
     }
 
     /// `${client_id_prefix}:${bridge_name}:egress:${node_id}:${entry_index}:${client_no}`,
-    /// with `client_no` from 1 to `concurrent_client_limit`.
-    pub fn client_id(&self, node_id: u64, entry_index: usize, client_no: usize) -> String {
+    /// with `client_no` from 1 to `concurrent_client_limit`; a bridge's shared
+    /// producers (`entry` is `None`) have `shared` where the entry index stands.
+    pub fn client_id(&self, node_id: u64, entry: Option<usize>, client_no: usize) -> String {
         let prefix = self.client_id_prefix.as_deref().unwrap_or("rmqtt");
+        let owner = entry.map_or_else(|| "shared".to_owned(), |i| i.to_string());
         format!(
-            "{prefix}:{}:egress:{node_id}:{entry_index}:{client_no}",
+            "{prefix}:{}:egress:{node_id}:{owner}:{client_no}",
             self.name
         )
     }
@@ -254,7 +271,7 @@ mod tests {
         );
         assert_eq!(b.entries[1].remote.partition, None);
         assert_eq!(
-            b.client_id(1, 0, 1),
+            b.client_id(1, Some(0), 1),
             "kafka_001:bridge_kafka_1:egress:1:0:1"
         );
     }

@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{BridgeConfig, ConfigError, EntryConfig, OnError, PluginConfig, TransformConfig};
+use super::{
+    BridgeConfig, ConfigError, EntryConfig, OnError, PluginConfig, ProducerPool, TransformConfig,
+};
 
 /// A failed check: the field (relative to the bridge or entry) and the problem.
 type Problem = (&'static str, String);
@@ -93,6 +95,14 @@ fn check_bridge(b: &BridgeConfig) -> Result<(), Problem> {
     }
     if b.max_inflight_bytes < 1024 {
         return Err(("max_inflight_bytes", "must be at least 1KiB".into()));
+    }
+    let shared_max = crate::kafka::MAX_SHARED_ENTRIES;
+    if b.producer_pool == ProducerPool::Bridge && b.entries.len() > shared_max {
+        let n = b.entries.len();
+        let why = format!(
+            "\"bridge\" shares producers among at most {shared_max} entries; this bridge has {n}"
+        );
+        return Err(("producer_pool", why));
     }
     Ok(())
 }

@@ -24,11 +24,15 @@ use crate::observe::{EntryStats, LogLimiter, Outcome};
 
 /// What the delivery report of a record must know, packed into librdkafka's opaque
 /// pointer so that a record costs no allocation: bit 0 dead letter, bit 1 has an ack
-/// slot, bits 2..32 the slot, bits 32..64 the receive time.
+/// slot, bits 2..12 the entry among its producers' ledgers, bits 12..32 the slot, bits
+/// 32..64 the receive time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tag {
     /// A dead-letter record: counted as `dead_lettered` once delivered.
     pub dead_letter: bool,
+    /// Whose record it is: the ledger's position among those its producers report to
+    /// (always 0 for an entry's own producers); below [`MAX_SHARED_ENTRIES`].
+    pub ledger: usize,
     /// The ack-mode completion slot, if the publish waits for this record; below
     /// [`MAX_ACK_SLOTS`] (slots are bounded by `max_inflight_messages`, which the
     /// configuration caps there).
@@ -38,18 +42,21 @@ pub struct Tag {
     pub received_ms: u32,
 }
 
-/// Ack slots that fit a tag's 30 bits.
-pub const MAX_ACK_SLOTS: usize = 1 << 30;
+/// Entries that can share producers: what a tag's 10 ledger bits hold.
+pub const MAX_SHARED_ENTRIES: usize = 1 << 10;
+/// Ack slots that fit a tag's 20 bits.
+pub const MAX_ACK_SLOTS: usize = 1 << 20;
 
 // A tag needs the whole 64 bits of the opaque pointer.
 const _: () = assert!(usize::BITS >= 64);
 
 impl Tag {
     pub fn encode(self) -> usize {
-        let mut v = usize::from(self.dead_letter);
+        debug_assert!(self.ledger < MAX_SHARED_ENTRIES);
+        let mut v = usize::from(self.dead_letter) | (self.ledger & (MAX_SHARED_ENTRIES - 1)) << 2;
         if let Some(slot) = self.ack_slot {
             debug_assert!(slot < MAX_ACK_SLOTS);
-            v |= 2 | ((slot & (MAX_ACK_SLOTS - 1)) << 2);
+            v |= 2 | ((slot & (MAX_ACK_SLOTS - 1)) << 12);
         }
         v | ((self.received_ms as usize) << 32)
     }
@@ -57,7 +64,8 @@ impl Tag {
     pub fn decode(v: usize) -> Tag {
         Tag {
             dead_letter: v & 1 != 0,
-            ack_slot: (v & 2 != 0).then_some((v >> 2) & (MAX_ACK_SLOTS - 1)),
+            ledger: (v >> 2) & (MAX_SHARED_ENTRIES - 1),
+            ack_slot: (v & 2 != 0).then_some((v >> 12) & (MAX_ACK_SLOTS - 1)),
             received_ms: (v >> 32) as u32,
         }
     }
@@ -92,6 +100,9 @@ pub struct Outgoing<'a> {
 pub struct Ledger {
     /// `bridge "x" entry N`, for log lines.
     label: String,
+    /// Its position among the ledgers its producers report to: 0 for an entry's own
+    /// producers, the entry's index for a bridge's shared ones.
+    position: usize,
     /// The entry's counters; shared with the ledger that succeeds this one when a
     /// reload gives the entry new producers, so its counts carry on.
     stats: Arc<EntryStats>,
@@ -99,7 +110,6 @@ pub struct Ledger {
     inflight: Arc<Inflight>,
     acks: AckSlots,
     loss_log: LogLimiter,
-    client_log: LogLimiter,
     /// Receive-to-ack time of delivered records.
     latency: Histogram,
 }
@@ -107,17 +117,18 @@ pub struct Ledger {
 impl Ledger {
     pub fn new(
         label: String,
+        position: usize,
         stats: Arc<EntryStats>,
         inflight: Arc<Inflight>,
         latency: Histogram,
     ) -> Ledger {
         Ledger {
             label,
+            position,
             stats,
             inflight,
             acks: AckSlots::default(),
             loss_log: LogLimiter::default(),
-            client_log: LogLimiter::default(),
             latency,
         }
     }
@@ -176,6 +187,7 @@ impl Ledger {
         });
         let tag = Tag {
             dead_letter: record.dead_letter,
+            ledger: self.position,
             ack_slot,
             received_ms: wrapped_ms(record.received_ms),
         };
@@ -192,14 +204,8 @@ impl Ledger {
     }
 
     /// Settles the delivery report of a record that librdkafka took.
-    pub fn report(
-        &self,
-        opaque: usize,
-        message: &impl rdkafka::Message,
-        error: Option<&KafkaError>,
-    ) {
+    pub fn report(&self, tag: Tag, message: &impl rdkafka::Message, error: Option<&KafkaError>) {
         let size = record_size(message.key(), message.payload());
-        let tag = Tag::decode(opaque);
         match error {
             None => {
                 if !tag.dead_letter {
@@ -238,30 +244,6 @@ impl Ledger {
             let result = failed.map_or(Ok(()), |(_, why)| Err(why.to_string()));
             self.acks.complete(slot, result);
         }
-    }
-
-    /// Logs a line of librdkafka's own about this entry's producers: tagged with the
-    /// entry and rate-limited, so a dead Kafka cannot flood the log from every broker
-    /// thread on every reconnect.
-    pub fn client_log(&self, level: log::Level, facility: &str, message: &str) {
-        if log::log_enabled!(level) {
-            log_limited!(
-                self.client_log,
-                level,
-                "{}: librdkafka {facility}: {message}",
-                self.label
-            );
-        }
-    }
-
-    /// Logs an error librdkafka reports about a client (rate-limited).
-    pub fn client_error(&self, error: &KafkaError, reason: &str) {
-        log_limited!(
-            self.client_log,
-            log::Level::Warn,
-            "{}: Kafka client error: {error}: {reason}",
-            self.label
-        );
     }
 
     /// Fails the publishes still waiting for a record (the plugin stopped).
@@ -305,15 +287,16 @@ mod tests {
 
     #[test]
     fn tags_roundtrip() {
-        for (dead_letter, ack_slot, received_ms) in [
-            (false, None, 0),
-            (true, None, u32::MAX),
-            (false, Some(0), 1),
-            (true, Some(123_456), 0x8000_0000),
-            (false, Some(MAX_ACK_SLOTS - 1), u32::MAX),
+        for (dead_letter, ledger, ack_slot, received_ms) in [
+            (false, 0, None, 0),
+            (true, 7, None, u32::MAX),
+            (false, 0, Some(0), 1),
+            (true, MAX_SHARED_ENTRIES - 1, Some(123_456), 0x8000_0000),
+            (false, 513, Some(MAX_ACK_SLOTS - 1), u32::MAX),
         ] {
             let tag = Tag {
                 dead_letter,
+                ledger,
                 ack_slot,
                 received_ms,
             };

@@ -8,5 +8,5 @@ pub mod producers;
 
 pub use client_stats::Summary;
 pub use inflight::Inflight;
-pub use ledger::{Ledger, Outgoing, MAX_ACK_SLOTS};
+pub use ledger::{Ledger, Outgoing, MAX_ACK_SLOTS, MAX_SHARED_ENTRIES};
 pub use producers::Producers;

@@ -1,4 +1,5 @@
-//! The Kafka producers of an entry: `concurrent_client_limit` librdkafka clients.
+//! The Kafka producers of an entry, or shared by a bridge's entries:
+//! `concurrent_client_limit` librdkafka clients.
 //! Producing never waits for Kafka: records are handed to librdkafka, and their delivery
 //! reports arrive on its polling thread, where the entry's [`Ledger`] settles them.
 
@@ -15,16 +16,30 @@ use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
 use super::client_stats::{ClientStats, Summary, DEFAULT_INTERVAL_MS};
-use super::ledger::Ledger;
-use crate::config::BridgeConfig;
+use super::ledger::{Ledger, Tag};
+use crate::config::{BridgeConfig, PluginConfig, ProducerPool};
+use crate::log_limited;
+use crate::observe::LogLimiter;
 
-/// librdkafka's callbacks: delivery reports and logs go to the entry's ledger,
-/// statistics to this producer's summary.
-pub struct DeliveryContext(Arc<Ledger>, ClientStats);
+/// librdkafka's callbacks: each delivery report goes to the ledger its tag names, logs
+/// to the producers' shared rate limiter, statistics to this producer's summary.
+pub struct DeliveryContext {
+    ledgers: Arc<[Arc<Ledger>]>,
+    log: Arc<ClientLog>,
+    stats: ClientStats,
+}
+
+/// librdkafka's own log lines about a set of producers: tagged with their owner (an
+/// entry, or a bridge for shared producers) and rate-limited, so a dead Kafka cannot
+/// flood the log from every broker thread on every reconnect.
+struct ClientLog {
+    label: String,
+    limiter: LogLimiter,
+}
 
 impl ClientContext for DeliveryContext {
     fn stats(&self, statistics: Statistics) {
-        self.1.update(&statistics);
+        self.stats.update(&statistics);
     }
 
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -37,11 +52,19 @@ impl ClientContext for DeliveryContext {
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => log::Level::Info,
             RDKafkaLogLevel::Debug => log::Level::Debug,
         };
-        self.0.client_log(level, facility, message);
+        if log::log_enabled!(level) {
+            let ClientLog { label, limiter } = &*self.log;
+            log_limited!(limiter, level, "{label}: librdkafka {facility}: {message}");
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.0.client_error(&error, reason);
+        let ClientLog { label, limiter } = &*self.log;
+        log_limited!(
+            limiter,
+            log::Level::Warn,
+            "{label}: Kafka client error: {error}: {reason}"
+        );
     }
 }
 
@@ -49,9 +72,14 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let tag = Tag::decode(opaque);
+        // Tags are written by the ledgers of these very producers.
+        let Some(ledger) = self.ledgers.get(tag.ledger) else {
+            return log::error!("{}: a delivery report for no entry", self.log.label);
+        };
         match result {
-            Ok(m) => self.0.report(opaque, m, None),
-            Err((e, m)) => self.0.report(opaque, m, Some(e)),
+            Ok(m) => ledger.report(tag, m, None),
+            Err((e, m)) => ledger.report(tag, m, Some(e)),
         }
     }
 }
@@ -69,20 +97,35 @@ pub struct Producers {
 }
 
 impl Producers {
-    /// Creates `concurrent_client_limit` producers with the seed's client ids, whose
-    /// delivery reports go to `ledger`.
+    /// Creates `concurrent_client_limit` producers whose delivery reports go to
+    /// `ledgers` (by the position in their tags): an entry's own, with the seed's client
+    /// ids (`entry` is its index), or a bridge's shared ones (`entry` is `None`).
     pub fn create(
         bridge: &BridgeConfig,
         node_id: u64,
-        entry_index: usize,
-        ledger: &Arc<Ledger>,
+        entry: Option<usize>,
+        ledgers: Vec<Arc<Ledger>>,
     ) -> Result<Producers, String> {
+        let owner = match entry {
+            Some(i) => format!("bridge \"{}\" entry {i}", bridge.name),
+            None => format!("bridge \"{}\" shared producers", bridge.name),
+        };
+        let log = Arc::new(ClientLog {
+            label: owner,
+            limiter: LogLimiter::default(),
+        });
+        let ledgers: Arc<[Arc<Ledger>]> = ledgers.into();
         let mut clients = Vec::with_capacity(bridge.concurrent_client_limit);
         let mut client_ids = Vec::with_capacity(bridge.concurrent_client_limit);
         for client_no in 1..=bridge.concurrent_client_limit {
-            let id = bridge.client_id(node_id, entry_index, client_no);
+            let id = bridge.client_id(node_id, entry, client_no);
+            let context = DeliveryContext {
+                ledgers: ledgers.clone(),
+                log: log.clone(),
+                stats: ClientStats::default(),
+            };
             let producer = client_config(bridge, &id)
-                .create_with_context(DeliveryContext(ledger.clone(), ClientStats::default()))
+                .create_with_context(context)
                 .map_err(|e| format!("cannot create Kafka producer {id}: {e}"))?;
             clients.push(producer);
             client_ids.push(id);
@@ -100,7 +143,9 @@ impl Producers {
 
     /// Each producer's latest librdkafka statistics, for a scrape.
     pub fn statistics(&self) -> impl Iterator<Item = Summary> + '_ {
-        self.clients.iter().filter_map(|p| p.context().1.latest())
+        self.clients
+            .iter()
+            .filter_map(|p| p.context().stats.latest())
     }
 
     /// The producer for a record: by key hash, so one key always takes the same
@@ -151,11 +196,47 @@ impl Producers {
     }
 }
 
+/// Producers past which `producer_pool = "entry"` is warned about at start.
+pub const MANY_PRODUCERS: usize = 64;
+
+/// The warning for a configuration whose entry-owned producers number more than
+/// [`MANY_PRODUCERS`], with what they cost: each librdkafka producer runs a main
+/// thread, an internal one, one per Kafka broker and the plugin's polling thread, and
+/// keeps a connection to each broker it sends to.
+pub fn too_many_producers(config: &PluginConfig) -> Option<String> {
+    let own = config
+        .enabled_bridges()
+        .filter(|(_, b)| b.producer_pool == ProducerPool::Entry);
+    let (mut producers, mut threads, mut connections) = (0, 0, 0);
+    let mut bridges = Vec::new();
+    for (_, b) in own {
+        let n = b.entries.len() * b.concurrent_client_limit;
+        let brokers = b
+            .servers()
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .count()
+            .max(1);
+        producers += n;
+        threads += n * (3 + brokers);
+        connections += n * brokers;
+        bridges.push(format!("\"{}\" {n}", b.name));
+    }
+    (producers > MANY_PRODUCERS).then(|| {
+        format!(
+            "{producers} Kafka producers ({}): about {threads} threads and up to {connections} connections to Kafka; \
+             producer_pool = \"bridge\" shares concurrent_client_limit producers among a bridge's entries",
+            bridges.join(", ")
+        )
+    })
+}
+
 /// Whether producers of bridge `a` would be created exactly as those of bridge `b`:
-/// same librdkafka settings and same client ids. A reload keeps producers only then.
+/// same librdkafka settings, same client ids, same owners. A reload keeps producers only then.
 pub fn same_clients(a: &BridgeConfig, b: &BridgeConfig) -> bool {
     a.client_id_prefix == b.client_id_prefix
         && a.name == b.name
+        && a.producer_pool == b.producer_pool
         && a.concurrent_client_limit == b.concurrent_client_limit
         && client_config(a, "").config_map() == client_config(b, "").config_map()
 }
@@ -189,4 +270,51 @@ fn client_config(bridge: &BridgeConfig, client_id: &str) -> ClientConfig {
         c.set(k, v);
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pool: &str, entries: usize) -> PluginConfig {
+        let entry = "[[bridges.entries]]\nlocal.topic_filter = \"t/#\"\nremote.topic = \"t\"\n";
+        let toml = format!(
+            "[[bridges]]\nname = \"b1\"\nservers = \"k1:9092,k2:9092\"\nconcurrent_client_limit = 4\nproducer_pool = \"{pool}\"\n{}",
+            entry.repeat(entries)
+        );
+        PluginConfig::from_toml(&toml).unwrap()
+    }
+
+    #[test]
+    fn keys_keep_their_producer_and_keyless_records_take_turns() {
+        let bridge = &config("bridge", 3).bridges[0];
+        let p = Producers::create(bridge, 1, None, Vec::new()).unwrap();
+        let index = |c: &KafkaProducer| p.clients.iter().position(|x| std::ptr::eq(x, c));
+        let turns: Vec<_> = (0..8).map(|_| index(p.pick(None))).collect();
+        let expected: Vec<_> = (0..8).map(|i| Some(i % 4)).collect();
+        assert_eq!(turns, expected, "keyless: round-robin over the 4 producers");
+        for key in [&b"k1"[..], b"k2", b"another"] {
+            let first = index(p.pick(Some(key)));
+            assert!((0..10).all(|_| index(p.pick(Some(key))) == first), "{key:?}");
+        }
+        assert_eq!(p.client_ids()[3], "rmqtt:b1:egress:1:shared:4");
+    }
+
+    #[test]
+    fn many_entry_producers_are_warned_about_with_their_cost() {
+        assert_eq!(too_many_producers(&config("entry", 16)), None, "64 is fine");
+        let warning = too_many_producers(&config("entry", 17)).expect("68 producers");
+        assert!(
+            warning.starts_with(
+                "68 Kafka producers (\"b1\" 68): about 340 threads and up to 136 connections"
+            ),
+            "{warning}"
+        );
+        assert!(warning.contains("producer_pool = \"bridge\""), "{warning}");
+        assert_eq!(
+            too_many_producers(&config("bridge", 500)),
+            None,
+            "shared: 4 producers"
+        );
+    }
 }

@@ -50,10 +50,31 @@ enum State {
 }
 
 impl Health {
+    /// Bridges already running (an endpoint moved by a reload) start their windows
+    /// now; bridges that start later, from zero.
     pub fn new(hooks: Arc<HookState>) -> Health {
+        let now = Instant::now();
+        let running = hooks.running.read().clone();
+        let windows = running
+            .iter()
+            .flat_map(|p| {
+                p.bridges()
+                    .map(|b| (b.name.to_owned(), b.stats_interval, sample(&b)))
+                    .collect::<Vec<_>>()
+            })
+            .map(|(name, interval, current)| {
+                let w = Window {
+                    older: current,
+                    newer: current,
+                    newer_at: now,
+                    interval,
+                };
+                (name, w)
+            })
+            .collect();
         Health {
             hooks,
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(windows),
         }
     }
 
@@ -66,8 +87,10 @@ impl Health {
         let mut windows = self.windows.lock();
         for b in pipeline.bridges() {
             let current = sample(&b);
+            // A bridge new to this endpoint started with its counters: its first window
+            // reaches back to zero, so nothing settled before the first sample is missed.
             let w = windows.entry(b.name.to_owned()).or_insert(Window {
-                older: current,
+                older: Sample::default(),
                 newer: current,
                 newer_at: now,
                 interval: b.stats_interval,
@@ -99,10 +122,12 @@ impl Health {
         let bridges: Vec<Value> = pipeline
             .bridges()
             .map(|b| {
-                let (state, reason) = match windows.get(b.name) {
-                    Some(w) => verdict(&b, w),
-                    None => (State::Up, String::new()),
-                };
+                let (older, interval) = windows
+                    .get(b.name)
+                    .map_or((Sample::default(), b.stats_interval), |w| {
+                        (w.older, w.interval)
+                    });
+                let (state, reason) = verdict(&b, older, interval);
                 all_up &= state == State::Up;
                 json!({"name": b.name, "state": state_str(state), "reason": reason})
             })
@@ -131,9 +156,7 @@ fn sample(b: &BridgeView<'_>) -> Sample {
 /// hangs still looks `UP`.
 fn brokers_unreachable(b: &BridgeView<'_>) -> bool {
     let mut holding = b
-        .entries
-        .iter()
-        .flat_map(|e| e.producer_statistics())
+        .producer_statistics()
         .filter(|s| s.queued_messages > 0)
         .peekable();
     holding.peek().is_some() && holding.all(|s| !s.any_broker_up())
@@ -143,7 +166,7 @@ fn brokers_unreachable(b: &BridgeView<'_>) -> bool {
 /// were in flight a window ago (it hangs: connections stay up, nothing answers), or when
 /// every recent delivery failed; degraded when some failed, or when the in-flight
 /// records or bytes are above half their bound (Kafka is falling behind).
-fn verdict(b: &BridgeView<'_>, w: &Window) -> (State, String) {
+fn verdict(b: &BridgeView<'_>, older: Sample, interval: Duration) -> (State, String) {
     let now = sample(b);
     // The statistics may be an interval old: they count only while records of the
     // bridge are still unsettled now.
@@ -153,11 +176,11 @@ fn verdict(b: &BridgeView<'_>, w: &Window) -> (State, String) {
             "no Kafka broker reachable (librdkafka statistics)".into(),
         );
     }
-    let acked = now.acked.saturating_sub(w.older.acked);
-    let failed = now.failed.saturating_sub(w.older.failed);
-    if w.older.in_flight > 0 && acked + failed == 0 {
+    let acked = now.acked.saturating_sub(older.acked);
+    let failed = now.failed.saturating_sub(older.failed);
+    if older.in_flight > 0 && acked + failed == 0 {
         // Nothing settled since, so the records in flight then still are.
-        let waited = w.interval.as_secs_f64();
+        let waited = interval.as_secs_f64();
         let why = format!(
             "Kafka acknowledged none of the records in flight for over {waited} s ({} now)",
             now.in_flight

@@ -260,6 +260,9 @@ impl Series {
         for e in b.entries {
             self.fill_entry(b.name, e);
         }
+        for s in b.producer_statistics() {
+            self.producer.fill(b.name, &s);
+        }
     }
 
     fn fill_entry(&self, bridge: &str, e: &Entry) {
@@ -275,9 +278,6 @@ impl Series {
             .inc_by(s.acl_denied);
         if let Some(pool) = e.transform() {
             self.fill_transform(labels, pool);
-        }
-        for s in e.producer_statistics() {
-            self.producer.fill(bridge, &s);
         }
     }
 

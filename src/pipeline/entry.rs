@@ -16,7 +16,7 @@ use super::modules::metrics_label;
 use super::publish::PublishInfo;
 use crate::ack::AckWait;
 use crate::config::{EntryConfig, OnError};
-use crate::kafka::{Ledger, Outgoing, Producers, Summary};
+use crate::kafka::{Ledger, Outgoing, Producers};
 use crate::log_limited;
 use crate::observe::{EntryStats, LogLimiter, Outcome};
 use crate::route::{check_kafka_topic, skip_levels, RenderBuf, Vars};
@@ -55,11 +55,6 @@ impl Entry {
     /// Its counters, read at scrape time.
     pub fn stats(&self) -> &EntryStats {
         self.ledger.stats()
-    }
-
-    /// Its producers' latest librdkafka statistics.
-    pub fn producer_statistics(&self) -> impl Iterator<Item = Summary> + '_ {
-        self.producers.statistics()
     }
 
     /// Its transform's instance pool, if it has a transform.

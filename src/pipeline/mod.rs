@@ -21,8 +21,9 @@ pub use publish::PublishInfo;
 pub use reload::Retired;
 
 use crate::ack::{AckFailure, AckWait};
-use crate::config::{BridgeConfig, ConfigError, PluginConfig};
-use crate::kafka::{client_stats, Inflight, Ledger, Producers};
+use crate::config::{BridgeConfig, ConfigError, PluginConfig, ProducerPool};
+use crate::kafka::producers::too_many_producers;
+use crate::kafka::{client_stats, Inflight, Ledger, Producers, Summary};
 use crate::observe::{EntryStats, Histograms, LogLimiter, Outcome, Snapshot};
 use crate::route::Routes;
 use crate::transform::TransformPool;
@@ -54,6 +55,24 @@ pub struct BridgeView<'a> {
     pub stats_interval: Duration,
 }
 
+impl BridgeView<'_> {
+    /// The latest librdkafka statistics of each of the bridge's producers (shared
+    /// producers once).
+    pub fn producer_statistics(&self) -> impl Iterator<Item = Summary> + '_ {
+        distinct_producers(self.entries).flat_map(|p| p.statistics())
+    }
+}
+
+/// The producers of `entries`, each once: an entry's own, or the ones all entries of a
+/// bridge share (which are the same for consecutive entries).
+fn distinct_producers(entries: &[Entry]) -> impl Iterator<Item = &Arc<Producers>> {
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| *i == 0 || !Arc::ptr_eq(&entries[i - 1].producers, &e.producers))
+        .map(|(_, e)| &e.producers)
+}
+
 impl Pipeline {
     /// Creates producers and instance pools for every enabled bridge.
     pub async fn start(
@@ -62,6 +81,9 @@ impl Pipeline {
         modules: &Modules,
         histograms: &Histograms,
     ) -> Result<Pipeline, ConfigError> {
+        if let Some(warning) = too_many_producers(config) {
+            log::warn!("{}: {warning}", crate::PLUGIN_NAME);
+        }
         let build = Build {
             node_id,
             modules,
@@ -73,10 +95,8 @@ impl Pipeline {
             let (max_messages, max_bytes) = limits(b);
             let inflight = Arc::new(Inflight::new(max_messages, max_bytes));
             let first = entries.len();
-            for ei in 0..b.entries.len() {
-                let stats = Arc::default();
-                entries.push(build.entry((bi, b), ei, &inflight, stats, None).await?);
-            }
+            let stats = b.entries.iter().map(|_| Arc::default()).collect();
+            entries.extend(build.bridge((bi, b), &inflight, stats, None).await?);
             bridges.push(Bridge {
                 index: bi,
                 config: b.clone(),
@@ -130,8 +150,11 @@ impl Pipeline {
     /// is left, so that every record ends counted. Blocks; run it off the async threads.
     pub fn shut_down(&self) {
         for b in &self.bridges {
-            for e in &self.entries[b.entries.clone()] {
-                e.producers.shut_down(b.config.shutdown_timeout);
+            let entries = &self.entries[b.entries.clone()];
+            for p in distinct_producers(entries) {
+                p.shut_down(b.config.shutdown_timeout);
+            }
+            for e in entries {
                 e.ledger.fail_waiting_acks();
                 let s = e.ledger.stats().snapshot();
                 let outcomes: Vec<String> = Outcome::ALL
@@ -183,22 +206,26 @@ impl Pipeline {
 /// Kafka that is down must not keep the broker from starting.
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects the entries' producers, all at once, before any publish reaches them.
-/// Otherwise the first burst fills the in-flight bound while they connect, and the
-/// seed's `queue_timeout = "0m"` drops what does not fit.
-async fn warm_up(entries: impl Iterator<Item = &Entry>) {
-    let tasks: Vec<_> = entries
-        .map(|e| {
-            let producers = e.producers.clone();
-            let topic = e.config.remote.topic.constant().map(str::to_owned);
-            let label = e.ledger.label().to_owned();
-            tokio::task::spawn_blocking(move || {
-                if let Err(err) = producers.warm_up(topic.as_deref(), WARM_UP_TIMEOUT) {
-                    log::warn!("{label}: Kafka did not answer within {WARM_UP_TIMEOUT:?} ({err}); records wait for it in librdkafka");
-                }
-            })
-        })
-        .collect();
+/// Connects the entries' producers (each once), all at once, before any publish
+/// reaches them. Otherwise the first burst fills the in-flight bound while they
+/// connect, and the seed's `queue_timeout = "0m"` drops what does not fit.
+async fn warm_up<'a>(entries: impl Iterator<Item = &'a Entry>) {
+    let mut seen: Vec<&Arc<Producers>> = Vec::new();
+    let mut tasks = Vec::new();
+    for e in entries {
+        if seen.iter().any(|p| Arc::ptr_eq(p, &e.producers)) {
+            continue;
+        }
+        seen.push(&e.producers);
+        let producers = e.producers.clone();
+        let topic = e.config.remote.topic.constant().map(str::to_owned);
+        let label = e.ledger.label().to_owned();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            if let Err(err) = producers.warm_up(topic.as_deref(), WARM_UP_TIMEOUT) {
+                log::warn!("{label}: Kafka did not answer within {WARM_UP_TIMEOUT:?} ({err}); records wait for it in librdkafka");
+            }
+        }));
+    }
     for task in tasks {
         let _ = task.await;
     }
@@ -218,9 +245,43 @@ struct Build<'a> {
 }
 
 impl Build<'_> {
+    /// New entries for every entry of `b`, with new producers: each entry its own, or
+    /// the bridge's shared ones (`producer_pool`). `stats` are fresh, or predecessors'
+    /// whose counts carry on; `handover` holds their records back until the producers
+    /// they replace drained.
+    async fn bridge(
+        &self,
+        (bi, b): (usize, &BridgeConfig),
+        inflight: &Arc<Inflight>,
+        stats: Vec<Arc<EntryStats>>,
+        handover: Option<Arc<Handover>>,
+    ) -> Result<Vec<Entry>, ConfigError> {
+        let mut entries = Vec::with_capacity(b.entries.len());
+        if b.producer_pool == ProducerPool::Entry {
+            for (ei, stats) in stats.into_iter().enumerate() {
+                let h = handover.clone();
+                entries.push(self.entry((bi, b), ei, inflight, stats, h).await?);
+            }
+            return Ok(entries);
+        }
+        let ledgers: Vec<Arc<Ledger>> = stats
+            .into_iter()
+            .enumerate()
+            .map(|(ei, stats)| self.ledger(b, ei, ei, inflight, stats))
+            .collect();
+        let producers = Producers::create(b, self.node_id, None, ledgers.clone())
+            .map_err(|e| ConfigError::at((bi, &b.name), None, "properties", e))?;
+        let producers = Arc::new(producers);
+        for (ei, ledger) in ledgers.into_iter().enumerate() {
+            let transform = self.pool((bi, b), ei).await?;
+            let p = producers.clone();
+            entries.push(self.assemble(b, ei, ledger, p, transform, handover.clone()));
+        }
+        Ok(entries)
+    }
+
     /// A new entry with its own ledger and producers and, when it has a transform, its
-    /// pool. `stats` are fresh, or a predecessor's whose counts carry on; `handover`
-    /// holds its records back until that predecessor's producers drained.
+    /// pool.
     async fn entry(
         &self,
         (bi, b): (usize, &BridgeConfig),
@@ -229,19 +290,32 @@ impl Build<'_> {
         stats: Arc<EntryStats>,
         handover: Option<Arc<Handover>>,
     ) -> Result<Entry, ConfigError> {
-        let latency = self
-            .histograms
-            .for_entry(&b.name, &metrics_label(ei, &b.entries[ei]));
-        let ledger = Arc::new(Ledger::new(
-            entry_label(&b.name, ei),
-            stats,
-            inflight.clone(),
-            latency.delivery_latency,
-        ));
-        let producers = Producers::create(b, self.node_id, ei, &ledger)
+        let ledger = self.ledger(b, ei, 0, inflight, stats);
+        let producers = Producers::create(b, self.node_id, Some(ei), vec![ledger.clone()])
             .map_err(|e| ConfigError::at((bi, &b.name), Some(ei), "properties", e))?;
         let transform = self.pool((bi, b), ei).await?;
         Ok(self.assemble(b, ei, ledger, Arc::new(producers), transform, handover))
+    }
+
+    /// The ledger of entry `ei`, at `position` among its producers' ledgers.
+    fn ledger(
+        &self,
+        b: &BridgeConfig,
+        ei: usize,
+        position: usize,
+        inflight: &Arc<Inflight>,
+        stats: Arc<EntryStats>,
+    ) -> Arc<Ledger> {
+        let h = self
+            .histograms
+            .for_entry(&b.name, &metrics_label(ei, &b.entries[ei]));
+        Arc::new(Ledger::new(
+            entry_label(&b.name, ei),
+            position,
+            stats,
+            inflight.clone(),
+            h.delivery_latency,
+        ))
     }
 
     /// The entry's instance pool, its instances created (and `init` run) now.

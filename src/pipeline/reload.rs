@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{limits, metrics_label, warm_up, Bridge, Build, Entry, Handover, Modules, Pipeline};
-use crate::config::{BridgeConfig, ConfigError, PluginConfig};
+use crate::config::{BridgeConfig, ConfigError, PluginConfig, ProducerPool};
 use crate::kafka::producers::same_clients;
 use crate::kafka::{Inflight, Ledger, Producers};
 use crate::observe::{Histograms, Outcome};
@@ -69,30 +69,47 @@ impl Reloaded {
 }
 
 impl Retired {
-    /// Flushes every retired entry's producers at once, each up to its bridge's
+    /// Flushes every retired set of producers at once, each up to its bridge's
     /// `shutdown_timeout`, counts what is left as `delivery_failed`, and lets the
     /// successors send. Blocks; run it off the async threads.
     pub fn drain(self) {
+        // Entries of a bridge with shared producers retire the same producers.
+        let mut groups: Vec<Vec<&RetiredEntry>> = Vec::new();
+        for r in &self.0 {
+            match groups
+                .iter_mut()
+                .find(|g| Arc::ptr_eq(&g[0].producers, &r.producers))
+            {
+                Some(g) => g.push(r),
+                None => groups.push(vec![r]),
+            }
+        }
         std::thread::scope(|s| {
-            for r in &self.0 {
-                s.spawn(|| r.drain());
+            for group in &groups {
+                s.spawn(move || drain_group(group));
             }
         });
     }
 }
 
-impl RetiredEntry {
-    fn drain(&self) {
-        self.producers.shut_down(self.shutdown_timeout);
-        self.ledger.fail_waiting_acks();
-        let s = self.ledger.stats().snapshot();
+/// Drains one set of producers, then settles each entry that used them.
+fn drain_group(group: &[&RetiredEntry]) {
+    let timeout = group
+        .iter()
+        .map(|r| r.shutdown_timeout)
+        .max()
+        .unwrap_or_default();
+    group[0].producers.shut_down(timeout);
+    for r in group {
+        r.ledger.fail_waiting_acks();
+        let s = r.ledger.stats().snapshot();
         log::info!(
             "{}: replaced producers drained; delivery_failed {} in all",
-            self.ledger.label(),
+            r.ledger.label(),
             s.get(Outcome::DeliveryFailed)
         );
-        if let Some(successor) = &self.successor {
-            successor.open();
+        if let Some(successor) = &r.successor {
+            successor.drained();
         }
     }
 }
@@ -164,49 +181,44 @@ impl Pipeline {
         if old.is_some() && !keep_clients {
             next.changes.bridges_reconnected.push(b.name.clone());
         }
+        // Each new entry's predecessor: the old bridge's entry with the same filter.
+        let prevs: Vec<Option<usize>> = b
+            .entries
+            .iter()
+            .map(|e| {
+                let same =
+                    |&i: &usize| self.entries[i].config.local.topic_filter == e.local.topic_filter;
+                old.and_then(|o| o.entries.clone().find(same))
+            })
+            .collect();
         let first = next.entries.len();
-        for ei in 0..b.entries.len() {
-            let filter = &b.entries[ei].local.topic_filter;
-            let prev = old.and_then(|o| {
-                o.entries
-                    .clone()
-                    .find(|&i| self.entries[i].config.local.topic_filter == *filter)
-            });
-            let label = format!("{}/{}", b.name, metrics_label(ei, &b.entries[ei]));
-            let entry = match prev {
-                None => {
-                    next.changes.entries_added.push(label);
-                    next.fresh.push(next.entries.len());
-                    build
-                        .entry((bi, b), ei, &inflight, Arc::default(), None)
-                        .await?
-                }
-                Some(i) => {
-                    carried[i] = true;
-                    let prev = &self.entries[i];
-                    if keep_clients && prev.index == ei {
-                        let e = reuse(build, prev, (bi, b), ei).await?;
-                        match e.config == prev.config && same_pool(&e, prev) {
-                            true => next.changes.entries_unchanged += 1,
-                            false => next.changes.entries_changed.push(label),
-                        }
-                        e
-                    } else {
-                        next.changes.entries_changed.push(label);
-                        next.fresh.push(next.entries.len());
-                        let handover = Arc::new(Handover::default());
-                        let stats = prev.ledger.stats().clone();
-                        let successor = Some(handover.clone());
-                        let e = build
-                            .entry((bi, b), ei, &inflight, stats, successor)
-                            .await?;
-                        let timeout = old.map_or(b.shutdown_timeout, |o| o.config.shutdown_timeout);
-                        next.retired.0.push(retire(prev, timeout, Some(handover)));
-                        e
-                    }
-                }
-            };
-            next.entries.push(entry);
+        let same_entries = old.is_some_and(|o| o.entries.len() == b.entries.len())
+            && prevs
+                .iter()
+                .enumerate()
+                .all(|(ei, p)| p.is_some_and(|i| self.entries[i].index == ei));
+        let timeout = old.map_or(b.shutdown_timeout, |o| o.config.shutdown_timeout);
+        if b.producer_pool == ProducerPool::Bridge && !(keep_clients && same_entries) {
+            self.rebuild_shared(build, (bi, b), &prevs, &inflight, timeout, next, carried)
+                .await?;
+        } else {
+            for (ei, prev) in prevs.iter().enumerate() {
+                let keep = keep_clients;
+                let e = self
+                    .reload_entry(
+                        build,
+                        (bi, b),
+                        ei,
+                        *prev,
+                        keep,
+                        &inflight,
+                        timeout,
+                        next,
+                        carried,
+                    )
+                    .await?;
+                next.entries.push(e);
+            }
         }
         next.bridges.push(Bridge {
             index: bi,
@@ -214,6 +226,88 @@ impl Pipeline {
             inflight,
             entries: first..next.entries.len(),
         });
+        Ok(())
+    }
+
+    /// Entry `ei` of `b` (in the new pipeline), whose predecessor is `prev`.
+    #[allow(clippy::too_many_arguments)]
+    async fn reload_entry(
+        &self,
+        build: &Build<'_>,
+        (bi, b): (usize, &BridgeConfig),
+        ei: usize,
+        prev: Option<usize>,
+        keep_clients: bool,
+        inflight: &Arc<Inflight>,
+        timeout: Duration,
+        next: &mut Next,
+        carried: &mut [bool],
+    ) -> Result<Entry, ConfigError> {
+        let label = format!("{}/{}", b.name, metrics_label(ei, &b.entries[ei]));
+        let Some(i) = prev else {
+            next.changes.entries_added.push(label);
+            next.fresh.push(next.entries.len());
+            return build
+                .entry((bi, b), ei, inflight, Arc::default(), None)
+                .await;
+        };
+        carried[i] = true;
+        let prev = &self.entries[i];
+        if keep_clients && prev.index == ei {
+            let e = reuse(build, prev, (bi, b), ei).await?;
+            match e.config == prev.config && same_pool(&e, prev) {
+                true => next.changes.entries_unchanged += 1,
+                false => next.changes.entries_changed.push(label),
+            }
+            return Ok(e);
+        }
+        next.changes.entries_changed.push(label);
+        next.fresh.push(next.entries.len());
+        let handover = Arc::new(Handover::after(1));
+        let stats = prev.ledger.stats().clone();
+        let e = build
+            .entry((bi, b), ei, inflight, stats, Some(handover.clone()))
+            .await?;
+        next.retired.0.push(retire(prev, timeout, Some(handover)));
+        Ok(e)
+    }
+
+    /// Every entry of `b` on new shared producers, which send once all the producers
+    /// they take records over from have drained (a key may come from any entry).
+    #[allow(clippy::too_many_arguments)]
+    async fn rebuild_shared(
+        &self,
+        build: &Build<'_>,
+        (bi, b): (usize, &BridgeConfig),
+        prevs: &[Option<usize>],
+        inflight: &Arc<Inflight>,
+        timeout: Duration,
+        next: &mut Next,
+        carried: &mut [bool],
+    ) -> Result<(), ConfigError> {
+        let replaced = prevs.iter().flatten().count();
+        let handover = (replaced > 0).then(|| Arc::new(Handover::after(replaced)));
+        let stats = prevs
+            .iter()
+            .map(|p| p.map_or_else(Arc::default, |i| self.entries[i].ledger.stats().clone()))
+            .collect();
+        let entries = build
+            .bridge((bi, b), inflight, stats, handover.clone())
+            .await?;
+        for (ei, prev) in prevs.iter().enumerate() {
+            let label = format!("{}/{}", b.name, metrics_label(ei, &b.entries[ei]));
+            next.fresh.push(next.entries.len() + ei);
+            match prev {
+                None => next.changes.entries_added.push(label),
+                Some(i) => {
+                    carried[*i] = true;
+                    next.changes.entries_changed.push(label);
+                    let r = retire(&self.entries[*i], timeout, handover.clone());
+                    next.retired.0.push(r);
+                }
+            }
+        }
+        next.entries.extend(entries);
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ pub type Seqs = BTreeMap<String, Vec<u64>>;
 /// Publishers sending keyed messages, paced, until told to finish.
 pub struct KeyedLoad {
     stop: Arc<AtomicBool>,
+    /// Messages sent so far, per publisher.
+    sent: Arc<[AtomicU64; PUBLISHERS]>,
     tasks: Vec<JoinHandle<u64>>,
 }
 
@@ -30,16 +32,37 @@ impl KeyedLoad {
     /// a thousand a second each.
     pub fn start(addr: SocketAddr) -> KeyedLoad {
         let stop = Arc::new(AtomicBool::new(false));
+        let sent: Arc<[AtomicU64; PUBLISHERS]> = Arc::default();
         let tasks = (0..PUBLISHERS)
-            .map(|p| tokio::spawn(publish_until(addr, p, stop.clone())))
+            .map(|p| tokio::spawn(publish_until(addr, p, stop.clone(), sent.clone())))
             .collect();
-        KeyedLoad { stop, tasks }
+        KeyedLoad { stop, sent, tasks }
     }
 
-    /// Keeps the load on for `more`, then stops it and waits for every PUBACK; how many
-    /// each publisher sent. No publisher was disconnected.
-    pub async fn finish_after(self, more: Duration) -> Vec<u64> {
-        tokio::time::sleep(more).await;
+    /// Waits until every publisher has sent at least `n` more messages than now, so
+    /// that what comes next happens under load however slow the machine is.
+    pub async fn run_for(&self, n: u64) {
+        let start: Vec<u64> = self
+            .sent
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self
+            .sent
+            .iter()
+            .zip(&start)
+            .any(|(s, &from)| s.load(Ordering::Relaxed) < from + n)
+        {
+            assert!(tokio::time::Instant::now() < deadline, "the load stalled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Keeps the load on for `n` more messages per publisher, then stops it and waits
+    /// for every PUBACK; how many each publisher sent. No publisher was disconnected.
+    pub async fn finish_after(self, n: u64) -> Vec<u64> {
+        self.run_for(n).await;
         self.stop.store(true, Ordering::Relaxed);
         let mut sent = Vec::new();
         for task in self.tasks {
@@ -49,13 +72,19 @@ impl KeyedLoad {
     }
 }
 
-async fn publish_until(addr: SocketAddr, p: usize, stop: Arc<AtomicBool>) -> u64 {
+async fn publish_until(
+    addr: SocketAddr,
+    p: usize,
+    stop: Arc<AtomicBool>,
+    counts: Arc<[AtomicU64; PUBLISHERS]>,
+) -> u64 {
     let mut c = V3Client::connect(addr, &format!("p{p}")).await;
     let mut sent = 0;
     while !stop.load(Ordering::Relaxed) {
         let payload = format!(r#"{{"device_id":"p{p}","type":"reading","seq":{sent}}}"#);
         c.publish(&format!("load/p{p}"), 1, payload).await;
         sent += 1;
+        counts[p].store(sent, Ordering::Relaxed);
         if sent % 10 == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
