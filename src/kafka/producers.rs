@@ -295,7 +295,10 @@ mod tests {
         assert_eq!(turns, expected, "keyless: round-robin over the 4 producers");
         for key in [&b"k1"[..], b"k2", b"another"] {
             let first = index(p.pick(Some(key)));
-            assert!((0..10).all(|_| index(p.pick(Some(key))) == first), "{key:?}");
+            assert!(
+                (0..10).all(|_| index(p.pick(Some(key))) == first),
+                "{key:?}"
+            );
         }
         assert_eq!(p.client_ids()[3], "rmqtt:b1:egress:1:shared:4");
     }
