@@ -133,12 +133,14 @@ pub struct Published {
 
 impl Publishers {
     /// Connects `n` publishers and waits for their CONNACKs.
-    pub async fn connect(addr: SocketAddr, n: u32, load: Load) -> Result<Publishers> {
+    /// `n` publishers on `addr`, with client ids `<prefix>-<i>` (distinct across the
+    /// nodes of a cluster, where a shared id would take a session over).
+    pub async fn connect(addr: SocketAddr, prefix: &str, n: u32, load: Load) -> Result<Publishers> {
         let error = Arc::new(Mutex::new(None));
         let mut list = Vec::new();
         for i in 0..n {
             let mut opts =
-                MqttOptions::new(format!("bench-pub-{i}"), addr.ip().to_string(), addr.port());
+                MqttOptions::new(format!("{prefix}-{i}"), addr.ip().to_string(), addr.port());
             opts.set_keep_alive(Duration::from_secs(30))
                 .set_clean_session(true)
                 .set_inflight(100)
@@ -308,6 +310,39 @@ async fn drive(
             }
         }
     }
+}
+
+/// `bridge-bench load`: `publishers` on each of `addrs` for `duration`; prints the
+/// publishes acknowledged per address and in all.
+pub fn main(addrs: &[SocketAddr], publishers: u32, load: Load, duration: Duration) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut sets = Vec::new();
+        for (n, addr) in addrs.iter().enumerate() {
+            let mut set =
+                Publishers::connect(*addr, &format!("load-{n}"), publishers, load).await?;
+            set.start(&stop);
+            sets.push(set);
+        }
+        tokio::time::sleep(duration).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut total = 0;
+        for (addr, set) in addrs.iter().zip(sets) {
+            let acked: u64 = set
+                .finish(Duration::from_secs(10))
+                .await
+                .per_publisher
+                .iter()
+                .sum();
+            println!("{addr} {acked}");
+            total += acked;
+        }
+        println!("total {total} in {:.1} s", duration.as_secs_f64());
+        Ok(())
+    })
 }
 
 #[cfg(test)]

@@ -51,6 +51,19 @@ enum Command {
     },
     /// Runs the benchmark and prints the results.
     Run(Box<RunArgs>),
+    /// Publishes at full speed to running brokers, the same publishers on each address
+    /// (the nodes of a cluster, say), and prints how many were acknowledged.
+    Load {
+        #[arg(long, required = true)]
+        addr: Vec<std::net::SocketAddr>,
+        /// Publishers per address.
+        #[arg(long, default_value_t = 2)]
+        publishers: u32,
+        #[arg(long, default_value = "qos1-256")]
+        load: Load,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+    },
 }
 
 #[derive(clap::Args)]
@@ -142,6 +155,12 @@ fn main() -> ExitCode {
             port,
         } => broker::main(plugin, plugin_config, port),
         Command::Run(args) => run::main(*args),
+        Command::Load {
+            addr,
+            publishers,
+            load,
+            duration,
+        } => load::main(&addr, publishers, load, duration),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -408,8 +408,12 @@ fn one_run(
         max: args.drain_max,
     };
     let reader = Reader::start(&tansu.bootstrap, TOPIC, PARTITIONS, drain)?;
-    let mut publishers =
-        runtime.block_on(Publishers::connect(broker.addr, args.publishers, load))?;
+    let mut publishers = runtime.block_on(Publishers::connect(
+        broker.addr,
+        "bench-pub",
+        args.publishers,
+        load,
+    ))?;
 
     let start_us = now_us() + args.warmup.as_micros() as u64;
     let window = Window {

@@ -109,8 +109,15 @@ async fn run(cli: Cli) -> Result<()> {
         .build()
         .await;
 
+    let startups = &conf.plugins.default_startups;
+    if startups
+        .iter()
+        .any(|s| s == BROADCAST_PLUGIN || s == RAFT_PLUGIN)
+    {
+        serve_grpc(&scx, &conf.rpc).await?;
+    }
     // Errors name the user's file, not the demo's temporary copy of it.
-    register_plugins(&scx, &conf.plugins.default_startups, &conf.plugins.dir).await?;
+    register_plugins(&scx, startups, &conf.plugins.dir).await?;
 
     let conf_file = cli
         .opts
@@ -142,6 +149,23 @@ async fn run(cli: Cli) -> Result<()> {
     }
     // Only now that its producers are gone: the embedded Kafka and its printer.
     drop(demo);
+    Ok(())
+}
+
+/// The node-to-node gRPC service a cluster plugin talks to, on `rpc.server_addr`.
+async fn serve_grpc(scx: &ServerContext, rpc: &rmqtt_conf::Rpc) -> Result<()> {
+    let addr = rpc.server_addr;
+    // Bound now, so that a busy address is an error naming the key, not a log line.
+    std::net::TcpListener::bind(addr)
+        .map_err(|e| anyhow!("rpc.server_addr: cannot listen on {addr}: {e}"))?;
+    let server = rmqtt::grpc::GrpcServer::new(scx.clone());
+    let (reuseaddr, reuseport) = (rpc.reuseaddr, rpc.reuseport);
+    tokio::spawn(async move {
+        if let Err(e) = server.listen_and_serve(addr, reuseaddr, reuseport).await {
+            log::error!("rpc.server_addr {addr}: the gRPC service stopped: {e}");
+        }
+    });
+    log::info!("node-to-node gRPC on {addr}");
     Ok(())
 }
 
@@ -178,6 +202,10 @@ async fn reload(scx: &ServerContext, demo: Option<&demo::Demo>) {
     }
 }
 
+/// rmqtt's clustering plugins, under upstream's names.
+const BROADCAST_PLUGIN: &str = "rmqtt-cluster-broadcast";
+const RAFT_PLUGIN: &str = "rmqtt-cluster-raft";
+
 /// rmqtt's HTTP API, under the name upstream's rmqtt.toml and plugins/ use.
 const HTTP_API_PLUGIN: &str = "rmqtt-http-api";
 
@@ -187,8 +215,15 @@ async fn register_plugins(
     startups: &[String],
     plugins_dir: &str,
 ) -> Result<()> {
+    let built_in = [
+        PLUGIN_NAME,
+        ACL_PLUGIN,
+        HTTP_API_PLUGIN,
+        BROADCAST_PLUGIN,
+        RAFT_PLUGIN,
+    ];
     for name in startups {
-        if ![PLUGIN_NAME, ACL_PLUGIN, HTTP_API_PLUGIN].contains(&name.as_str()) {
+        if !built_in.contains(&name.as_str()) {
             log::warn!("plugin {name} is listed in plugins.default_startups but is not built into this rmqttd");
         }
     }
@@ -205,6 +240,21 @@ async fn register_plugins(
                 file.display()
             )
         })?;
+    let failed = |name: &'static str| {
+        let file = Path::new(plugins_dir).join(format!("{name}.toml"));
+        move |e: anyhow::Error| {
+            anyhow!(
+                "plugin {name} failed to start (configuration {}): {e:#}",
+                file.display()
+            )
+        }
+    };
+    rmqtt_cluster_broadcast::register_named(scx, BROADCAST_PLUGIN, starts(BROADCAST_PLUGIN), false)
+        .await
+        .map_err(failed(BROADCAST_PLUGIN))?;
+    rmqtt_cluster_raft::register_named(scx, RAFT_PLUGIN, starts(RAFT_PLUGIN), false)
+        .await
+        .map_err(failed(RAFT_PLUGIN))?;
     let file = Path::new(plugins_dir).join(format!("{PLUGIN_NAME}.toml"));
     rmqtt_bridge_egress_kafka::register_named(scx, PLUGIN_NAME, starts(PLUGIN_NAME), false)
         .await

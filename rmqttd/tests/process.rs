@@ -185,11 +185,12 @@ fn sigterm_flushes_and_exits_cleanly() {
         );
     }
     signal(rmqttd.0.id(), "TERM");
-    let (status, err) = wait_exit(
+    let (status, _) = wait_exit(
         &mut rmqttd.0,
         Duration::from_secs(30),
         "rmqttd after SIGTERM",
     );
+    let err = site.stderr();
     assert!(status.success(), "exit status {status}:\n{err}");
     assert!(
         err.contains("delivered 20, ") && err.contains("delivery_failed 0, in flight 0"),

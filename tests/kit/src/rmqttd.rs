@@ -28,6 +28,11 @@ impl Site {
 
     /// `startup` (`, "name"`) is added to plugins.default_startups, `extra` to rmqtt.toml.
     pub fn with(bin: &str, plugin_toml: &str, startup: &str, extra: &str) -> Site {
+        Site::node(bin, 1, plugin_toml, startup, extra)
+    }
+
+    /// [`Site::with`] for node `node_id` of a cluster.
+    pub fn node(bin: &str, node_id: u64, plugin_toml: &str, startup: &str, extra: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         std::fs::create_dir(dir.path().join("plugins")).unwrap();
@@ -39,7 +44,7 @@ impl Site {
         site.write(
             "rmqtt.toml",
             &format!(
-                "node.id = 1\nlog.to = \"console\"\nlog.level = \"info\"\nplugins.dir = \"plugins/\"\nplugins.default_startups = [\"rmqtt-acl\", \"rmqtt-bridge-egress-kafka\"{startup}]\nlistener.tcp.external.addr = \"127.0.0.1:{port}\"\nlistener.tcp.external.allow_anonymous = true\n{extra}"
+                "node.id = {node_id}\nlog.to = \"console\"\nlog.level = \"info\"\nplugins.dir = \"plugins/\"\nplugins.default_startups = [\"rmqtt-acl\", \"rmqtt-bridge-egress-kafka\"{startup}]\nlistener.tcp.external.addr = \"127.0.0.1:{port}\"\nlistener.tcp.external.allow_anonymous = true\n{extra}"
             ),
         );
         site.write("plugins/rmqtt-acl.toml", "rules = [[\"allow\", \"all\"]]\n");
@@ -64,27 +69,44 @@ impl Site {
         c
     }
 
-    /// Starts rmqttd with its stderr captured.
+    /// Starts rmqttd, its stderr (the log) going to a file (a pipe nobody reads would
+    /// stall a chatty node once full); [`Site::stderr`] reads it.
     pub fn spawn(&self) -> Child {
+        let log = std::fs::File::create(self.dir.path().join("stderr.log")).unwrap();
         self.command()
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .unwrap()
+    }
+
+    /// What rmqttd has written to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
     }
 
     /// Starts rmqttd and waits until it listens for MQTT.
     pub fn start(&self) -> Proc {
         let mut child = self.spawn();
-        wait_for_port(self.port, &mut child, "rmqttd");
+        self.wait_until_listening(&mut child);
         Proc(child)
+    }
+
+    /// Waits until rmqttd listens for MQTT; fails with its log if it exits first.
+    pub fn wait_until_listening(&self, child: &mut Child) {
+        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_for_port(self.port, child, "rmqttd")
+        })) {
+            panic!("{}\nrmqttd's log:\n{}", panic_text(&e), self.stderr());
+        }
     }
 
     /// Runs rmqttd expecting it to refuse the start: exit status 1, no panic. Returns
     /// its stderr.
     pub fn refused(&self) -> String {
         let mut child = self.spawn();
-        let (status, err) = wait_exit(&mut child, Duration::from_secs(30), "a refused rmqttd");
+        let (status, _) = wait_exit(&mut child, Duration::from_secs(30), "a refused rmqttd");
+        let err = self.stderr();
         assert_eq!(status.code(), Some(1), "exit status; stderr:\n{err}");
         assert!(
             !err.contains("panicked") && !err.contains("stack backtrace"),
@@ -123,4 +145,11 @@ pub fn read_back(bootstrap: &str, topic: &str, want: usize) -> Vec<Record> {
         Duration::from_secs(30),
         Duration::from_millis(500),
     )
+}
+
+fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
+    e.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }
