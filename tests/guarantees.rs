@@ -15,27 +15,6 @@ fn texts(recs: &[Record]) -> Vec<String> {
     recs.iter().map(Record::payload_str).collect()
 }
 
-/// Waits until `check` holds on the stats of `bridges[0].entries[e]`.
-async fn wait_stats(
-    broker: &Broker,
-    e: usize,
-    what: &str,
-    check: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = broker.entry_stats(0, e).await;
-        if check(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_reconcile_with_the_records_in_kafka() {
     let kafka = MockKafka::start(1);
@@ -89,10 +68,9 @@ transform.config = {{ telemetry_topic = "rc-tele", alarm_topic = "rc-alarm" }}
     let alarms = (0..n).filter(|i| i % 4 == 0).count() as u64;
     let in_kafka = |t: &'static str, want: u64| read(&kafka.bootstrap, t, want as usize);
     for e in 0..3 {
-        wait_stats(&broker, e, "every message matched", |s| {
-            s["matched"] == total
-        })
-        .await;
+        broker
+            .stats_when(e, "every message matched", |s| s["matched"] == total)
+            .await;
     }
 
     // Plain entry: every message is one delivered record.
@@ -150,7 +128,9 @@ async fn the_in_flight_buffer_is_bounded_and_overflow_is_counted() {
     for i in 0..30 {
         c.publish("b/1", 0, i.to_string()).await;
     }
-    let s = wait_stats(&broker, 0, "30 matched", |s| s["matched"] == 30).await;
+    let s = broker
+        .stats_when(0, "30 matched", |s| s["matched"] == 30)
+        .await;
     assert_eq!(
         (
             s["in_flight"].as_u64(),
@@ -198,7 +178,9 @@ async fn the_byte_bound_applies_too() {
     for _ in 0..10 {
         c.publish("b/1", 0, vec![b'x'; 1500]).await;
     }
-    let s = wait_stats(&broker, 0, "10 matched", |s| s["matched"] == 10).await;
+    let s = broker
+        .stats_when(0, "10 matched", |s| s["matched"] == 10)
+        .await;
     assert_eq!(
         (
             s["in_flight"].as_u64(),
@@ -232,7 +214,9 @@ async fn queue_timeout_waits_for_room_before_dropping() {
         c.publish("w/1", 0, i.to_string()).await;
     }
     // Five are in flight; the sixth waits for room (holding its session), not dropped.
-    let s = wait_stats(&broker, 0, "6 matched", |s| s["matched"] == 6).await;
+    let s = broker
+        .stats_when(0, "6 matched", |s| s["matched"] == 6)
+        .await;
     assert_eq!(s["in_flight"], 5);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -443,7 +427,9 @@ async fn ack_mode_failures_reach_v5_publishers_as_reason_codes() {
         .await
         .publish("ack/0", 0, "filler")
         .await;
-    wait_stats(&broker, 0, "the filler in flight", |s| s["in_flight"] == 1).await;
+    broker
+        .stats_when(0, "the filler in flight", |s| s["in_flight"] == 1)
+        .await;
     // ...so a QoS 1 publish is refused at once with 0x97, quota exceeded.
     let mut v5 = V5Client::connect(broker.addr, "v5").await;
     v5.client
@@ -453,10 +439,11 @@ async fn ack_mode_failures_reach_v5_publishers_as_reason_codes() {
     let (_, reason) = v5.next_ack(Duration::from_secs(5)).await.expect("a PUBACK");
     assert_eq!(reason, 0x97);
     // Once the filler times out (message.timeout.ms), a publish times out too: 0x80.
-    wait_stats(&broker, 0, "the filler failed", |s| {
-        s["outcomes"]["delivery_failed"] == 1
-    })
-    .await;
+    broker
+        .stats_when(0, "the filler failed", |s| {
+            s["outcomes"]["delivery_failed"] == 1
+        })
+        .await;
     v5.client
         .publish("ack/2", QoS::AtLeastOnce, false, "times out")
         .await
@@ -606,7 +593,9 @@ async fn stopping_flushes_in_flight_records() {
     for i in 0..50 {
         c.publish("s/1", 0, i.to_string()).await;
     }
-    wait_stats(&broker, 0, "50 matched", |s| s["matched"] == 50).await;
+    broker
+        .stats_when(0, "50 matched", |s| s["matched"] == 50)
+        .await;
     assert!(
         broker.entry_stats(0, 0).await["in_flight"]
             .as_u64()
@@ -641,7 +630,9 @@ async fn stopping_with_kafka_down_counts_what_could_not_be_delivered() {
     for i in 0..10 {
         c.publish("l/1", 0, i.to_string()).await;
     }
-    wait_stats(&broker, 0, "10 in flight", |s| s["in_flight"] == 10).await;
+    broker
+        .stats_when(0, "10 in flight", |s| s["in_flight"] == 10)
+        .await;
     let started = Instant::now();
     broker.stop_plugin().await;
     assert!(

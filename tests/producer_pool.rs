@@ -16,22 +16,6 @@ fn entry(filter: &str, topic: &str, extra: &str) -> String {
     format!("[[bridges.entries]]\nlocal.topic_filter = \"{filter}\"\nremote.topic = \"{topic}\"\n{extra}\n")
 }
 
-/// Entry `e`'s stats once `done` holds for them (30 s at most).
-async fn stats_when(
-    broker: &Broker,
-    e: usize,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = broker.entry_stats(0, e).await;
-        if done(&s) || tokio::time::Instant::now() > deadline {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The numbers in the payloads of `key`'s records, in Kafka's order.
 fn seqs_of(recs: &[Record], key: &str) -> Vec<u64> {
     recs.iter()
@@ -167,9 +151,13 @@ async fn queue_timeout_stays_per_entry_on_shared_producers() {
     let d = V3Client::connect(broker.addr, "dropper").await;
     d.publish("drop/1", 1, "dropped").await;
 
-    let waited = stats_when(&broker, 0, |s| s["outcomes"]["delivered"] == 2).await;
+    let waited = broker
+        .stats_when(0, "2 delivered", |s| s["outcomes"]["delivered"] == 2)
+        .await;
     assert_eq!(waited["outcomes"]["delivered"], 2, "{waited}");
-    let dropped = stats_when(&broker, 1, |s| s["matched"] == 1).await;
+    let dropped = broker
+        .stats_when(1, "1 matched", |s| s["matched"] == 1)
+        .await;
     assert_eq!(dropped["outcomes"]["dropped_buffer_full"], 1, "{dropped}");
 }
 

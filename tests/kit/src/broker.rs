@@ -209,6 +209,23 @@ impl Broker {
         self.attrs().await["bridges"][b]["entries"][e]["stats"].clone()
     }
 
+    /// Stats of `bridges[0].entries[e]` once `check` holds for them; fails naming
+    /// `what` after 30 s.
+    pub async fn stats_when(&self, e: usize, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.entry_stats(0, e).await;
+            if check(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until an entry has no record in flight, then returns its stats.
     pub async fn settled_stats(&self, b: usize, e: usize) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
