@@ -244,7 +244,11 @@ fn a_publish_over_tls_reaches_kafka() {
 
 #[test]
 fn a_tls_listener_without_a_key_or_with_quic_is_refused() {
-    let entry = "[[bridges]]\nname = \"b1\"\nservers = \"127.0.0.1:1\"\n[[bridges.entries]]\nlocal.topic_filter = \"a/#\"\nremote.topic = \"t\"\n";
+    // A Kafka that answers: the plugin starts at once, and the listeners are checked
+    // right after (against an unreachable one, producers wait 5 s first, and the free
+    // port picked for the MQTT listener may be taken meanwhile).
+    let tansu = start_tansu();
+    let entry = format!("[[bridges]]\nname = \"b1\"\nservers = \"{}\"\n[[bridges.entries]]\nlocal.topic_filter = \"a/#\"\nremote.topic = \"t\"\n", tansu.bootstrap);
     let port = free_port();
     let cases = [
         (
@@ -261,7 +265,7 @@ fn a_tls_listener_without_a_key_or_with_quic_is_refused() {
         ),
     ];
     for (extra, expect) in cases {
-        let err = Site::with(RMQTTD, entry, "", &extra).refused();
+        let err = Site::with(RMQTTD, &entry, "", &extra).refused();
         assert!(err.contains(expect), "expected {expect:?} in:\n{err}");
     }
 }
