@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytestring::ByteString;
@@ -18,6 +19,8 @@ use rmqtt::types::PublishResult;
 use slab::Slab;
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
+
+use crate::spool::Spool;
 
 /// Why an ack-mode publish is refused.
 #[derive(Debug, Clone)]
@@ -76,16 +79,31 @@ impl AckSlots {
     }
 }
 
-/// The ack-mode records of one publish, across all matching entries.
+/// What one QoS 1/2 publish waits for before its acknowledgement, across all matching
+/// entries: ack-mode records, and records spooled to disk (their durability).
 #[derive(Default)]
 pub struct AckWait {
     receivers: SmallVec<[Receiver; 4]>,
+    /// The last record appended to each spool.
+    spooled: SmallVec<[(Arc<Spool>, u64); 1]>,
     failure: Option<AckFailure>,
 }
 
 impl AckWait {
     pub fn track(&mut self, rx: Receiver) {
         self.receivers.push(rx);
+    }
+
+    /// Waits, too, for record `seq` of `spool` to be durable.
+    pub fn durable(&mut self, spool: Arc<Spool>, seq: u64) {
+        match self
+            .spooled
+            .iter_mut()
+            .find(|(s, _)| Arc::ptr_eq(s, &spool))
+        {
+            Some((_, last)) => *last = (*last).max(seq),
+            None => self.spooled.push((spool, seq)),
+        }
     }
 
     /// Records a failure of an ack-mode record that never reached librdkafka.
@@ -96,6 +114,12 @@ impl AckWait {
     /// Waits for every tracked record; `Err` if any of them failed.
     pub async fn wait(self) -> Result<(), AckFailure> {
         let mut failure = self.failure;
+        for (spool, seq) in self.spooled {
+            if !spool.durable(seq).await {
+                let why = "the spool could not write the record".to_owned();
+                failure.get_or_insert(AckFailure::Delivery(why));
+            }
+        }
         for rx in self.receivers {
             match rx.await {
                 Ok(Ok(())) => {}

@@ -20,6 +20,7 @@ mod observe;
 mod pipeline;
 mod plugin;
 pub mod route;
+mod spool;
 pub mod transform;
 
 pub use plugin::BridgePlugin;

@@ -386,6 +386,73 @@ async fn a_permanent_topic_error_fails_only_its_entry() {
     assert_eq!(good["outcomes"]["delivered"], 10);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_kafka_refuses_as_too_large_fails_once_and_the_next_records_flow() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("sized", 1);
+    let entries = "[[bridges.entries]]\nlocal.topic_filter = \"z/#\"\nremote.topic = \"sized\"\n";
+    let broker = Broker::start(&bridge_config(&kafka.bootstrap, "", entries)).await;
+    let c = V3Client::connect(broker.addr, "poison").await;
+    c.publish("z/1", 1, "before").await;
+    read(&kafka.bootstrap, "sized", 1).await;
+    // Kafka answers the next produce request as a real broker answers a record above
+    // its message.max.bytes: a permanent error, not retried.
+    kafka.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    c.publish("z/1", 1, "x".repeat(5_000)).await;
+    broker
+        .stats_when(0, "the large record failed", |s| {
+            s["outcomes"]["delivery_failed"] == 1
+        })
+        .await;
+    for i in 0..10 {
+        c.publish("z/1", 1, i.to_string()).await;
+    }
+    let recs = read(&kafka.bootstrap, "sized", 11).await;
+    assert_eq!(
+        texts(&recs[1..]),
+        (0..10).map(|i| i.to_string()).collect::<Vec<_>>()
+    );
+    let s = broker.settled_stats(0, 0).await;
+    assert_eq!(
+        (
+            s["outcomes"]["delivered"].as_u64(),
+            s["outcomes"]["delivery_failed"].as_u64(),
+            outcome_total(&s)
+        ),
+        (Some(11), Some(1), 12),
+        "{s}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_above_the_producers_message_max_bytes_fails_at_once() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("capped", 1);
+    let entries = "[[bridges.entries]]\nlocal.topic_filter = \"y/#\"\nremote.topic = \"capped\"\n";
+    let config = bridge_config(&kafka.bootstrap, "", entries).replace(
+        "\"linger.ms\" = \"1\"",
+        "\"linger.ms\" = \"1\"\n\"message.max.bytes\" = \"2000\"",
+    );
+    let broker = Broker::start(&config).await;
+    let c = V3Client::connect(broker.addr, "capped").await;
+    c.publish("y/1", 1, "x".repeat(5_000)).await;
+    c.publish("y/1", 1, "small").await;
+    assert_eq!(texts(&read(&kafka.bootstrap, "capped", 1).await), ["small"]);
+    let s = broker.settled_stats(0, 0).await;
+    assert_eq!(
+        (
+            s["outcomes"]["delivered"].as_u64(),
+            s["outcomes"]["delivery_failed"].as_u64(),
+            outcome_total(&s)
+        ),
+        (Some(1), Some(1), 2),
+        "{s}"
+    );
+}
+
 const ACK_ENTRY: &str = "[[bridges.entries]]\nlocal.topic_filter = \"ack/#\"\nremote.topic = \"acked\"\nremote.ack_after_delivery = true\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -648,6 +715,47 @@ async fn stopping_with_kafka_down_counts_what_could_not_be_delivered() {
         ),
         (Some(10), Some(0), 10)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_sent_but_unanswered_at_stop_are_possibly_delivered_not_failed() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("slow", 1);
+    let entries = "[[bridges.entries]]\nlocal.topic_filter = \"p/#\"\nremote.topic = \"slow\"\n";
+    let broker = Broker::start(&bridge_config(
+        &kafka.bootstrap,
+        "shutdown_timeout = \"1s\"",
+        entries,
+    ))
+    .await;
+    let c = V3Client::connect(broker.addr, "unanswered").await;
+    c.publish("p/1", 0, "warm-up").await;
+    read(&kafka.bootstrap, "slow", 1).await;
+    // Kafka takes the produce requests but answers only after the stop has given up.
+    kafka.round_trip_time(1, Duration::from_secs(20));
+    for i in 0..10 {
+        c.publish("p/1", 0, i.to_string()).await;
+    }
+    broker
+        .stats_when(0, "10 in flight", |s| s["in_flight"] == 10)
+        .await;
+    // Let librdkafka send them (linger.ms is 1).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    broker.stop_plugin().await;
+    let s = broker.entry_stats(0, 0).await;
+    assert_eq!(
+        (
+            s["outcomes"]["possibly_delivered"].as_u64(),
+            s["outcomes"]["delivery_failed"].as_u64(),
+            s["in_flight"].as_u64(),
+            outcome_total(&s)
+        ),
+        (Some(10), Some(0), Some(0), 11),
+        "{s}"
+    );
+    // They were in Kafka after all: "possibly" was the honest answer.
+    kafka.round_trip_time(1, Duration::ZERO);
+    assert_eq!(read(&kafka.bootstrap, "slow", 11).await.len(), 11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,17 @@ pub struct RunArgs {
     /// half a second of it, and leaves that second out of the other latencies.
     #[arg(long, value_parser = parse_duration)]
     pub reload_at: Option<Duration>,
+    /// `buffer.flush_interval` of f (the disk spool's group commit), e.g. `1ms`; the
+    /// plugin's default (5 ms) if absent.
+    #[arg(long)]
+    pub flush_interval: Option<String>,
+    /// Freezes Kafka (SIGSTOP to tansu) this long into the measured window, for
+    /// `--stall-for`, then lets it go on (SIGCONT): a hung Kafka under load.
+    #[arg(long, value_parser = parse_duration)]
+    pub stall_at: Option<Duration>,
+    /// How long `--stall-at` freezes Kafka.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub stall_for: Duration,
     /// Before each run, wait up to this long for the machine's CPU to be idle.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub quiet_wait: Duration,

@@ -25,7 +25,7 @@ use crate::RunArgs;
 const TOPIC: &str = "bench";
 const PARTITIONS: u32 = 4;
 
-/// The five configurations of the benchmark.
+/// The configurations of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Config {
     /// The broker with no bridge (the ceiling).
@@ -38,6 +38,8 @@ pub enum Config {
     D,
     /// This plugin with the `key_headers` example module.
     E,
+    /// This plugin, configuration only, with the disk spool (`buffer.mode = "disk"`).
+    F,
 }
 
 impl Config {
@@ -48,6 +50,7 @@ impl Config {
             Config::C => 'c',
             Config::D => 'd',
             Config::E => 'e',
+            Config::F => 'f',
         }
     }
 
@@ -58,6 +61,7 @@ impl Config {
             Config::C => "c ours",
             Config::D => "d ours+passthrough",
             Config::E => "e ours+key_headers",
+            Config::F => "f ours+disk spool",
         }
     }
 
@@ -65,7 +69,7 @@ impl Config {
         match self {
             Config::A => PluginKind::None,
             Config::B => PluginKind::Upstream,
-            Config::C | Config::D | Config::E => PluginKind::Ours,
+            Config::C | Config::D | Config::E | Config::F => PluginKind::Ours,
         }
     }
 
@@ -92,7 +96,8 @@ impl FromStr for Config {
             "c" => Ok(Config::C),
             "d" => Ok(Config::D),
             "e" => Ok(Config::E),
-            _ => Err(format!("`{s}` is not a configuration (a, b, c, d or e)")),
+            "f" => Ok(Config::F),
+            _ => Err(format!("`{s}` is not a configuration (a to f)")),
         }
     }
 }
@@ -109,13 +114,15 @@ impl Serialize for Config {
     }
 }
 
-/// The plugin configuration of b to e: the seed's bridge settings, identical for the
+/// The plugin configuration of b to f: the seed's bridge settings, identical for the
 /// upstream plugin and this one (`enable` defaults to false upstream), one entry that
-/// takes every benchmark topic, and for d and e a transform.
+/// takes every benchmark topic, for d and e a transform, and for f a spool in `spool`.
 fn plugin_config(
     config: Config,
     bootstrap: &str,
     modules: &Path,
+    spool: &Path,
+    flush_interval: Option<&str>,
     properties: &[(String, String)],
     queue_timeout: Option<&str>,
 ) -> String {
@@ -123,6 +130,14 @@ fn plugin_config(
         .iter()
         .map(|(k, v)| format!("{k:?} = {v:?}\n"))
         .collect();
+    let flush = flush_interval.map_or(String::new(), |f| format!(", flush_interval = {f:?}"));
+    let buffer = match config {
+        Config::F => format!(
+            "buffer = {{ mode = \"disk\", dir = {:?}{flush} }}\n",
+            spool.display().to_string()
+        ),
+        _ => String::new(),
+    };
     let mut toml = format!(
         r#"[[bridges]]
 enable = true
@@ -130,7 +145,7 @@ name = "bench"
 servers = "{bootstrap}"
 client_id_prefix = "bench"
 concurrent_client_limit = 3
-
+{buffer}
 [bridges.properties]
 "message.timeout.ms" = "5000"
 {extra}
@@ -346,15 +361,36 @@ fn reload(args: &RunArgs, config: Config, bootstrap: &str, file: &Path, pid: u32
         config,
         bootstrap,
         &args.modules,
+        &spool_dir(args, config),
+        args.flush_interval.as_deref(),
         &properties,
         args.queue_timeout.as_deref(),
     );
     std::fs::write(file, text)?;
+    signal(pid, "HUP")
+}
+
+/// `kill -<name> <pid>`.
+fn signal(pid: u32, name: &str) -> Result<()> {
     let sent = Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()?;
-    anyhow::ensure!(sent.success(), "kill -HUP {pid}");
+    anyhow::ensure!(sent.success(), "kill -{name} {pid}");
     Ok(())
+}
+
+/// Where f spools: next to the logs, on the disk the benchmark runs on.
+fn spool_dir(args: &RunArgs, config: Config) -> PathBuf {
+    args.logs.join(format!("spool-{}", config.letter()))
+}
+
+/// [`spool_dir`], emptied, so that no run replays another's records.
+fn fresh_spool_dir(args: &RunArgs, config: Config) -> Result<PathBuf> {
+    let dir = spool_dir(args, config);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(dir)
 }
 
 fn one_run(
@@ -383,6 +419,8 @@ fn one_run(
                 config,
                 &tansu.bootstrap,
                 &args.modules,
+                &fresh_spool_dir(args, config)?,
+                args.flush_interval.as_deref(),
                 &args.properties,
                 args.queue_timeout.as_deref(),
             ),
@@ -433,6 +471,12 @@ fn one_run(
             tokio::time::sleep_until(t0 + args.warmup + at).await;
             reload(args, config, &tansu.bootstrap, file, broker.proc.pid())?;
         }
+        if let Some(at) = args.stall_at {
+            tokio::time::sleep_until(t0 + args.warmup + at).await;
+            signal(tansu.pid(), "STOP")?;
+            tokio::time::sleep(args.stall_for).await;
+            signal(tansu.pid(), "CONT")?;
+        }
         tokio::time::sleep_until(t0 + args.warmup + args.duration).await;
         let (c2, w2, cpu2) = (publishers.done(), Instant::now(), CpuSnapshot::take(&pids));
         stop.store(true, Ordering::Relaxed);
@@ -468,22 +512,62 @@ mod tests {
     #[test]
     fn configurations_parse() {
         assert_eq!("c".parse::<Config>(), Ok(Config::C));
-        assert!("f".parse::<Config>().is_err());
+        assert_eq!("f".parse::<Config>(), Ok(Config::F));
+        assert!("g".parse::<Config>().is_err());
     }
 
     #[test]
     fn plugin_configs_differ_only_by_the_transform() {
         let dir = Path::new("/m");
         let props = [("linger.ms".to_owned(), "20".to_owned())];
-        let b = plugin_config(Config::B, "127.0.0.1:1", dir, &props, Some("5s"));
+        let spool = Path::new("/s");
+        let b = plugin_config(
+            Config::B,
+            "127.0.0.1:1",
+            dir,
+            spool,
+            None,
+            &props,
+            Some("5s"),
+        );
         assert_eq!(
             b,
-            plugin_config(Config::C, "127.0.0.1:1", dir, &props, Some("5s"))
+            plugin_config(
+                Config::C,
+                "127.0.0.1:1",
+                dir,
+                spool,
+                None,
+                &props,
+                Some("5s")
+            )
         );
         assert!(b.contains("\"linger.ms\" = \"20\"\n"));
         assert!(b.contains("remote.queue_timeout = \"5s\"\n"));
-        let e = plugin_config(Config::E, "127.0.0.1:1", dir, &props, Some("5s"));
+        let e = plugin_config(
+            Config::E,
+            "127.0.0.1:1",
+            dir,
+            spool,
+            None,
+            &props,
+            Some("5s"),
+        );
         assert!(e.starts_with(&b));
         assert!(e.contains("transform.module = \"/m/key_headers.wasm\""));
+        let f = plugin_config(
+            Config::F,
+            "127.0.0.1:1",
+            dir,
+            spool,
+            None,
+            &props,
+            Some("5s"),
+        );
+        assert!(f.contains("buffer = { mode = \"disk\", dir = \"/s\" }\n"));
+        assert_eq!(
+            f.replace("buffer = { mode = \"disk\", dir = \"/s\" }\n", ""),
+            b
+        );
     }
 }

@@ -193,7 +193,8 @@ fn sigterm_flushes_and_exits_cleanly() {
     let err = site.stderr();
     assert!(status.success(), "exit status {status}:\n{err}");
     assert!(
-        err.contains("delivered 20, ") && err.contains("delivery_failed 0, in flight 0"),
+        err.contains("delivered 20, ")
+            && err.contains("delivery_failed 0, possibly_delivered 0, in flight 0"),
         "the shutdown summary:\n{err}"
     );
     assert_eq!(

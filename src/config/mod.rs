@@ -71,8 +71,66 @@ pub struct BridgeConfig {
     /// How long stopping the plugin waits for in-flight records.
     #[serde(default = "default_shutdown_timeout", deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Where records wait for Kafka: in memory only, or in a disk spool first.
+    #[serde(default)]
+    pub buffer: BufferConfig,
     #[serde(default)]
     pub entries: Vec<EntryConfig>,
+}
+
+/// `[bridges.buffer]`: where a bridge's records wait for Kafka.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    #[serde(default)]
+    pub mode: BufferMode,
+    /// The spool's parent directory; each bridge spools in `<dir>/<bridge name>`.
+    #[serde(default = "default_buffer_dir")]
+    pub dir: PathBuf,
+    /// Most bytes the spool's segments may take on disk.
+    #[serde(default = "default_buffer_max_bytes", deserialize_with = "byte_size")]
+    pub max_bytes: u64,
+    /// The least time between two group commits (one fsync each); 0 syncs as soon as
+    /// the previous sync ended, so that a batch holds what arrived meanwhile.
+    #[serde(default = "default_flush_interval", deserialize_with = "duration")]
+    pub flush_interval: Duration,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            mode: BufferMode::default(),
+            dir: default_buffer_dir(),
+            max_bytes: default_buffer_max_bytes(),
+            flush_interval: default_flush_interval(),
+        }
+    }
+}
+
+/// `buffer.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferMode {
+    /// Records wait in memory only, bounded by `max_inflight_*`.
+    #[default]
+    Memory,
+    /// Every record is appended to the bridge's disk spool before it goes to Kafka.
+    Disk,
+}
+
+fn default_buffer_dir() -> PathBuf {
+    PathBuf::from("data/kafka-spool")
+}
+
+fn default_buffer_max_bytes() -> u64 {
+    1 << 30
+}
+
+/// rmqtt handles a connection's publishes one at a time and sends each PUBACK after the
+/// bridge's hook, so a wait between syncs caps every publisher at one message per wait:
+/// 200/s at 5 ms (docs/spool.md).
+fn default_flush_interval() -> Duration {
+    Duration::ZERO
 }
 
 /// `producer_pool`: who owns a bridge's librdkafka producers.
@@ -390,6 +448,45 @@ remote.queue_timeout = "5 parsecs"
             "{base}transform.module = \"m.wasm\"\ntransform.instances = 0\n"
         ));
         assert_eq!(e.field, "transform.instances");
+    }
+
+    #[test]
+    fn buffer_section_is_checked() {
+        let base = "[[bridges]]\nname = \"x\"\nservers = \"k\"\n";
+        let cfg = PluginConfig::from_toml(&format!(
+            "{base}buffer = {{ mode = \"disk\", dir = \"/s\", max_bytes = \"2GiB\", flush_interval = \"2ms\" }}\n"
+        ))
+        .unwrap();
+        let b = &cfg.bridges[0].buffer;
+        assert_eq!((b.mode, b.max_bytes), (BufferMode::Disk, 2 << 30));
+        assert_eq!(
+            (b.dir.to_str(), b.flush_interval),
+            (Some("/s"), Duration::from_millis(2))
+        );
+        let default = &PluginConfig::from_toml(base).unwrap().bridges[0].buffer;
+        assert_eq!(*default, BufferConfig::default());
+        assert_eq!(default.mode, BufferMode::Memory);
+        for (buffer, field) in [
+            ("mode = \"tape\"", "buffer.mode"),
+            (
+                "mode = \"disk\", max_bytes = \"100KiB\"",
+                "buffer.max_bytes",
+            ),
+            ("mode = \"disk\", max_bytes = \"huge\"", "buffer.max_bytes"),
+            (
+                "mode = \"disk\", flush_interval = \"2s\"",
+                "buffer.flush_interval",
+            ),
+            ("mode = \"disk\", dir = \"\"", "buffer.dir"),
+            ("mode = \"disk\", size = 1", "buffer.size"),
+        ] {
+            let e = error_of(&format!("{base}buffer = {{ {buffer} }}\n"));
+            assert_eq!(e.field, field, "{buffer}: {e}");
+        }
+        let e = error_of(
+            "[[bridges]]\nname = \"a/b\"\nservers = \"k\"\nbuffer = { mode = \"disk\" }\n",
+        );
+        assert_eq!(e.field, "name");
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{
-    BridgeConfig, ConfigError, EntryConfig, OnError, PluginConfig, ProducerPool, TransformConfig,
+    BridgeConfig, BufferMode, ConfigError, EntryConfig, OnError, PluginConfig, ProducerPool,
+    TransformConfig,
 };
 
 /// A failed check: the field (relative to the bridge or entry) and the problem.
@@ -96,6 +97,7 @@ fn check_bridge(b: &BridgeConfig) -> Result<(), Problem> {
     if b.max_inflight_bytes < 1024 {
         return Err(("max_inflight_bytes", "must be at least 1KiB".into()));
     }
+    check_buffer(b)?;
     let shared_max = crate::kafka::MAX_SHARED_ENTRIES;
     if b.producer_pool == ProducerPool::Bridge && b.entries.len() > shared_max {
         let n = b.entries.len();
@@ -106,6 +108,33 @@ fn check_bridge(b: &BridgeConfig) -> Result<(), Problem> {
     }
     Ok(())
 }
+
+/// `buffer.*`. Whether the directory is writable and free is known only when the spool
+/// opens it at start.
+fn check_buffer(b: &BridgeConfig) -> Result<(), Problem> {
+    let buffer = &b.buffer;
+    if buffer.mode != BufferMode::Disk {
+        return Ok(());
+    }
+    if buffer.max_bytes < MIN_SPOOL_BYTES {
+        return Err(("buffer.max_bytes", "must be at least 1MiB".into()));
+    }
+    if buffer.flush_interval > Duration::from_secs(1) {
+        return Err(("buffer.flush_interval", "must be 0 to 1s".into()));
+    }
+    if buffer.dir.as_os_str().is_empty() {
+        return Err(("buffer.dir", "is empty".into()));
+    }
+    let n = &b.name;
+    if n == "." || n == ".." || n.contains(['/', '\\', '\0']) {
+        let why = format!("\"{n}\" names the bridge's spool directory: no '/', '\\', '.' or '..'");
+        return Err(("name", why));
+    }
+    Ok(())
+}
+
+/// The smallest `buffer.max_bytes`: room for a few segments.
+const MIN_SPOOL_BYTES: u64 = 1 << 20;
 
 /// The fields of one entry.
 fn check_entry(e: &EntryConfig) -> Result<(), Problem> {

@@ -74,6 +74,23 @@ impl Inflight {
         acquired
     }
 
+    /// Takes room for one record that fits at all, waiting as long as it takes (a
+    /// spool's pump, whose records wait on disk meanwhile).
+    pub async fn acquire(&self, bytes: usize) {
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        // Counted out however the wait ends, cancellation included.
+        let _waiting = Waiting(&self.waiters);
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if self.try_acquire(bytes) {
+                return;
+            }
+            released.await;
+        }
+    }
+
     /// Gives back the room of one settled record.
     #[inline]
     pub fn release(&self, bytes: usize) {
@@ -115,6 +132,15 @@ impl Inflight {
             "max_messages": self.limits().0,
             "max_bytes": self.limits().1,
         })
+    }
+}
+
+/// One waiter for released room, counted until dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

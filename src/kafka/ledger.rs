@@ -5,8 +5,12 @@
 //! at once when it never reaches librdkafka, otherwise in its report.
 //!
 //! What settling a record needs travels with it as a [`Tag`] plus its key and payload
-//! (whose sizes give back its room). Whoever holds a record's tag can settle it later:
-//! librdkafka's opaque pointer today, a spool index tomorrow.
+//! (whose sizes give back its room), in librdkafka's opaque pointer.
+//!
+//! In disk mode (`buffer.mode = "disk"`) the record is first appended to the bridge's
+//! spool (`spool_record`); the spool's pump later hands it over (`dispatch`), and the
+//! tag's slot is the spool's, which its settlement removes from disk or keeps for the
+//! next start.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,13 +18,15 @@ use std::time::Duration;
 
 use prometheus::Histogram;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::OwnedHeaders;
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::Message as _;
 
 use super::inflight::Inflight;
 use super::producers::{Producers, Record};
 use crate::ack::{AckFailure, AckSlots, AckWait};
 use crate::log_limited;
 use crate::observe::{EntryStats, LogLimiter, Outcome};
+use crate::spool::{Fate, Refused, Spool, StoredRecord};
 
 /// What the delivery report of a record must know, packed into librdkafka's opaque
 /// pointer so that a record costs no allocation: bit 0 dead letter, bit 1 has an ack
@@ -33,9 +39,9 @@ pub struct Tag {
     /// Whose record it is: the ledger's position among those its producers report to
     /// (always 0 for an entry's own producers); below [`MAX_SHARED_ENTRIES`].
     pub ledger: usize,
-    /// The ack-mode completion slot, if the publish waits for this record; below
-    /// [`MAX_ACK_SLOTS`] (slots are bounded by `max_inflight_messages`, which the
-    /// configuration caps there).
+    /// The ack-mode completion slot, if the publish waits for this record, or in disk
+    /// mode the record's spool slot; below [`MAX_ACK_SLOTS`] (slots are bounded by
+    /// `max_inflight_messages`, which the configuration caps there).
     pub ack_slot: Option<usize>,
     /// When the broker received the publish, in ms since the epoch, wrapping at 32 bits
     /// (49 days): enough for the delivery latency, which is a difference.
@@ -112,6 +118,9 @@ pub struct Ledger {
     loss_log: LogLimiter,
     /// Receive-to-ack time of delivered records.
     latency: Histogram,
+    /// The bridge's disk spool (`buffer.mode = "disk"`): records are appended there,
+    /// and a tag's slot is the spool's.
+    spool: Option<Arc<Spool>>,
 }
 
 impl Ledger {
@@ -121,6 +130,7 @@ impl Ledger {
         stats: Arc<EntryStats>,
         inflight: Arc<Inflight>,
         latency: Histogram,
+        spool: Option<Arc<Spool>>,
     ) -> Ledger {
         Ledger {
             label,
@@ -130,7 +140,12 @@ impl Ledger {
             acks: AckSlots::default(),
             loss_log: LogLimiter::default(),
             latency,
+            spool,
         }
+    }
+
+    pub fn spool(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref()
     }
 
     pub fn label(&self) -> &str {
@@ -197,15 +212,102 @@ impl Ledger {
         base.key = record.key;
         base.payload = record.payload;
         base.partition = record.partition;
-        match hand_over(producers, base, queue_timeout).await {
+        match hand_over(producers, base, Some(queue_timeout)).await {
+            Ok(()) => self.stats.produced(),
+            Err((outcome, why)) => self.settle(tag, size, Some((outcome, format_args!("{why}")))),
+        }
+    }
+
+    /// Appends one record to the spool (disk mode), waiting up to `queue_timeout` for
+    /// room on disk, except in ack mode, which refuses the publish at once. `wait` is
+    /// set for a QoS 1/2 publish: it waits for the record to be durable, or in ack mode
+    /// for Kafka.
+    pub async fn spool_record(
+        &self,
+        spool: &Arc<Spool>,
+        entry: usize,
+        record: Outgoing<'_>,
+        queue_timeout: Duration,
+        wait: Option<&mut AckWait>,
+        ack_mode: bool,
+    ) {
+        let ack = ack_mode && wait.is_some();
+        let timeout = if ack { Duration::ZERO } else { queue_timeout };
+        match spool.append(entry, &record, timeout, ack).await {
+            Ok((seq, receiver)) => match (wait, receiver) {
+                (Some(w), Some(rx)) => w.track(rx),
+                (Some(w), None) => w.durable(spool.clone(), seq),
+                (None, _) => {}
+            },
+            Err(refused) => {
+                let (outcome, why) = match refused {
+                    Refused::Full => (Outcome::DroppedBufferFull, "spool full (buffer.max_bytes)"),
+                    Refused::Closed => (Outcome::DeliveryFailed, "the spool is closed"),
+                };
+                let wait = wait.filter(|_| ack_mode);
+                self.lose(
+                    outcome,
+                    wait,
+                    format_args!("{why}, record for {} dropped", record.topic),
+                );
+            }
+        }
+    }
+
+    /// Hands a spooled record to a producer (the pump, in disk mode): takes room,
+    /// waiting as long as it takes (the spool holds what waits), and tags the record
+    /// with a spool slot.
+    pub async fn dispatch(
+        &self,
+        producers: &Producers,
+        spool: &Spool,
+        seq: u64,
+        r: &StoredRecord<'_>,
+    ) {
+        let size = record_size(r.key, r.payload);
+        if !self.inflight.fits_at_all(size) {
+            self.stats.outcome(Outcome::DroppedBufferFull);
+            let why = format!(
+                "record of {size} bytes for {} exceeds max_inflight_bytes",
+                r.topic
+            );
+            log_limited!(self.loss_log, log::Level::Warn, "{}: {why}", self.label);
+            return spool.settle_unsent(seq, Err(why));
+        }
+        self.inflight.acquire(size).await;
+        let tag = Tag {
+            dead_letter: r.dead_letter,
+            ledger: self.position,
+            ack_slot: Some(spool.take_slot(seq)),
+            received_ms: wrapped_ms(r.received_ms),
+        };
+        let headers = r.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(r.headers.len()),
+            |h, &(key, value)| h.insert(Header { key, value }),
+        );
+        let mut base = Record::with_opaque_to(r.topic, tag.encode())
+            .timestamp(r.timestamp)
+            .headers(headers);
+        base.key = r.key;
+        base.payload = r.payload;
+        base.partition = r.partition;
+        match hand_over(producers, base, None).await {
             Ok(()) => self.stats.produced(),
             Err((outcome, why)) => self.settle(tag, size, Some((outcome, format_args!("{why}")))),
         }
     }
 
     /// Settles the delivery report of a record that librdkafka took.
-    pub fn report(&self, tag: Tag, message: &impl rdkafka::Message, error: Option<&KafkaError>) {
+    pub fn report(&self, tag: Tag, message: &BorrowedMessage<'_>, error: Option<&KafkaError>) {
         let size = record_size(message.key(), message.payload());
+        if let (Some(e), Some(spool)) = (error, &self.spool) {
+            if purged_unsent(e, message) {
+                // Never sent: it stays spooled for the next start, and is not lost.
+                self.inflight.release(size);
+                let slot = tag.ack_slot.expect("a spooled record has a slot");
+                return spool.settle(slot, Fate::KeptUnsent, Err("the bridge stopped".into()));
+            }
+        }
         match error {
             None => {
                 if !tag.dead_letter {
@@ -215,6 +317,17 @@ impl Ledger {
                 }
                 self.settle(tag, size, None)
             }
+            Some(e) if possibly_persisted(message) => self.settle(
+                tag,
+                size,
+                Some((
+                    Outcome::PossiblyDelivered,
+                    format_args!(
+                        "no answer from Kafka for a record sent to topic {} ({e}); it may be there",
+                        message.topic()
+                    ),
+                )),
+            ),
             Some(e) => self.settle(
                 tag,
                 size,
@@ -226,9 +339,15 @@ impl Ledger {
         }
     }
 
-    /// Gives back a record's room, counts its one outcome, and completes its ack slot.
+    /// Gives back a record's room, counts its one outcome, and completes its ack slot
+    /// (in disk mode: its spool slot, which keeps a possibly delivered record for the
+    /// next start and removes any other).
     fn settle(&self, tag: Tag, size: usize, failed: Option<(Outcome, fmt::Arguments<'_>)>) {
         self.inflight.release(size);
+        let fate = match failed {
+            Some((Outcome::PossiblyDelivered, _)) => Fate::KeptMaybeSent,
+            _ => Fate::Settled,
+        };
         match failed {
             None => self.stats.outcome(if tag.dead_letter {
                 Outcome::DeadLettered
@@ -242,7 +361,10 @@ impl Ledger {
         }
         if let Some(slot) = tag.ack_slot {
             let result = failed.map_or(Ok(()), |(_, why)| Err(why.to_string()));
-            self.acks.complete(slot, result);
+            match &self.spool {
+                Some(spool) => spool.settle(slot, fate, result),
+                None => self.acks.complete(slot, result),
+            }
         }
     }
 
@@ -252,13 +374,31 @@ impl Ledger {
     }
 }
 
+/// Whether a record was purged (a stop) before librdkafka sent it.
+fn purged_unsent(e: &KafkaError, message: &BorrowedMessage<'_>) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(RDKafkaErrorCode::PurgeQueue)
+    ) && !possibly_persisted(message)
+}
+
+/// Whether a failed record had been sent and Kafka's answer never came, so that it may
+/// be in Kafka (librdkafka's message status, which rust-rdkafka does not wrap).
+#[allow(unsafe_code)]
+fn possibly_persisted(message: &BorrowedMessage<'_>) -> bool {
+    // SAFETY: the pointer is the report's message, valid while `message` is borrowed;
+    // reading its status does not modify it.
+    let status = unsafe { rdkafka_sys::rd_kafka_message_status(message.ptr()) };
+    status == rdkafka_sys::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED
+}
+
 /// Hands a record to its producer. librdkafka's queue is sized above the bridge's bound,
 /// so it is full only when `[bridges.properties]` made it smaller; then this retries
-/// until `timeout`.
+/// until `timeout` (for ever without one: a spooled record waits rather than drops).
 async fn hand_over(
     producers: &Producers,
     mut record: Record<'_>,
-    timeout: Duration,
+    timeout: Option<Duration>,
 ) -> Result<(), (Outcome, String)> {
     let mut deadline = None;
     loop {
@@ -266,7 +406,8 @@ async fn hand_over(
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 let now = tokio::time::Instant::now();
-                if now >= *deadline.get_or_insert(now + timeout) {
+                let deadline = *deadline.get_or_insert(timeout.map(|t| now + t));
+                if deadline.is_some_and(|d| now >= d) {
                     let why = format!("librdkafka queue full, record for {} dropped", r.topic);
                     return Err((Outcome::DroppedBufferFull, why));
                 }

@@ -17,7 +17,7 @@ use rdkafka::ClientContext;
 
 use super::client_stats::{ClientStats, Summary, DEFAULT_INTERVAL_MS};
 use super::ledger::{Ledger, Tag};
-use crate::config::{BridgeConfig, PluginConfig, ProducerPool};
+use crate::config::{BridgeConfig, BufferMode, PluginConfig, ProducerPool};
 use crate::log_limited;
 use crate::observe::LogLimiter;
 
@@ -182,7 +182,8 @@ impl Producers {
     }
 
     /// Waits up to `timeout` for in-flight records, then purges the rest, whose
-    /// delivery reports count them as `delivery_failed`.
+    /// delivery reports count them as `delivery_failed`, or `possibly_delivered` when
+    /// they had been sent.
     pub fn shut_down(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         for p in &self.clients {
@@ -268,6 +269,11 @@ fn client_config(bridge: &BridgeConfig, client_id: &str) -> ClientConfig {
     );
     for (k, v) in bridge.active_properties() {
         c.set(k, v);
+    }
+    // A spooled record waits for Kafka however long it takes: a timeout would fail a
+    // record that is safe on disk, while the records behind it go on.
+    if bridge.buffer.mode == BufferMode::Disk {
+        c.set("message.timeout.ms", "0");
     }
     c
 }

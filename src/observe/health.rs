@@ -144,7 +144,8 @@ fn sample(b: &BridgeView<'_>) -> Sample {
         .fold(Snapshot::default(), |a, s| a + s);
     Sample {
         acked: s.get(Outcome::Delivered) + s.get(Outcome::DeadLettered),
-        failed: s.get(Outcome::DeliveryFailed),
+        // A record that Kafka never confirmed is a failed delivery as far as health goes.
+        failed: s.get(Outcome::DeliveryFailed) + s.get(Outcome::PossiblyDelivered),
         in_flight: b.inflight.messages(),
     }
 }

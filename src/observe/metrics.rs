@@ -15,6 +15,7 @@ use crate::hooks::HookState;
 use crate::kafka::Summary;
 use crate::observe::Outcome;
 use crate::pipeline::{BridgeView, Entry};
+use crate::spool::Spool;
 use crate::transform::{Cause, TransformPool};
 
 /// The prefix of every series of this plugin.
@@ -72,6 +73,98 @@ struct Series {
     transform_instances: IntGaugeVec,
     transform_replaced: IntCounterVec,
     producer: ProducerSeries,
+    spool: SpoolSeries,
+}
+
+/// Per bridge in disk mode, from its spool.
+struct SpoolSeries {
+    bytes: IntGaugeVec,
+    bytes_limit: IntGaugeVec,
+    records: IntGaugeVec,
+    oldest_age: GaugeVec,
+    replayed: IntCounterVec,
+    redelivered: IntCounterVec,
+    kept: IntCounterVec,
+    torn_bytes: IntCounterVec,
+    corrupt_segments: IntCounterVec,
+}
+
+impl SpoolSeries {
+    fn new() -> SpoolSeries {
+        let b = &["bridge"];
+        let age = Opts::new(
+            format!("{PREFIX}spool_oldest_record_age_seconds"),
+            "Age of the first record of the oldest spool segment still holding unsettled records",
+        );
+        SpoolSeries {
+            bytes: gauge("spool_bytes", "Bytes of the spool's segments on disk", b),
+            bytes_limit: gauge("spool_bytes_limit", "buffer.max_bytes", b),
+            records: gauge("spool_records", "Spooled records Kafka has not settled", b),
+            oldest_age: GaugeVec::new(age, b)
+                .expect("the series' names and labels are constant and valid"),
+            replayed: counter(
+                "spool_replayed_total",
+                "Records the previous run left in the spool, sent again at start",
+                b,
+            ),
+            redelivered: counter(
+                "spool_redelivered_total",
+                "Replayed records that may already have been in Kafka (possible duplicates)",
+                b,
+            ),
+            kept: counter(
+                "spool_kept_total",
+                "Records left in the spool for the next start: purged unsent at stop, or possibly delivered",
+                b,
+            ),
+            torn_bytes: counter("spool_torn_bytes_total", "Bytes of a torn tail cut off at start", b),
+            corrupt_segments: counter(
+                "spool_corrupt_segments_total",
+                "Segments moved aside as corrupt at start",
+                b,
+            ),
+        }
+    }
+
+    fn parts(&self) -> [&dyn Collector; 9] {
+        [
+            &self.bytes,
+            &self.bytes_limit,
+            &self.records,
+            &self.oldest_age,
+            &self.replayed,
+            &self.redelivered,
+            &self.kept,
+            &self.torn_bytes,
+            &self.corrupt_segments,
+        ]
+    }
+
+    fn fill(&self, bridge: &str, spool: &Spool) {
+        let l = &[bridge];
+        let (bytes, records, age) = spool.usage();
+        self.bytes.with_label_values(l).set(to_i64_u64(bytes));
+        self.bytes_limit
+            .with_label_values(l)
+            .set(to_i64_u64(spool.config().max_bytes));
+        self.records.with_label_values(l).set(to_i64_u64(records));
+        self.oldest_age
+            .with_label_values(l)
+            .set(age.map_or(0.0, |a| a.as_secs_f64()));
+        let s = spool.stats();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        self.replayed.with_label_values(l).inc_by(load(&s.replayed));
+        self.redelivered
+            .with_label_values(l)
+            .inc_by(load(&s.redelivered));
+        self.kept.with_label_values(l).inc_by(load(&s.kept));
+        self.torn_bytes
+            .with_label_values(l)
+            .inc_by(load(&s.torn_bytes));
+        self.corrupt_segments
+            .with_label_values(l)
+            .inc_by(load(&s.corrupt_segments));
+    }
 }
 
 /// Per producer (`client_id`), from librdkafka's latest statistics report.
@@ -221,6 +314,7 @@ impl Series {
                 ENTRY_LABELS,
             ),
             producer: ProducerSeries::new(),
+            spool: SpoolSeries::new(),
         }
     }
 
@@ -239,6 +333,7 @@ impl Series {
             &self.transform_replaced,
         ]);
         parts.extend(self.producer.parts());
+        parts.extend(self.spool.parts());
         parts
     }
 
@@ -262,6 +357,9 @@ impl Series {
         }
         for s in b.producer_statistics() {
             self.producer.fill(b.name, &s);
+        }
+        if let Some(spool) = b.spool {
+            self.spool.fill(b.name, spool);
         }
     }
 

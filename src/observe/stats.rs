@@ -20,19 +20,23 @@ pub enum Outcome {
     DeadLettered,
     /// No room in the in-flight buffer within `remote.queue_timeout`.
     DroppedBufferFull,
-    /// Kafka or librdkafka gave up on the record (after retries, `message.timeout.ms`,
-    /// an invalid topic, or a purge at shutdown).
+    /// Kafka or librdkafka gave up on a record that never reached Kafka (a refusal, an
+    /// invalid topic, or a timeout or purge before it was sent).
     DeliveryFailed,
+    /// librdkafka gave up waiting for Kafka's answer to a record it had sent (a timeout
+    /// or a purge at stop): the record may or may not be in Kafka.
+    PossiblyDelivered,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Delivered,
         Outcome::Filtered,
         Outcome::TransformError,
         Outcome::DeadLettered,
         Outcome::DroppedBufferFull,
         Outcome::DeliveryFailed,
+        Outcome::PossiblyDelivered,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +47,7 @@ impl Outcome {
             Outcome::DeadLettered => "dead_lettered",
             Outcome::DroppedBufferFull => "dropped_buffer_full",
             Outcome::DeliveryFailed => "delivery_failed",
+            Outcome::PossiblyDelivered => "possibly_delivered",
         }
     }
 }
@@ -54,7 +59,8 @@ pub struct EntryStats {
     matched: AtomicU64,
     /// Publishes that matched but were denied by the broker's ACL, so never forwarded.
     acl_denied: AtomicU64,
-    /// Records handed to librdkafka (they end delivered, dead_lettered or delivery_failed).
+    /// Records handed to librdkafka (they end delivered, dead_lettered, delivery_failed
+    /// or possibly_delivered).
     produced: AtomicU64,
     outcomes: [AtomicU64; Outcome::ALL.len()],
 }
@@ -113,7 +119,8 @@ impl Snapshot {
     pub fn in_flight(&self) -> u64 {
         let settled = self.get(Outcome::Delivered)
             + self.get(Outcome::DeadLettered)
-            + self.get(Outcome::DeliveryFailed);
+            + self.get(Outcome::DeliveryFailed)
+            + self.get(Outcome::PossiblyDelivered);
         self.produced.saturating_sub(settled)
     }
 
@@ -159,11 +166,12 @@ mod tests {
         s.outcome(Outcome::Delivered);
         s.outcome(Outcome::DeliveryFailed);
         s.outcome(Outcome::DeadLettered);
+        s.outcome(Outcome::PossiblyDelivered);
         s.outcome(Outcome::Filtered);
-        assert_eq!(s.snapshot().in_flight(), 2);
+        assert_eq!(s.snapshot().in_flight(), 1);
         let j = s.snapshot().to_json();
         assert_eq!(j["outcomes"]["filtered"], 1);
-        assert_eq!(j["in_flight"], 2);
+        assert_eq!(j["in_flight"], 1);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::kafka::{Ledger, Outgoing, Producers};
 use crate::log_limited;
 use crate::observe::{EntryStats, LogLimiter, Outcome};
 use crate::route::{check_kafka_topic, skip_levels, RenderBuf, Vars};
+use crate::spool::Target;
 use crate::transform::{Failure, TransformPool};
 
 /// The entry's `remote.topic` for one publish, or why it is not a valid Kafka topic.
@@ -67,7 +68,23 @@ impl Entry {
         self.config.remote.ack_after_delivery
     }
 
-    /// Forwards one publish. `wait` is set for a QoS 1/2 publish in ack mode.
+    /// Whether a QoS 1/2 publish waits for this entry's records: for Kafka in ack mode,
+    /// else for the spool's disk in disk mode.
+    pub fn holds_the_ack(&self) -> bool {
+        self.acks_after_delivery() || self.ledger.spool().is_some()
+    }
+
+    /// Where the spool's pump sends this entry's records.
+    pub(super) fn target(&self) -> Target {
+        Target {
+            ledger: self.ledger.clone(),
+            producers: self.producers.clone(),
+            handover: self.handover.clone(),
+        }
+    }
+
+    /// Forwards one publish. `wait` is set for a QoS 1/2 publish that the entry holds
+    /// (see [`Entry::holds_the_ack`]).
     pub async fn forward(&self, p: &PublishInfo<'_>, wait: Option<&mut AckWait>) {
         self.ledger.stats().matched();
         let remote = &self.config.remote;
@@ -233,10 +250,17 @@ impl Entry {
     }
 
     async fn send(&self, record: Outgoing<'_>, wait: Option<&mut AckWait>) {
+        let timeout = self.config.remote.queue_timeout;
+        if let Some(spool) = self.ledger.spool() {
+            let ack_mode = self.acks_after_delivery();
+            return self
+                .ledger
+                .spool_record(spool, self.index, record, timeout, wait, ack_mode)
+                .await;
+        }
         if let Some(handover) = &self.handover {
             handover.wait().await;
         }
-        let timeout = self.config.remote.queue_timeout;
         self.ledger
             .send(&self.producers, record, timeout, wait)
             .await;

@@ -3,7 +3,7 @@
 
 mod dead_letter;
 mod entry;
-mod handover;
+pub(crate) mod handover;
 mod modules;
 mod publish;
 mod reload;
@@ -21,13 +21,14 @@ pub use publish::PublishInfo;
 pub use reload::Retired;
 
 use crate::ack::{AckFailure, AckWait};
-use crate::config::{BridgeConfig, ConfigError, PluginConfig, ProducerPool};
+use crate::config::{BridgeConfig, BufferMode, ConfigError, PluginConfig, ProducerPool};
 use crate::kafka::producers::too_many_producers;
 use crate::kafka::{client_stats, Inflight, Ledger, Producers, Summary};
 use crate::observe::{EntryStats, Histograms, LogLimiter, Outcome, Snapshot};
 use crate::route::Routes;
+use crate::spool::Spool;
 use crate::transform::TransformPool;
-use handover::Handover;
+pub(crate) use handover::Handover;
 use modules::{entry_label, metrics_label};
 
 /// Every enabled bridge of a started plugin.
@@ -40,15 +41,48 @@ pub struct Pipeline {
 struct Bridge {
     index: usize,
     config: BridgeConfig,
-    inflight: Arc<Inflight>,
+    shared: Shared,
     /// Its entries in `Pipeline::entries`.
     entries: Range<usize>,
+}
+
+/// What the entries of a bridge share: the in-flight bound and, in disk mode, the spool.
+#[derive(Clone)]
+struct Shared {
+    inflight: Arc<Inflight>,
+    spool: Option<Arc<Spool>>,
+}
+
+impl Shared {
+    /// A new bound, and the bridge's spool opened when it is in disk mode.
+    fn open((bi, b): (usize, &BridgeConfig)) -> Result<Shared, ConfigError> {
+        let (max_messages, max_bytes) = limits(b);
+        let spool = match b.buffer.mode {
+            BufferMode::Memory => None,
+            BufferMode::Disk => {
+                let label = format!("bridge \"{}\"", b.name);
+                if b.active_properties()
+                    .any(|(k, _)| k == "message.timeout.ms")
+                {
+                    ::log::info!("{label}: properties.\"message.timeout.ms\" does not apply in disk mode: spooled records wait for Kafka without a timeout");
+                }
+                let spool = Spool::open(&b.name, label, &b.buffer)
+                    .map_err(|e| ConfigError::at((bi, &b.name), None, e.field, e.problem))?;
+                Some(spool)
+            }
+        };
+        Ok(Shared {
+            inflight: Arc::new(Inflight::new(max_messages, max_bytes)),
+            spool,
+        })
+    }
 }
 
 /// One running bridge, borrowed for a scrape.
 pub struct BridgeView<'a> {
     pub name: &'a str,
     pub inflight: &'a Inflight,
+    pub spool: Option<&'a Spool>,
     pub entries: &'a [Entry],
     /// librdkafka's statistics interval, which is also the window `/health` calls
     /// "recent".
@@ -92,20 +126,31 @@ impl Pipeline {
         let mut bridges = Vec::new();
         let mut entries = Vec::new();
         for (bi, b) in config.enabled_bridges() {
-            let (max_messages, max_bytes) = limits(b);
-            let inflight = Arc::new(Inflight::new(max_messages, max_bytes));
+            let shared = Shared::open((bi, b))?;
             let first = entries.len();
             let stats = b.entries.iter().map(|_| Arc::default()).collect();
-            entries.extend(build.bridge((bi, b), &inflight, stats, None).await?);
+            entries.extend(build.bridge((bi, b), &shared, stats, None).await?);
             bridges.push(Bridge {
                 index: bi,
                 config: b.clone(),
-                inflight,
+                shared,
                 entries: first..entries.len(),
             });
         }
         warm_up(entries.iter()).await;
-        Pipeline::from_parts(bridges, entries)
+        let pipeline = Pipeline::from_parts(bridges, entries)?;
+        pipeline.aim_pumps();
+        Ok(pipeline)
+    }
+
+    /// Points every spool's pump at its bridge's entries (starting it the first time).
+    fn aim_pumps(&self) {
+        for b in &self.bridges {
+            if let Some(spool) = &b.shared.spool {
+                let entries = &self.entries[b.entries.clone()];
+                spool.aim(entries.iter().map(Entry::target).collect());
+            }
+        }
     }
 
     /// The pipeline over built bridges and entries, with its topic tree.
@@ -140,19 +185,26 @@ impl Pipeline {
     ) -> Result<(), AckFailure> {
         let mut wait = AckWait::default();
         for e in entries {
-            let wait = (ack && e.acks_after_delivery()).then_some(&mut wait);
+            let wait = (ack && e.holds_the_ack()).then_some(&mut wait);
             e.forward(p, wait).await;
         }
         wait.wait().await
     }
 
     /// Flushes every producer (up to each bridge's `shutdown_timeout`) and purges what
-    /// is left, so that every record ends counted. Blocks; run it off the async threads.
+    /// is left, so that every record ends counted, or stays spooled in disk mode.
+    /// Blocks; run it off the async threads (but within the runtime).
     pub fn shut_down(&self) {
         for b in &self.bridges {
+            if let Some(spool) = &b.shared.spool {
+                tokio::runtime::Handle::current().block_on(spool.stop_pump());
+            }
             let entries = &self.entries[b.entries.clone()];
             for p in distinct_producers(entries) {
                 p.shut_down(b.config.shutdown_timeout);
+            }
+            if let Some(spool) = &b.shared.spool {
+                spool.close();
             }
             for e in entries {
                 e.ledger.fail_waiting_acks();
@@ -175,7 +227,8 @@ impl Pipeline {
     pub fn bridges(&self) -> impl Iterator<Item = BridgeView<'_>> {
         self.bridges.iter().map(|b| BridgeView {
             name: &b.config.name,
-            inflight: &b.inflight,
+            inflight: &b.shared.inflight,
+            spool: b.shared.spool.as_deref(),
             entries: &self.entries[b.entries.clone()],
             stats_interval: client_stats::interval(&b.config),
         })
@@ -195,7 +248,8 @@ impl Pipeline {
             "name": b.config.name,
             "index": b.index,
             "servers": b.config.servers(),
-            "inflight": b.inflight.to_json(),
+            "inflight": b.shared.inflight.to_json(),
+            "spool": b.shared.spool.as_ref().map(|s| s.to_json()),
             "stats": totals.to_json(),
             "entries": entries.iter().map(Entry::to_json).collect::<Vec<_>>(),
         })
@@ -252,7 +306,7 @@ impl Build<'_> {
     async fn bridge(
         &self,
         (bi, b): (usize, &BridgeConfig),
-        inflight: &Arc<Inflight>,
+        shared: &Shared,
         stats: Vec<Arc<EntryStats>>,
         handover: Option<Arc<Handover>>,
     ) -> Result<Vec<Entry>, ConfigError> {
@@ -260,14 +314,14 @@ impl Build<'_> {
         if b.producer_pool == ProducerPool::Entry {
             for (ei, stats) in stats.into_iter().enumerate() {
                 let h = handover.clone();
-                entries.push(self.entry((bi, b), ei, inflight, stats, h).await?);
+                entries.push(self.entry((bi, b), ei, shared, stats, h).await?);
             }
             return Ok(entries);
         }
         let ledgers: Vec<Arc<Ledger>> = stats
             .into_iter()
             .enumerate()
-            .map(|(ei, stats)| self.ledger(b, ei, ei, inflight, stats))
+            .map(|(ei, stats)| self.ledger(b, ei, ei, shared, stats))
             .collect();
         let producers = Producers::create(b, self.node_id, None, ledgers.clone())
             .map_err(|e| ConfigError::at((bi, &b.name), None, "properties", e))?;
@@ -286,11 +340,11 @@ impl Build<'_> {
         &self,
         (bi, b): (usize, &BridgeConfig),
         ei: usize,
-        inflight: &Arc<Inflight>,
+        shared: &Shared,
         stats: Arc<EntryStats>,
         handover: Option<Arc<Handover>>,
     ) -> Result<Entry, ConfigError> {
-        let ledger = self.ledger(b, ei, 0, inflight, stats);
+        let ledger = self.ledger(b, ei, 0, shared, stats);
         let producers = Producers::create(b, self.node_id, Some(ei), vec![ledger.clone()])
             .map_err(|e| ConfigError::at((bi, &b.name), Some(ei), "properties", e))?;
         let transform = self.pool((bi, b), ei).await?;
@@ -303,7 +357,7 @@ impl Build<'_> {
         b: &BridgeConfig,
         ei: usize,
         position: usize,
-        inflight: &Arc<Inflight>,
+        shared: &Shared,
         stats: Arc<EntryStats>,
     ) -> Arc<Ledger> {
         let h = self
@@ -313,8 +367,9 @@ impl Build<'_> {
             entry_label(&b.name, ei),
             position,
             stats,
-            inflight.clone(),
+            shared.inflight.clone(),
             h.delivery_latency,
+            shared.spool.clone(),
         ))
     }
 

@@ -15,11 +15,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{limits, metrics_label, warm_up, Bridge, Build, Entry, Handover, Modules, Pipeline};
-use crate::config::{BridgeConfig, ConfigError, PluginConfig, ProducerPool};
+use super::{
+    limits, metrics_label, warm_up, Bridge, Build, Entry, Handover, Modules, Pipeline, Shared,
+};
+use crate::config::{BridgeConfig, BufferMode, ConfigError, PluginConfig, ProducerPool};
 use crate::kafka::producers::same_clients;
 use crate::kafka::{Inflight, Ledger, Producers};
 use crate::observe::{Histograms, Outcome};
+use crate::spool::Spool;
 
 /// A new pipeline, built and not yet running.
 pub struct Reloaded {
@@ -33,7 +36,12 @@ pub struct Reloaded {
 /// Producers the new pipeline replaced or dropped, to drain once no publish uses the
 /// old pipeline any more.
 #[derive(Default)]
-pub struct Retired(Vec<RetiredEntry>);
+pub struct Retired {
+    entries: Vec<RetiredEntry>,
+    /// Spools of removed bridges: their pumps stop before the drain, and they close
+    /// after it.
+    spools: Vec<Arc<Spool>>,
+}
 
 struct RetiredEntry {
     ledger: Arc<Ledger>,
@@ -64,18 +72,23 @@ impl Reloaded {
         for (inflight, (max_messages, max_bytes)) in self.limits {
             inflight.set_limits(max_messages, max_bytes);
         }
+        self.pipeline.aim_pumps();
         (self.pipeline, self.retired, self.changes)
     }
 }
 
 impl Retired {
     /// Flushes every retired set of producers at once, each up to its bridge's
-    /// `shutdown_timeout`, counts what is left as `delivery_failed`, and lets the
-    /// successors send. Blocks; run it off the async threads.
+    /// `shutdown_timeout`, counts what is left (`delivery_failed` or
+    /// `possibly_delivered`), and lets the successors send. Blocks; run it off the
+    /// async threads.
     pub fn drain(self) {
+        for spool in &self.spools {
+            tokio::runtime::Handle::current().block_on(spool.stop_pump());
+        }
         // Entries of a bridge with shared producers retire the same producers.
         let mut groups: Vec<Vec<&RetiredEntry>> = Vec::new();
-        for r in &self.0 {
+        for r in &self.entries {
             match groups
                 .iter_mut()
                 .find(|g| Arc::ptr_eq(&g[0].producers, &r.producers))
@@ -89,6 +102,9 @@ impl Retired {
                 s.spawn(move || drain_group(group));
             }
         });
+        for spool in &self.spools {
+            spool.close();
+        }
     }
 }
 
@@ -104,9 +120,10 @@ fn drain_group(group: &[&RetiredEntry]) {
         r.ledger.fail_waiting_acks();
         let s = r.ledger.stats().snapshot();
         log::info!(
-            "{}: replaced producers drained; delivery_failed {} in all",
+            "{}: replaced producers drained; delivery_failed {}, possibly_delivered {} in all",
             r.ledger.label(),
-            s.get(Outcome::DeliveryFailed)
+            s.get(Outcome::DeliveryFailed),
+            s.get(Outcome::PossiblyDelivered)
         );
         if let Some(successor) = &r.successor {
             successor.drained();
@@ -166,15 +183,15 @@ impl Pipeline {
         carried: &mut [bool],
     ) -> Result<(), ConfigError> {
         let old = self.bridges.iter().find(|o| o.config.name == b.name);
-        let inflight = match old {
+        let shared = match old {
             Some(o) => {
-                next.limits.push((o.inflight.clone(), limits(b)));
-                o.inflight.clone()
+                same_buffer(&o.config, (bi, b))?;
+                next.limits.push((o.shared.inflight.clone(), limits(b)));
+                o.shared.clone()
             }
             None => {
                 next.changes.bridges_added.push(b.name.clone());
-                let (max_messages, max_bytes) = limits(b);
-                Arc::new(Inflight::new(max_messages, max_bytes))
+                Shared::open((bi, b))?
             }
         };
         let keep_clients = old.is_some_and(|o| same_clients(&o.config, b));
@@ -199,7 +216,7 @@ impl Pipeline {
                 .all(|(ei, p)| p.is_some_and(|i| self.entries[i].index == ei));
         let timeout = old.map_or(b.shutdown_timeout, |o| o.config.shutdown_timeout);
         if b.producer_pool == ProducerPool::Bridge && !(keep_clients && same_entries) {
-            self.rebuild_shared(build, (bi, b), &prevs, &inflight, timeout, next, carried)
+            self.rebuild_shared(build, (bi, b), &prevs, &shared, timeout, next, carried)
                 .await?;
         } else {
             for (ei, prev) in prevs.iter().enumerate() {
@@ -211,7 +228,7 @@ impl Pipeline {
                         ei,
                         *prev,
                         keep,
-                        &inflight,
+                        &shared,
                         timeout,
                         next,
                         carried,
@@ -223,7 +240,7 @@ impl Pipeline {
         next.bridges.push(Bridge {
             index: bi,
             config: b.clone(),
-            inflight,
+            shared,
             entries: first..next.entries.len(),
         });
         Ok(())
@@ -238,7 +255,7 @@ impl Pipeline {
         ei: usize,
         prev: Option<usize>,
         keep_clients: bool,
-        inflight: &Arc<Inflight>,
+        shared: &Shared,
         timeout: Duration,
         next: &mut Next,
         carried: &mut [bool],
@@ -247,9 +264,7 @@ impl Pipeline {
         let Some(i) = prev else {
             next.changes.entries_added.push(label);
             next.fresh.push(next.entries.len());
-            return build
-                .entry((bi, b), ei, inflight, Arc::default(), None)
-                .await;
+            return build.entry((bi, b), ei, shared, Arc::default(), None).await;
         };
         carried[i] = true;
         let prev = &self.entries[i];
@@ -266,9 +281,11 @@ impl Pipeline {
         let handover = Arc::new(Handover::after(1));
         let stats = prev.ledger.stats().clone();
         let e = build
-            .entry((bi, b), ei, inflight, stats, Some(handover.clone()))
+            .entry((bi, b), ei, shared, stats, Some(handover.clone()))
             .await?;
-        next.retired.0.push(retire(prev, timeout, Some(handover)));
+        next.retired
+            .entries
+            .push(retire(prev, timeout, Some(handover)));
         Ok(e)
     }
 
@@ -280,7 +297,7 @@ impl Pipeline {
         build: &Build<'_>,
         (bi, b): (usize, &BridgeConfig),
         prevs: &[Option<usize>],
-        inflight: &Arc<Inflight>,
+        shared: &Shared,
         timeout: Duration,
         next: &mut Next,
         carried: &mut [bool],
@@ -292,7 +309,7 @@ impl Pipeline {
             .map(|p| p.map_or_else(Arc::default, |i| self.entries[i].ledger.stats().clone()))
             .collect();
         let entries = build
-            .bridge((bi, b), inflight, stats, handover.clone())
+            .bridge((bi, b), shared, stats, handover.clone())
             .await?;
         for (ei, prev) in prevs.iter().enumerate() {
             let label = format!("{}/{}", b.name, metrics_label(ei, &b.entries[ei]));
@@ -303,7 +320,7 @@ impl Pipeline {
                     carried[*i] = true;
                     next.changes.entries_changed.push(label);
                     let r = retire(&self.entries[*i], timeout, handover.clone());
-                    next.retired.0.push(r);
+                    next.retired.entries.push(r);
                 }
             }
         }
@@ -316,13 +333,14 @@ impl Pipeline {
         for b in &self.bridges {
             if !next.bridges.iter().any(|n| n.config.name == b.config.name) {
                 next.changes.bridges_removed.push(b.config.name.clone());
+                next.retired.spools.extend(b.shared.spool.clone());
             }
             for i in b.entries.clone().filter(|&i| !carried[i]) {
                 let e = &self.entries[i];
                 let label = format!("{}/{}", b.config.name, e.metrics_label());
                 next.changes.entries_removed.push(label);
                 next.retired
-                    .0
+                    .entries
                     .push(retire(e, b.config.shutdown_timeout, None));
             }
         }
@@ -345,6 +363,17 @@ async fn reuse(
     };
     let (ledger, producers) = (prev.ledger.clone(), prev.producers.clone());
     Ok(build.assemble(b, ei, ledger, producers, transform, prev.handover.clone()))
+}
+
+/// A running bridge keeps its buffer: its spool's directory stays locked and its
+/// records keep their order only if a reload leaves `buffer` alone.
+fn same_buffer(old: &BridgeConfig, (bi, b): (usize, &BridgeConfig)) -> Result<(), ConfigError> {
+    let disk = old.buffer.mode == BufferMode::Disk || b.buffer.mode == BufferMode::Disk;
+    if disk && old.buffer != b.buffer {
+        let why = "changes take effect at a restart; the running bridge keeps its buffer";
+        return Err(ConfigError::at((bi, &b.name), None, "buffer", why));
+    }
+    Ok(())
 }
 
 /// Whether `e` runs `prev`'s instance pool (or neither has one).

@@ -210,11 +210,29 @@ impl Broker {
     }
 
     /// Stats of `bridges[0].entries[e]` once `check` holds for them; fails naming
-    /// `what` after 30 s.
+    /// `what` after 60 s.
     pub async fn stats_when(&self, e: usize, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let stats = |a: &Value| a["bridges"][0]["entries"][e]["stats"].clone();
+        self.attrs_when(what, stats, check).await
+    }
+
+    /// The first bridge's spool status once `check` holds for it; fails naming `what`
+    /// after 60 s.
+    pub async fn spool_when(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let spool = |a: &Value| a["bridges"][0]["spool"].clone();
+        self.attrs_when(what, spool, check).await
+    }
+
+    /// `part` of the attrs once `check` holds for it; fails naming `what` after 60 s.
+    async fn attrs_when(
+        &self,
+        what: &str,
+        part: impl Fn(&Value) -> Value,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let s = self.entry_stats(0, e).await;
+            let s = part(&self.attrs().await);
             if check(&s) {
                 return s;
             }
