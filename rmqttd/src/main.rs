@@ -7,6 +7,7 @@
 mod demo;
 mod listeners;
 mod logging;
+mod transform;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context, Result};
 use bridge_testkit::broker::serve;
 use bridge_testkit::ACL_PLUGIN;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use rmqtt::context::ServerContext;
 use rmqtt::node::Node;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
@@ -39,6 +40,16 @@ struct Cli {
     /// configured servers, and print every record that lands in it.
     #[arg(long)]
     demo: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tools for transform authors (`rmqttd transform test MODULE …`); no broker runs.
+    #[command(subcommand)]
+    Transform(transform::TransformCommand),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +72,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Transform(command)) = cli.command {
+        return runtime.block_on(transform::run(command));
+    }
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,0 +1,124 @@
+//! `rmqttd transform bench`: what a module costs per call, measured through the
+//! broker's own instance pool, next to a floor module that returns the payload without
+//! looking at it (the host's part of every call: copy in, call, check the output).
+//! Calls run one after the other on one instance, so the numbers are per call, not the
+//! throughput of a broker with several instances.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use clap::Args;
+use rmqtt_bridge_egress_kafka::config::parse_duration;
+use rmqtt_bridge_egress_kafka::transform::TransformPool;
+
+use super::message::{key_value, Message, MessageArgs};
+use super::pool;
+
+/// The floor module, compiled from text at each run.
+const BASELINE: &str = include_str!("baseline.wat");
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The module, a `.wasm` file (or `.wat` text).
+    module: PathBuf,
+    #[command(flatten)]
+    message: MessageArgs,
+    /// An entry of `transform.config`, `name=value`; repeatable.
+    #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value)]
+    config: Vec<(String, String)>,
+    /// How long to call each module (after a warm-up of a tenth of it).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    duration: Duration,
+}
+
+/// Calls the floor and then the module on the message, and prints what each costs.
+pub async fn run(args: &BenchArgs) -> Result<()> {
+    let message = args.message.message()?;
+    let dir = tempfile::tempdir()?;
+    let floor_path = dir.path().join("baseline.wat");
+    std::fs::write(&floor_path, BASELINE)?;
+    let floor = pool(&floor_path, &[], None, None).await?;
+    let module = pool(&args.module, &args.config, None, None).await?;
+    let floor = measure(&floor, &message, args.duration).await;
+    let timed = measure(&module, &message, args.duration).await;
+    if timed.failed > 0 {
+        bail!(
+            "the module failed on this message ({} of {} calls); bench a message it handles (see `rmqttd transform test`)",
+            timed.failed,
+            timed.calls
+        );
+    }
+    println!(
+        "{:<28}{:>12}{:>11}{:>10}{:>10}",
+        "", "calls/s", "mean µs", "p50 µs", "p99 µs"
+    );
+    println!("{}", floor.row("floor (host only)"));
+    let name = args
+        .module
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    println!("{}", timed.row(&name));
+    println!(
+        "the module's own work: {:.2} µs per call ({:.1} × the floor); payload {} B",
+        timed.mean_us() - floor.mean_us(),
+        timed.mean_us() / floor.mean_us(),
+        message.payload.len()
+    );
+    Ok(())
+}
+
+/// Calls of one module: how many, in how long, their sorted durations (ns).
+struct Measured {
+    calls: u64,
+    failed: u64,
+    elapsed: Duration,
+    sorted_ns: Vec<u64>,
+}
+
+impl Measured {
+    fn mean_us(&self) -> f64 {
+        self.elapsed.as_secs_f64() * 1e6 / self.calls.max(1) as f64
+    }
+
+    fn percentile_us(&self, p: f64) -> f64 {
+        let i = ((self.sorted_ns.len() as f64 * p) as usize).min(self.sorted_ns.len() - 1);
+        self.sorted_ns[i] as f64 / 1000.0
+    }
+
+    fn row(&self, name: &str) -> String {
+        let rate = self.calls as f64 / self.elapsed.as_secs_f64();
+        format!(
+            "{name:<28}{rate:>12.0}{:>11.2}{:>10.2}{:>10.2}",
+            self.mean_us(),
+            self.percentile_us(0.5),
+            self.percentile_us(0.99)
+        )
+    }
+}
+
+/// Calls `pool` on `message` for `duration`, after a warm-up of a tenth of it.
+async fn measure(pool: &TransformPool, message: &Message, duration: Duration) -> Measured {
+    let input = message.fields();
+    let warm_up = Instant::now();
+    while warm_up.elapsed() < duration / 10 {
+        drop(pool.run(&input).await);
+    }
+    let mut sorted_ns = Vec::with_capacity(1 << 20);
+    let mut failed = 0;
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        let call = Instant::now();
+        // The instance goes back to the pool when the result is dropped: part of a call.
+        failed += u64::from(pool.run(&input).await.is_err());
+        sorted_ns.push(call.elapsed().as_nanos() as u64);
+    }
+    let elapsed = started.elapsed();
+    sorted_ns.sort_unstable();
+    Measured {
+        calls: sorted_ns.len() as u64,
+        failed,
+        elapsed,
+        sorted_ns,
+    }
+}

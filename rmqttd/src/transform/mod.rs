@@ -1,0 +1,145 @@
+//! `rmqttd transform …`, the transform author's entry point.
+//!
+//! `test` runs a built module on sample messages through the broker's own host runtime
+//! (the same pool, limits and ABI checks as a running bridge) and prints what the
+//! bridge would send to Kafka, one JSON object per line; `--expect` compares that with
+//! a golden file. Exit status: 0 the module ran on every message (and matched the
+//! golden file), 1 the output differs from the golden file, 2 bad arguments, input or
+//! module. `bench` times calls of a module, and of a floor module, through that pool.
+
+mod bench;
+mod message;
+mod report;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Args, Subcommand};
+use rmqtt_bridge_egress_kafka::config::TransformConfig;
+use rmqtt_bridge_egress_kafka::transform::{TransformEngine, TransformModule, TransformPool};
+use serde_json::{json, Value};
+
+use message::{key_value, read_lines, Message, MessageArgs};
+
+#[derive(Subcommand)]
+pub enum TransformCommand {
+    /// Runs a built module on sample messages and prints the records it makes.
+    Test(TestArgs),
+    /// Measures what a module costs per call, next to the host's floor.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// The module, a `.wasm` file (or `.wat` text).
+    module: PathBuf,
+    #[command(flatten)]
+    message: MessageArgs,
+    /// Messages, one JSON object per line, with the flags' fields (`topic`, `payload`
+    /// or `payload_b64`, `qos`, `retain`, `clientid`, `username`, `properties` as
+    /// `[["name", "value"], …]`, `timestamp_ms`); the flags give the defaults.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// An entry of `transform.config`, `name=value`; repeatable.
+    #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value)]
+    config: Vec<(String, String)>,
+    /// `transform.timeout` (the broker's default if absent).
+    #[arg(long)]
+    timeout: Option<String>,
+    /// `transform.max_memory` (the broker's default if absent).
+    #[arg(long)]
+    max_memory: Option<String>,
+    /// A golden file: the output expected, one JSON object per line. Exits 1 and
+    /// prints the differences if the output is not the same.
+    #[arg(long)]
+    expect: Option<PathBuf>,
+}
+
+/// Runs a `transform` subcommand; its exit status.
+pub async fn run(command: TransformCommand) -> ExitCode {
+    let (name, result) = match command {
+        TransformCommand::Test(args) => ("test", test(&args).await),
+        TransformCommand::Bench(args) => ("bench", bench::run(&args).await.map(|()| true)),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("rmqttd transform {name}: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints the output of every message; whether it matched `--expect` (if given).
+async fn test(args: &TestArgs) -> Result<bool> {
+    let timeout = args.timeout.as_deref();
+    let pool = pool(
+        &args.module,
+        &args.config,
+        timeout,
+        args.max_memory.as_deref(),
+    )
+    .await?;
+    let defaults = args.message.message()?;
+    let messages = match &args.input {
+        Some(path) => read_lines(path, &defaults)?,
+        None => vec![defaults],
+    };
+    let mut lines = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        transform(&pool, i, m, &mut lines).await;
+    }
+    let mut out = std::io::stdout().lock();
+    for line in &lines {
+        writeln!(out, "{line}")?;
+    }
+    let Some(golden) = &args.expect else {
+        return Ok(true);
+    };
+    let diff = report::compare(golden, &lines)?;
+    eprint!("{diff}");
+    Ok(diff.is_empty())
+}
+
+/// The instance pool of `module`, one instance, with the broker's defaults for what is
+/// not given.
+async fn pool(
+    module: &Path,
+    config: &[(String, String)],
+    timeout: Option<&str>,
+    max_memory: Option<&str>,
+) -> Result<TransformPool> {
+    let config: serde_json::Map<String, Value> = config
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    let mut settings = json!({"module": module, "config": config, "instances": 1});
+    if let Some(t) = timeout {
+        settings["timeout"] = t.into();
+    }
+    if let Some(m) = max_memory {
+        settings["max_memory"] = m.into();
+    }
+    let settings: TransformConfig =
+        serde_json::from_value(settings).context("--timeout or --max-memory")?;
+    let engine = TransformEngine::new([&settings]).map_err(|e| anyhow!(e))?;
+    let module = TransformModule::load(&Arc::new(engine), &settings, "rmqttd transform")
+        .map_err(|e| anyhow!(e))?;
+    TransformPool::new(Arc::new(module))
+        .await
+        .map_err(|f| anyhow!("the module could not be instantiated (its init failed?): {f}"))
+}
+
+/// Runs the module on message `i` and adds its output lines.
+async fn transform(pool: &TransformPool, i: usize, m: &Message, lines: &mut Vec<Value>) {
+    let input = m.fields();
+    match pool.run(&input).await {
+        Err(failure) => lines.push(report::error(i, &failure)),
+        Ok(out) if out.is_empty() => lines.push(report::filtered(i)),
+        Ok(out) => lines.extend(out.records().map(|r| report::record(i, &r))),
+    }
+}

@@ -1,0 +1,232 @@
+//! `rmqttd transform test`, the author's way to run a built module without a broker or
+//! a Kafka: every example module against its golden files (`examples/*/golden/`), one
+//! message from flags, and one test per way it can fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bridge_testkit::modules::example_module;
+use bridge_testkit::repo_root;
+
+const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
+const EXAMPLES: [&str; 5] = [
+    "passthrough",
+    "key-headers",
+    "threshold-filter",
+    "reshape",
+    "router",
+];
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn test_cmd(module: &Path, args: &[&str]) -> Run {
+    let out = Command::new(RMQTTD)
+        .args(["transform", "test"])
+        .arg(module)
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// `--config name=value` for each line of a golden directory's `config` file.
+fn config_args(golden: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(golden.join("config")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .flat_map(|l| ["--config".to_owned(), l.to_owned()])
+        .collect()
+}
+
+fn golden(example: &str) -> PathBuf {
+    repo_root().join("examples").join(example).join("golden")
+}
+
+fn echo_or_trap() -> PathBuf {
+    repo_root().join("tests/fixtures/echo-or-trap.wat")
+}
+
+#[test]
+fn every_example_module_matches_its_golden_file() {
+    for example in EXAMPLES {
+        let dir = golden(example);
+        let input = dir.join("input.jsonl");
+        let expect = dir.join("expected.jsonl");
+        let mut args = vec![
+            "--input",
+            input.to_str().unwrap(),
+            "--expect",
+            expect.to_str().unwrap(),
+        ];
+        let config = config_args(&dir);
+        args.extend(config.iter().map(String::as_str));
+        let run = test_cmd(&example_module(example), &args);
+        assert_eq!(run.code, 0, "{example}: {}\n{}", run.stderr, run.stdout);
+        assert!(run.stderr.is_empty(), "{example}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn one_message_from_the_flags_prints_its_record() {
+    let run = test_cmd(
+        &example_module("passthrough"),
+        &["--topic", "a/b", "--payload", "hi", "--qos", "0"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(
+        line,
+        serde_json::json!({"input": 0, "topic": null, "key": null, "headers": [],
+                           "partition": null, "timestamp": null, "payload": "hi"})
+    );
+}
+
+#[test]
+fn an_output_that_differs_from_the_golden_file_exits_1_showing_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let expect = dir.path().join("expected.jsonl");
+    std::fs::write(
+        &expect,
+        r#"{"input": 0, "topic": null, "key": null, "headers": [], "partition": null, "timestamp": null, "payload": "bye"}"#,
+    )
+    .unwrap();
+    let args = ["--payload", "hi", "--expect", expect.to_str().unwrap()];
+    let run = test_cmd(&example_module("passthrough"), &args);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.starts_with("line 1:\n- "), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("\"payload\":\"bye\"") && run.stderr.contains("\"payload\":\"hi\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_trapping_message_is_an_error_line_and_the_next_one_still_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.jsonl");
+    std::fs::write(
+        &input,
+        "{\"payload\": \"!boom\"}\n{\"payload\": \"fine\"}\n",
+    )
+    .unwrap();
+    let run = test_cmd(&echo_or_trap(), &["--input", input.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert_eq!(
+        (&lines[0]["outcome"], &lines[0]["cause"]),
+        (&"error".into(), &"trap".into())
+    );
+    assert_eq!(
+        (&lines[1]["input"], &lines[1]["payload"]),
+        (&1.into(), &"fine".into())
+    );
+}
+
+#[test]
+fn a_missing_module_exits_2_naming_the_file() {
+    let run = test_cmd(Path::new("/nowhere/module.wasm"), &[]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("/nowhere/module.wasm") && !run.stderr.contains("panicked"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_bad_input_line_exits_2_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.jsonl");
+    std::fs::write(&input, "{\"payload\": \"ok\"}\n{\"payload\": 5}\n").unwrap();
+    let run = test_cmd(&echo_or_trap(), &["--input", input.to_str().unwrap()]);
+    assert_eq!(run.code, 2);
+    let at = format!("{} line 2", input.display());
+    assert!(run.stderr.contains(&at), "{}", run.stderr);
+}
+
+fn bench_cmd(module: &Path, args: &[&str]) -> Run {
+    let out = Command::new(RMQTTD)
+        .args(["transform", "bench"])
+        .arg(module)
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+#[test]
+fn bench_reports_the_module_next_to_the_floor() {
+    let run = bench_cmd(
+        &example_module("threshold-filter"),
+        &[
+            "--payload",
+            "{\"value\": 50}",
+            "--config",
+            "threshold=30",
+            "--duration",
+            "300ms",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(rows.len(), 4, "{}", run.stdout);
+    for (row, name) in [
+        (rows[1], "floor (host only)"),
+        (rows[2], "threshold_filter.wasm"),
+    ] {
+        assert!(row.starts_with(name), "{row}");
+        let calls: f64 = row[28..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(calls > 0.0, "{row}");
+    }
+    assert!(
+        rows[3].starts_with("the module's own work: "),
+        "{}",
+        rows[3]
+    );
+}
+
+#[test]
+fn bench_refuses_a_message_the_module_fails_on() {
+    let run = bench_cmd(
+        &example_module("threshold-filter"),
+        &[
+            "--payload",
+            "not json",
+            "--config",
+            "threshold=30",
+            "--duration",
+            "100ms",
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("the module failed on this message"),
+        "{}",
+        run.stderr
+    );
+}
