@@ -230,3 +230,68 @@ fn bench_refuses_a_message_the_module_fails_on() {
         run.stderr
     );
 }
+
+/// `cargo <args>` in `dir`, which must succeed.
+fn cargo(dir: &Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo {args:?} in {}:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn new_makes_a_crate_that_tests_builds_and_matches_its_golden_file() {
+    let parent = tempfile::tempdir().unwrap();
+    let out = Command::new(RMQTTD)
+        .args(["transform", "new", "my-filter", "--dir"])
+        .arg(parent.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = parent.path().join("my-filter");
+    cargo(&dir, &["test", "--quiet"]);
+    cargo(&dir, &["module", "--quiet"]);
+    let golden = dir.join("golden");
+    let mut args = vec![
+        "--input".to_owned(),
+        golden.join("input.jsonl").display().to_string(),
+        "--expect".to_owned(),
+        golden.join("expected.jsonl").display().to_string(),
+    ];
+    args.extend(config_args(&golden));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let module = dir.join("target/wasm32-unknown-unknown/release/my_filter.wasm");
+    let run = test_cmd(&module, &args);
+    assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+}
+
+#[test]
+fn new_refuses_a_bad_name_and_an_existing_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    for (name, why) in [
+        ("9lives", "is not a crate name"),
+        ("taken", "already exists"),
+    ] {
+        std::fs::create_dir_all(parent.path().join("taken")).unwrap();
+        let out = Command::new(RMQTTD)
+            .args(["transform", "new", name, "--dir"])
+            .arg(parent.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(why), "{name}: {err}");
+    }
+}

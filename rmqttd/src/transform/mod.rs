@@ -5,10 +5,12 @@
 //! bridge would send to Kafka, one JSON object per line; `--expect` compares that with
 //! a golden file. Exit status: 0 the module ran on every message (and matched the
 //! golden file), 1 the output differs from the golden file, 2 bad arguments, input or
-//! module. `bench` times calls of a module, and of a floor module, through that pool.
+//! module. `bench` times calls of a module, and of a floor module, through that pool;
+//! `new` creates a transform crate.
 
 mod bench;
 mod message;
+mod new;
 mod report;
 
 use std::io::Write as _;
@@ -30,6 +32,8 @@ pub enum TransformCommand {
     Test(TestArgs),
     /// Measures what a module costs per call, next to the host's floor.
     Bench(bench::BenchArgs),
+    /// Creates a transform crate that builds and tests as generated.
+    New(new::NewArgs),
 }
 
 #[derive(Args)]
@@ -63,6 +67,7 @@ pub async fn run(command: TransformCommand) -> ExitCode {
     let (name, result) = match command {
         TransformCommand::Test(args) => ("test", test(&args).await),
         TransformCommand::Bench(args) => ("bench", bench::run(&args).await.map(|()| true)),
+        TransformCommand::New(args) => ("new", new::run(&args).map(|()| true)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
