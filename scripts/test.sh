@@ -16,6 +16,8 @@ cargo fmt --all --check
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The SDK's `json` feature: no workspace member turns it on.
+cargo clippy -p rmqtt-kafka-transform --all-targets --features json --locked -- -D warnings
 (cd examples && cargo clippy --all-targets --locked -- -D warnings)
 
 step "example modules: native unit tests, then wasm32 builds"
@@ -25,5 +27,6 @@ step "example modules: native unit tests, then wasm32 builds"
 
 step "tests"
 cargo test --workspace --locked
+cargo test -p rmqtt-kafka-transform --features json --locked
 
 step "all tests passed"

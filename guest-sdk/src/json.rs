@@ -25,9 +25,25 @@ pub(crate) fn field<'a, T: Deserialize<'a>>(
         if e.classify() == serde_json::error::Category::Data && first != Some(&b'{') {
             Error::msg("payload is not a JSON object")
         } else {
-            Error::msg(format_args!("invalid JSON payload: {e}"))
+            payload_error(e)
         }
     })
+}
+
+/// The error for a payload that did not deserialize. Valid JSON whose string holds an
+/// escape (`\"`, `\u002d`) cannot be borrowed as `&str`: that is said as such, with the
+/// fix, rather than as invalid JSON.
+pub(crate) fn payload_error(e: serde_json::Error) -> Error {
+    let borrow = e.classify() == serde_json::error::Category::Data
+        && e.to_string().contains("expected a borrowed string");
+    if borrow {
+        return Error::msg(format_args!(
+            "a JSON string at line {} column {} has an escape, so it cannot be borrowed as `&str`: deserialize it into `Cow<'a, str>` with `#[serde(borrow)]`, or into `String`",
+            e.line(),
+            e.column()
+        ));
+    }
+    Error::msg(format_args!("invalid JSON payload: {e}"))
 }
 
 /// Walks the object's members: the one named is deserialized, the others are skipped
@@ -135,5 +151,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("invalid JSON payload"));
+    }
+
+    #[test]
+    fn an_escaped_string_is_a_borrow_failure_not_invalid_json() {
+        let p = br#"{"device_id":"d\u002d17"}"#;
+        let err = field::<&str>(p, "device_id").unwrap_err().to_string();
+        assert!(
+            err.starts_with("a JSON string at line 1 column 24 has an escape")
+                && err.contains("Cow<'a, str>"),
+            "{err}"
+        );
+        let cow = field::<std::borrow::Cow<'_, str>>(p, "device_id").unwrap();
+        assert_eq!(cow.as_deref(), Some("d-17"));
     }
 }

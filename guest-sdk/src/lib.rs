@@ -47,6 +47,7 @@ extern crate self as rmqtt_kafka_transform;
 
 mod config;
 mod error;
+mod expect;
 #[cfg(feature = "json")]
 mod json;
 pub mod log;
@@ -61,6 +62,7 @@ mod testing;
 pub use abi;
 pub use config::Config;
 pub use error::Error;
+pub use expect::Expect;
 pub use message::Message;
 pub use record::{IntoBytes, Outcome, Record};
 /// The `serde_json` the `json` feature uses, for [`serde_json::Value`] and friends.

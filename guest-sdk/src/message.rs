@@ -142,13 +142,32 @@ impl<'a> Message<'a> {
             .map(|(_, v)| v)
     }
 
-    /// Deserializes the JSON payload. Borrowing types (`&'a str` fields) borrow from the
-    /// payload without copying. Invalid JSON or a shape mismatch is an [`Error`] saying
-    /// where (`invalid JSON payload: ... at line 1 column 7`).
+    /// Deserializes the JSON payload. Invalid JSON or a shape mismatch is an [`Error`]
+    /// saying where (`invalid JSON payload: ... at line 1 column 7`).
+    ///
+    /// To read strings without copying them, borrow them from the payload, but as
+    /// `Cow<'a, str>` with `#[serde(borrow)]` rather than `&'a str`: a JSON string that
+    /// holds an escape (`"d\u002d17"`) must be unescaped into a new string, which a
+    /// `&str` cannot hold, so such a payload would fail (with an error that says so).
+    ///
+    /// ```
+    /// use std::borrow::Cow;
+    /// use serde::Deserialize;
+    ///
+    /// #[derive(Deserialize)]
+    /// struct Reading<'a> {
+    ///     #[serde(borrow)]
+    ///     device_id: Cow<'a, str>, // borrowed, or owned when it had an escape
+    ///     value: f64,
+    /// }
+    /// # use rmqtt_kafka_transform::TestMessage;
+    /// let t = TestMessage::new("t", r#"{"device_id":"d\u002d17","value":1.5}"#);
+    /// let r: Reading = t.message().json().unwrap();
+    /// assert_eq!(r.device_id, "d-17");
+    /// ```
     #[cfg(feature = "json")]
     pub fn json<T: serde::Deserialize<'a>>(&self) -> Result<T, Error> {
-        serde_json::from_slice(self.input.payload)
-            .map_err(|e| Error::msg(format_args!("invalid JSON payload: {e}")))
+        serde_json::from_slice(self.input.payload).map_err(crate::json::payload_error)
     }
 
     /// The JSON payload as a [`serde_json::Value`]. This builds every member; to read a

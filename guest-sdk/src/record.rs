@@ -211,6 +211,11 @@ impl<'a> Record<'a> {
         self.key.as_deref()
     }
 
+    /// The key as UTF-8 text, if it is set and valid UTF-8.
+    pub fn key_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.key.as_deref()?).ok()
+    }
+
     /// The topic override, if set.
     pub fn get_topic(&self) -> Option<&str> {
         self.topic.as_deref()
@@ -236,6 +241,11 @@ impl<'a> Record<'a> {
         self.headers()
             .find(|(n, _)| *n == name)
             .and_then(|(_, v)| v)
+    }
+
+    /// [`Record::get_header`] as UTF-8 text, if it is valid UTF-8.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.get_header(name)?).ok()
     }
 }
 
