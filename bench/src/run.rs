@@ -517,57 +517,22 @@ mod tests {
     }
 
     #[test]
-    fn plugin_configs_differ_only_by_the_transform() {
-        let dir = Path::new("/m");
+    fn plugin_configs_differ_only_by_the_transform_or_the_buffer() {
         let props = [("linger.ms".to_owned(), "20".to_owned())];
-        let spool = Path::new("/s");
-        let b = plugin_config(
-            Config::B,
-            "127.0.0.1:1",
-            dir,
-            spool,
-            None,
-            &props,
-            Some("5s"),
-        );
-        assert_eq!(
-            b,
-            plugin_config(
-                Config::C,
-                "127.0.0.1:1",
-                dir,
-                spool,
-                None,
-                &props,
-                Some("5s")
-            )
-        );
+        let config = |c| {
+            let (dir, spool) = (Path::new("/m"), Path::new("/s"));
+            plugin_config(c, "127.0.0.1:1", dir, spool, None, &props, Some("5s"))
+        };
+        let b = config(Config::B);
+        assert_eq!(b, config(Config::C));
         assert!(b.contains("\"linger.ms\" = \"20\"\n"));
         assert!(b.contains("remote.queue_timeout = \"5s\"\n"));
-        let e = plugin_config(
-            Config::E,
-            "127.0.0.1:1",
-            dir,
-            spool,
-            None,
-            &props,
-            Some("5s"),
-        );
+        let e = config(Config::E);
         assert!(e.starts_with(&b));
         assert!(e.contains("transform.module = \"/m/key_headers.wasm\""));
-        let f = plugin_config(
-            Config::F,
-            "127.0.0.1:1",
-            dir,
-            spool,
-            None,
-            &props,
-            Some("5s"),
-        );
-        assert!(f.contains("buffer = { mode = \"disk\", dir = \"/s\" }\n"));
-        assert_eq!(
-            f.replace("buffer = { mode = \"disk\", dir = \"/s\" }\n", ""),
-            b
-        );
+        let buffer = "buffer = { mode = \"disk\", dir = \"/s\" }\n";
+        let f = config(Config::F);
+        assert!(f.contains(buffer));
+        assert_eq!(f.replace(buffer, ""), b);
     }
 }

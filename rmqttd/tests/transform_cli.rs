@@ -24,8 +24,17 @@ struct Run {
 }
 
 fn test_cmd(module: &Path, args: &[&str]) -> Run {
+    transform("test", module, args)
+}
+
+fn bench_cmd(module: &Path, args: &[&str]) -> Run {
+    transform("bench", module, args)
+}
+
+/// `rmqttd transform <sub> MODULE args…`.
+fn transform(sub: &str, module: &Path, args: &[&str]) -> Run {
     let out = Command::new(RMQTTD)
-        .args(["transform", "test"])
+        .args(["transform", sub])
         .arg(module)
         .args(args)
         .output()
@@ -158,20 +167,6 @@ fn a_bad_input_line_exits_2_naming_file_and_line() {
     assert_eq!(run.code, 2);
     let at = format!("{} line 2", input.display());
     assert!(run.stderr.contains(&at), "{}", run.stderr);
-}
-
-fn bench_cmd(module: &Path, args: &[&str]) -> Run {
-    let out = Command::new(RMQTTD)
-        .args(["transform", "bench"])
-        .arg(module)
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
 }
 
 #[test]
