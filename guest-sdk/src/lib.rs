@@ -76,6 +76,8 @@ pub use testing::TestMessage;
 /// #[transform]                     fn name(msg: &Message) -> Outcome
 /// #[transform]                     fn name(msg: &Message, cfg: &Config) -> Result<Outcome, Error>
 /// #[transform(init = check)]       ... plus fn check(cfg: &Config) -> Result<(), Error>
+/// #[transform(init = parse)]       fn name(msg: &Message, s: &S) -> ...
+///                                  plus fn parse(cfg: &Config) -> Result<S, Error>
 /// ```
 ///
 /// The return type is `Outcome` or `Result<Outcome, E>` where `E: Display`. The function
@@ -87,7 +89,10 @@ pub use testing::TestMessage;
 ///
 /// With `init = path`, `path(&Config)` runs once per instance when the host passes the
 /// config, before any message; an error there refuses the plugin start with the message,
-/// so a bad `transform.config` is caught at startup instead of on every message.
+/// so a bad `transform.config` is caught at startup instead of on every message. When it
+/// returns `Result<S, E>` and the function's second argument is `&S` (any `'static`
+/// type but `Config`), what it returns is kept by the instance and handed to every call:
+/// the configuration is parsed once, typed. Records may borrow from it.
 pub use macros::transform;
 
 /// `use rmqtt_kafka_transform::prelude::*;` brings in everything a transform needs.
@@ -100,5 +105,7 @@ pub mod prelude {
 pub mod __private {
     #[cfg(target_arch = "wasm32")]
     pub use crate::runtime::wasm::{init, reserve, transform};
-    pub use crate::runtime::{InitFn, IntoInitResult, IntoResult, TransformFn};
+    pub use crate::runtime::{
+        keep_state, InitFn, InitResult, IntoInitResult, IntoResult, TransformFn,
+    };
 }

@@ -6,6 +6,7 @@
 // Natively only the tests use the serializer.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::fmt::Display;
 
@@ -15,11 +16,25 @@ use abi::output::{
 
 use crate::{Config, Error, Message, Outcome, Record};
 
-/// The user's function, with the lifetimes the macro spelled out.
-pub type TransformFn = for<'m> fn(&'m Message<'m>, &'m Config) -> Result<Outcome<'m>, Error>;
+/// The user's function behind an adapter: the message, the config, and the state the
+/// init function made (`()` without one).
+pub type TransformFn =
+    for<'m> fn(&'m Message<'m>, &'m Config, &'m dyn Any) -> Result<Outcome<'m>, Error>;
 
-/// The user's config check (`#[transform(init = ...)]`).
-pub type InitFn = fn(&Config) -> Result<(), Error>;
+/// What the init adapter returns: the instance's state, if the init function makes one.
+pub type InitResult = Result<Option<Box<dyn Any>>, Error>;
+
+/// The user's init function behind an adapter (`#[transform(init = ...)]`).
+pub type InitFn = fn(&Config) -> InitResult;
+
+/// What an init function that makes the state `S` returned, boxed for the instance to
+/// keep. Naming `S` here makes an init function of another type a type error at its call.
+pub fn keep_state<S: Any, E: Display>(made: Result<S, E>) -> InitResult {
+    match made {
+        Ok(state) => Ok(Some(Box::new(state))),
+        Err(e) => Err(Error::msg(e)),
+    }
+}
 
 /// What a `#[transform]` function may return: `Outcome` or `Result<Outcome, E>` with a
 /// printable `E` (such as [`Error`] or any `std::error::Error`).
@@ -202,6 +217,8 @@ fn str_bytes(s: Cow<'_, str>) -> Cow<'_, [u8]> {
 pub(crate) mod wasm {
     use std::cell::RefCell;
 
+    use std::any::Any;
+
     use super::{input_slice, InitFn, Output, TransformFn};
     use crate::{Config, Error, Message};
 
@@ -211,12 +228,14 @@ pub(crate) mod wasm {
         /// The buffer `rmqtt_transform_reserve` hands out; input documents live here.
         input: Vec<u8>,
         config: Config,
+        /// What the init function made of the config, if it makes something.
+        state: Option<Box<dyn Any>>,
         output: Output,
     }
 
     thread_local! {
         static STATE: RefCell<State> = const {
-            RefCell::new(State { input: Vec::new(), config: Config::new(), output: Output::new() })
+            RefCell::new(State { input: Vec::new(), config: Config::new(), state: None, output: Output::new() })
         };
     }
 
@@ -262,6 +281,7 @@ pub(crate) mod wasm {
             let State {
                 input,
                 config,
+                state,
                 output,
             } = state;
             let result = match input_slice(input, addr(input), ptr as u32, len as u32) {
@@ -271,7 +291,7 @@ pub(crate) mod wasm {
                 )),
             };
             let result = result.and_then(|cfg| {
-                check.map_or(Ok(()), |check| check(&cfg))?;
+                *state = check.map_or(Ok(None), |check| check(&cfg))?;
                 *config = cfg;
                 Ok(crate::Outcome::Drop)
             });
@@ -286,6 +306,7 @@ pub(crate) mod wasm {
             let State {
                 input,
                 config,
+                state,
                 output,
             } = state;
             let Some(doc) = input_slice(input, addr(input), ptr as u32, len as u32) else {
@@ -297,7 +318,7 @@ pub(crate) mod wasm {
                 Ok(msg) => msg,
                 Err(err) => return output.write_error(err.message(), &mut addr) as i64,
             };
-            let result = f(&msg, config);
+            let result = f(&msg, config, state.as_deref().unwrap_or(&()));
             output.write(result, &mut addr) as i64
         })
     }

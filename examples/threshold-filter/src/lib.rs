@@ -4,6 +4,8 @@
 //! - `threshold` (required): a number; checked when the plugin starts.
 //! - `field` (default `value`): the member of the object to compare.
 //!
+//! The config is parsed once per instance, into `Settings` (the init function's state).
+//!
 //! `field < threshold` drops the message; otherwise the payload is forwarded as is
 //! (borrowed, no copy). Invalid JSON, a payload that is not an object, a missing field or
 //! a non-numeric field is an error, handled by the entry's `transform.on_error`.
@@ -11,7 +13,15 @@
 use rmqtt_kafka_transform::prelude::*;
 use rmqtt_kafka_transform::{bail, serde_json::Value};
 
-fn threshold_of(cfg: &Config) -> Result<f64, Error> {
+/// The config, parsed once per instance when the plugin starts.
+struct Settings {
+    threshold: f64,
+    field: String,
+}
+
+/// Runs once per instance at plugin start: a missing or invalid `threshold` refuses the
+/// start instead of failing every message.
+fn settings(cfg: &Config) -> Result<Settings, Error> {
     let threshold: f64 = cfg.require("threshold")?;
     if !threshold.is_finite() {
         bail!(
@@ -19,26 +29,20 @@ fn threshold_of(cfg: &Config) -> Result<f64, Error> {
             cfg.get_or("threshold", "")
         );
     }
-    Ok(threshold)
+    let field = cfg.get_or("field", "value").to_owned();
+    Ok(Settings { threshold, field })
 }
 
-/// Runs once per instance at plugin start: a missing or invalid `threshold` refuses the
-/// start instead of failing every message.
-fn check_config(cfg: &Config) -> Result<(), Error> {
-    threshold_of(cfg).map(drop)
-}
-
-#[transform(init = check_config)]
-fn threshold_filter(msg: &Message, cfg: &Config) -> Result<Outcome, Error> {
-    let threshold = threshold_of(cfg)?;
-    let field = cfg.get_or("field", "value");
+#[transform(init = settings)]
+fn threshold_filter(msg: &Message, s: &Settings) -> Result<Outcome, Error> {
+    let field = s.field.as_str();
     // Reads only `field`; the rest of the payload is skipped, not built.
     let value = match msg.json_field::<Value>(field)? {
         Some(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
         Some(other) => bail!("field `{field}` is not a number: {other}"),
         None => bail!("field `{field}` is missing"),
     };
-    if value < threshold {
+    if value < s.threshold {
         Ok(Outcome::Drop)
     } else {
         Ok(Record::new(msg.payload()).into())
@@ -54,7 +58,8 @@ mod tests {
     /// `Ok(None)`: dropped; `Ok(Some(payload))`: forwarded; `Err(message)`: failed.
     fn run(payload: &str, cfg: &Config) -> Result<Option<String>, String> {
         let t = TestMessage::new("sensors/berlin/line1/telemetry", payload);
-        let out = threshold_filter(&t.message(), cfg).map_err(|e| e.to_string())?;
+        let s = settings(cfg).unwrap();
+        let out = threshold_filter(&t.message(), &s).map_err(|e| e.to_string())?;
         match out.records() {
             [] => Ok(None),
             [record] => Ok(record.payload_str().map(String::from)),
@@ -77,8 +82,8 @@ mod tests {
     #[test]
     fn forwards_the_payload_without_copying_it() {
         let t = TestMessage::new("t", r#"{"value":31}"#);
-        let cfg = Config::from_pairs([("threshold", "30")]);
-        let out = threshold_filter(&t.message(), &cfg).unwrap();
+        let s = settings(&Config::from_pairs([("threshold", "30")])).unwrap();
+        let out = threshold_filter(&t.message(), &s).unwrap();
         assert!(out.records()[0].payload_is_borrowed());
     }
 
@@ -113,18 +118,17 @@ mod tests {
 
     #[test]
     fn config_is_checked_at_startup() {
+        let err = |cfg: &Config| settings(cfg).err().map(|e| e.to_string());
         assert_eq!(
-            check_config(&Config::new()).unwrap_err().to_string(),
-            "missing required config key `threshold`"
+            err(&Config::new()).as_deref(),
+            Some("missing required config key `threshold`")
         );
-        let err = check_config(&Config::from_pairs([("threshold", "high")]))
-            .unwrap_err()
-            .to_string();
+        let err = err(&Config::from_pairs([("threshold", "high")])).unwrap();
         assert_eq!(
             err,
             "config key `threshold`: invalid value \"high\": invalid float literal"
         );
-        assert!(check_config(&Config::from_pairs([("threshold", "NaN")])).is_err());
-        assert!(check_config(&Config::from_pairs([("threshold", "30")])).is_ok());
+        assert!(settings(&Config::from_pairs([("threshold", "NaN")])).is_err());
+        assert!(settings(&Config::from_pairs([("threshold", "30")])).is_ok());
     }
 }

@@ -72,7 +72,7 @@ const RESERVED: [&str; 6] = [
 const LIFETIME: &str = "'__rmqtt";
 
 fn expand(args: Args, mut func: ItemFn) -> TokenStream2 {
-    let checked = validate(&func.sig);
+    let checked = validate(&func.sig, args.init.is_some());
     // Also on error, so that the function as written compiles and the only error is ours.
     name_elided_lifetimes(&mut func.sig);
     if let Err(err) = checked {
@@ -86,34 +86,47 @@ fn expand(args: Args, mut func: ItemFn) -> TokenStream2 {
     let krate = quote!(::rmqtt_kafka_transform);
     let transform_adapter = format_ident!("{}", TRANSFORM_ADAPTER);
     let init_adapter = format_ident!("{}", INIT_ADAPTER);
-    let call = if arity == 1 {
-        quote!(#name(msg))
-    } else {
-        quote!(#name(msg, cfg))
-    };
     let ret_span = match &func.sig.output {
         ReturnType::Type(_, ty) => ty.span(),
         ReturnType::Default => Span::call_site(),
+    };
+
+    // The second argument is the config, or the state the init function made of it.
+    let state = state_type(&func.sig);
+    let (second, init_body) = match (&state, &args.init) {
+        (Some(ty), Some(path)) => (
+            quote!(state.downcast_ref::<#ty>().expect("the state is the init function's")),
+            quote_spanned! {path.span()=>
+                #krate::__private::keep_state::<#ty, _>(#path(cfg))
+            },
+        ),
+        (_, Some(path)) => (
+            quote!(cfg),
+            quote_spanned! {path.span()=>
+                #krate::__private::IntoInitResult::into_init_result(#path(cfg))?;
+                ::core::result::Result::Ok(::core::option::Option::None)
+            },
+        ),
+        (_, None) => (quote!(cfg), quote!()),
+    };
+    let call = if arity == 1 {
+        quote!(#name(msg))
+    } else {
+        quote!(#name(msg, #second))
     };
     let convert = quote_spanned! {ret_span=>
         let result = #call;
         #krate::__private::IntoResult::into_result(result)
     };
-
     let (init_fn, init_arg) = match &args.init {
-        Some(path) => {
-            let convert = quote_spanned! {path.span()=>
-                #krate::__private::IntoInitResult::into_init_result(#path(cfg))
-            };
-            (
-                quote! {
-                    fn #init_adapter(cfg: &#krate::Config) -> ::core::result::Result<(), #krate::Error> {
-                        #convert
-                    }
-                },
-                quote!(::core::option::Option::Some(#init_adapter as #krate::__private::InitFn)),
-            )
-        }
+        Some(_) => (
+            quote! {
+                fn #init_adapter(cfg: &#krate::Config) -> #krate::__private::InitResult {
+                    #init_body
+                }
+            },
+            quote!(::core::option::Option::Some(#init_adapter as #krate::__private::InitFn)),
+        ),
         None => (quote!(), quote!(::core::option::Option::None)),
     };
     let exports = exports(&krate, &transform_adapter, &init_arg);
@@ -129,8 +142,9 @@ fn expand(args: Args, mut func: ItemFn) -> TokenStream2 {
             fn #transform_adapter<'m>(
                 msg: &'m #krate::Message<'m>,
                 cfg: &'m #krate::Config,
+                state: &'m dyn ::core::any::Any,
             ) -> ::core::result::Result<#krate::Outcome<'m>, #krate::Error> {
-                let _ = &cfg;
+                let _ = (&cfg, &state);
                 #convert
             }
 
@@ -177,7 +191,7 @@ fn exports(
     }
 }
 
-fn validate(sig: &syn::Signature) -> syn::Result<()> {
+fn validate(sig: &syn::Signature, has_init: bool) -> syn::Result<()> {
     if let Some(asyncness) = &sig.asyncness {
         return Err(syn::Error::new(
             asyncness.span(),
@@ -228,7 +242,13 @@ fn validate(sig: &syn::Signature) -> syn::Result<()> {
     }
     for (i, arg) in sig.inputs.iter().enumerate() {
         let expected = if i == 0 { "Message" } else { "Config" };
-        check_arg(arg, expected)?;
+        // With an init function, the second argument may be the state it returns.
+        let state = i == 1 && has_init && !is_ref_to(arg, "Config");
+        if !state {
+            check_arg(arg, expected)?;
+        } else if let FnArg::Typed(pat) = arg {
+            check_state(&pat.ty)?;
+        }
     }
     check_return(&sig.output, sig.paren_token.span.join())?;
     if RESERVED.contains(&sig.ident.to_string().as_str()) {
@@ -273,6 +293,40 @@ fn name_elided_lifetimes(sig: &mut syn::Signature) {
                 .params
                 .insert(0, GenericParam::Lifetime(syn::LifetimeParam::new(lifetime)));
         }
+    }
+}
+
+/// The state type `S` when the second argument is `&S` and not `&Config`.
+fn state_type(sig: &syn::Signature) -> Option<Type> {
+    let arg = sig.inputs.iter().nth(1)?;
+    match arg {
+        FnArg::Typed(pat) if !is_ref_to(arg, "Config") => match &*pat.ty {
+            Type::Reference(r) => Some((*r.elem).clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether `arg` is `&Name` (any path ending in that name).
+fn is_ref_to(arg: &FnArg, name: &str) -> bool {
+    match arg {
+        FnArg::Typed(pat) => match &*pat.ty {
+            Type::Reference(r) => last_ident(&r.elem).as_deref() == Some(name),
+            _ => false,
+        },
+        FnArg::Receiver(_) => false,
+    }
+}
+
+/// The state argument: a shared reference, `&S`.
+fn check_state(ty: &Type) -> syn::Result<()> {
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() => Ok(()),
+        _ => Err(syn::Error::new_spanned(
+            ty,
+            "the second argument must be `&Config`, or `&S` where `S` is what the init function returns",
+        )),
     }
 }
 
@@ -463,7 +517,8 @@ mod tests {
 
     #[test]
     fn signatures_are_validated() {
-        let check = |sig: &str| validate(&syn::parse_str(sig).unwrap()).map_err(|e| e.to_string());
+        let check =
+            |sig: &str| validate(&syn::parse_str(sig).unwrap(), false).map_err(|e| e.to_string());
         assert!(check("fn f(msg: &Message) -> Outcome").is_ok());
         assert!(check(
             "fn f(m: &rmqtt_kafka_transform::Message, c: &Config) -> Result<Outcome, String>"
@@ -482,6 +537,27 @@ mod tests {
         );
         let err = check("fn f(msg: &Message) -> Option<Outcome>").unwrap_err();
         assert_eq!(err, "a #[transform] function must return `Outcome` or `Result<Outcome, E>`, not `Option<Outcome>`");
+        let err = check("fn f(msg: &Message, s: &Settings) -> Outcome").unwrap_err();
+        assert!(
+            err.starts_with("the second argument must be `&Config`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn with_init_the_second_argument_may_be_its_state() {
+        let check =
+            |sig: &str| validate(&syn::parse_str(sig).unwrap(), true).map_err(|e| e.to_string());
+        assert!(check("fn f(msg: &Message, s: &Settings) -> Outcome").is_ok());
+        assert!(check("fn f(msg: &Message, cfg: &Config) -> Outcome").is_ok());
+        let err = check("fn f(msg: &Message, s: &mut Settings) -> Outcome").unwrap_err();
+        assert!(
+            err.starts_with("the second argument must be `&Config`, or `&S`"),
+            "{err}"
+        );
+        let sig = syn::parse_str("fn f(msg: &Message, s: &Settings) -> Outcome").unwrap();
+        let state = state_type(&sig).map(|t| t.to_token_stream().to_string());
+        assert_eq!(state.as_deref(), Some("Settings"));
     }
 
     #[test]
@@ -496,9 +572,8 @@ mod tests {
         ] {
             let export = format!("# [unsafe (no_mangle)] pub extern \"C\" fn {name} (");
             assert!(expansion.contains(&export), "{name} missing: {expansion}");
-            let err =
-                validate(&syn::parse_str(&format!("fn {name}(m: &Message) -> Outcome")).unwrap())
-                    .unwrap_err();
+            let sig = syn::parse_str(&format!("fn {name}(m: &Message) -> Outcome")).unwrap();
+            let err = validate(&sig, false).unwrap_err();
             assert!(
                 err.to_string()
                     .contains("is the name of a generated export"),
