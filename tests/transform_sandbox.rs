@@ -330,6 +330,32 @@ fn a_slow_guest_yields_to_other_tasks() {
     });
 }
 
+#[tokio::test]
+async fn a_call_too_long_for_the_fast_path_runs_again_on_a_fiber() {
+    // About 10 ms of work, then the payload echoed: longer than the fast path's ticks.
+    let busy = "(local $n i32) (local.set $n (i32.const 30000000))
+        (loop $l (local.set $n (i32.sub (local.get $n) (i32.const 1))) (br_if $l (local.get $n)))
+        (call $identity (local.get $in))";
+    let s = pool_with(&fixture("", busy), Duration::from_secs(5), 16 << 20).await;
+    let on_fibers = |s: &Setup| s.pool.to_json()["calls_on_fibers"].as_bool().unwrap();
+    drop(s.pool.run(&input(b"quick")).await.unwrap());
+    assert!(!on_fibers(&s), "a quick call stays on the fast path");
+
+    let out = s.pool.run(&input(b"!busy")).await.unwrap();
+    assert_eq!(
+        payloads(&out),
+        [b"!busy".to_vec()],
+        "run again, to completion"
+    );
+    drop(out);
+    assert!(on_fibers(&s));
+    let failures: u64 = Cause::ALL.iter().map(|c| s.pool.failures(*c)).sum();
+    assert_eq!((failures, s.pool.replaced()), (0, 0), "not a failure");
+    assert_eq!(s.pool.idle(), 1, "the interrupted instance was replaced");
+    let out = s.pool.run(&input(b"after")).await.unwrap();
+    assert_eq!(payloads(&out), [b"after".to_vec()]);
+}
+
 #[test]
 fn missing_export_is_refused_at_load() {
     let e = engine();

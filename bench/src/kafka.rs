@@ -352,8 +352,10 @@ impl Reader {
             .set("group.id", "bridge-bench")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
-            // Return fetches quickly: the arrival time is taken when a record is read.
-            .set("fetch.wait.max.ms", "10")
+            // The arrival time is taken when a record is read, so a fetch must return as
+            // soon as tansu has something: a 10 ms wait added 3.5 ms to the p50 and p99
+            // measured at 80k msg/s. The extra fetches show in tansu's CPU column.
+            .set("fetch.wait.max.ms", "1")
             .create()
             .context("cannot create the Kafka reader")?;
         let mut tpl = TopicPartitionList::new();

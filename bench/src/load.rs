@@ -1,5 +1,10 @@
 //! The MQTT load: `n` rumqttc (MQTT 3.1.1) publishers, each on its own connection,
-//! publishing as fast as the protocol lets them.
+//! publishing as fast as the protocol lets them, or at a fixed rate.
+//!
+//! At a fixed rate each publisher follows a schedule: message `k` is due `k / rate` after
+//! the start. A publisher ahead of it sleeps until the next message is due (to the
+//! timer's millisecond, so messages leave in small bursts); one behind it publishes at
+//! once, so an offered rate the broker cannot take shows as an ingest rate below it.
 //!
 //! QoS 1: the client keeps its in-flight window (100) full; a message counts once its
 //! PUBACK arrived. QoS 0: a message counts once the client wrote it to its socket.
@@ -176,9 +181,11 @@ impl Publishers {
         Ok(Publishers { load, list, error })
     }
 
-    /// Starts publishing until `stop` is set.
-    pub fn start(&mut self, stop: &Arc<AtomicBool>) {
+    /// Starts publishing until `stop` is set: as fast as possible, or `rate` messages per
+    /// second in all, spread evenly over the publishers.
+    pub fn start(&mut self, stop: &Arc<AtomicBool>, rate: Option<u32>) {
         let Load { qos, size } = self.load;
+        let interval = rate.map(|r| Duration::from_secs_f64(self.list.len() as f64 / r as f64));
         let qos = if qos == 0 {
             QoS::AtMostOnce
         } else {
@@ -190,7 +197,14 @@ impl Publishers {
             p.publishing = Some(tokio::spawn(async move {
                 let topic = topic(i);
                 let mut seq = 0;
+                let start = tokio::time::Instant::now();
                 while !stop.load(Ordering::Relaxed) && !counters.failed.load(Ordering::Relaxed) {
+                    if let Some(interval) = interval {
+                        let due = start + interval * seq as u32;
+                        if due > tokio::time::Instant::now() {
+                            tokio::time::sleep_until(due).await;
+                        }
+                    }
                     let body = payload(i, seq, now_us(), size);
                     if client.publish(&topic, qos, false, body).await.is_err() {
                         break;
@@ -324,7 +338,7 @@ pub fn main(addrs: &[SocketAddr], publishers: u32, load: Load, duration: Duratio
         for (n, addr) in addrs.iter().enumerate() {
             let mut set =
                 Publishers::connect(*addr, &format!("load-{n}"), publishers, load).await?;
-            set.start(&stop);
+            set.start(&stop, None);
             sets.push(set);
         }
         tokio::time::sleep(duration).await;

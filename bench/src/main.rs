@@ -10,6 +10,7 @@
 mod broker;
 mod kafka;
 mod load;
+mod plot;
 mod process;
 mod report;
 mod run;
@@ -74,6 +75,17 @@ pub struct RunArgs {
     /// Load before the measurement window, not counted in rates or latencies.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub warmup: Duration,
+    /// Offered load in messages per second, in all, paced evenly across the publishers;
+    /// every configuration gets the same. Adds the equal-load table: CPU per message and
+    /// the differences between configurations. Without it, publishers go as fast as they
+    /// can (saturation).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
+    /// Runs every configuration this many times, in rounds (a, c, d, … then again), and
+    /// reports each configuration's median run: the run-to-run spread on a shared
+    /// machine is larger than some of the differences measured.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
     /// MQTT publishers (each its own connection).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub publishers: u32,
@@ -129,6 +141,10 @@ pub struct RunArgs {
     /// Directory of the example modules built for wasm32-unknown-unknown.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/target/wasm32-unknown-unknown/release"))]
     pub modules: PathBuf,
+    /// Where to draw the results (SVG): per load, delivered rate, broker CPU per message
+    /// and p99, per configuration.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-plot.svg"))]
+    pub plot: PathBuf,
     /// Where to write the raw results (JSON).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-results.json"))]
     pub out: PathBuf,

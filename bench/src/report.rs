@@ -20,7 +20,7 @@ pub struct RunResult {
     pub metrics: Option<Metrics>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 pub struct Metrics {
     /// Publishes acknowledged (QoS 1) or written (QoS 0) per second, in the window.
     pub ingest_per_s: f64,
@@ -29,6 +29,7 @@ pub struct Metrics {
     /// Publish-to-Kafka latency of the records published in the window, milliseconds.
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
     pub max_ms: Option<f64>,
     /// p99 of the records published within half a second of a reload (`--reload-at`);
     /// the other latencies then leave that second out.
@@ -41,6 +42,11 @@ pub struct Metrics {
     pub cpu_other: f64,
     /// CPU the hypervisor gave to other guests (steal), in cores.
     pub cpu_steal: f64,
+    /// CPU per delivered message, µs: cores ÷ the rate that reached Kafka (the ingest rate
+    /// without a bridge), for the broker, tansu and this benchmark (load and reader).
+    pub broker_us_per_msg: f64,
+    pub tansu_us_per_msg: f64,
+    pub bench_us_per_msg: f64,
     /// Peak resident set size of the broker process (VmHWM), MiB.
     pub peak_rss_mib: f64,
     /// Resident set size at the end of the load and after the drain, MiB.
@@ -139,9 +145,15 @@ impl Metrics {
             .enumerate()
             .map(|(i, &n)| received.distinct_below(i, n))
             .sum();
+        let ingest_per_s = ingest_in_window as f64 / window_s;
+        let kafka_per_s = has_bridge.then(|| received.arrived_in_window as f64 / window_s);
+        let per_msg = |cores: f64| cores * 1e6 / kafka_per_s.unwrap_or(ingest_per_s);
         Metrics {
-            ingest_per_s: ingest_in_window as f64 / window_s,
-            kafka_per_s: has_bridge.then(|| received.arrived_in_window as f64 / window_s),
+            ingest_per_s,
+            kafka_per_s,
+            broker_us_per_msg: per_msg(cpu.procs[0]),
+            tansu_us_per_msg: per_msg(cpu.procs[1]),
+            bench_us_per_msg: per_msg(cpu.procs[2]),
             cpu_broker: cpu.procs[0],
             cpu_tansu: cpu.procs[1],
             cpu_bench: cpu.procs[2],
@@ -149,6 +161,7 @@ impl Metrics {
             cpu_steal: cpu.steal,
             p50_ms: lat(50.0),
             p99_ms: lat(99.0),
+            p999_ms: lat(99.9),
             max_ms: lat(100.0),
             p99_reload_ms,
             peak_rss_mib: mib(peak_rss_kb),
@@ -294,16 +307,57 @@ pub fn table(load: Load, results: &[&RunResult], header: &str) -> String {
             notes.push(note);
         }
     }
-    let widths: Vec<usize> = (0..head.len())
+    render(&mut out, &rows, head.len());
+    for n in notes {
+        let _ = writeln!(out, "  {n}");
+    }
+    out
+}
+
+/// Per configuration, in the order they first appear, its median run: by broker CPU per
+/// message at equal load, by the rate that reached Kafka (or the ingest rate) at
+/// saturation. A configuration whose every run failed is represented by a failed run.
+pub fn median_runs(runs: &[RunResult], equal_load: bool) -> Vec<&RunResult> {
+    let key = |m: &Metrics| match equal_load {
+        true => m.broker_us_per_msg,
+        false => m.kafka_per_s.unwrap_or(m.ingest_per_s),
+    };
+    let mut configs: Vec<Config> = Vec::new();
+    for r in runs {
+        if !configs.contains(&r.config) {
+            configs.push(r.config);
+        }
+    }
+    configs
+        .into_iter()
+        .filter_map(|c| {
+            let mut ok: Vec<&RunResult> = (runs.iter())
+                .filter(|r| r.config == c && r.metrics.is_some())
+                .collect();
+            ok.sort_by(|x, y| {
+                let (x, y) = (x.metrics.as_ref(), y.metrics.as_ref());
+                key(x.expect("ok")).total_cmp(&key(y.expect("ok")))
+            });
+            ok.get(ok.len() / 2)
+                .copied()
+                .or_else(|| runs.iter().find(|r| r.config == c))
+        })
+        .collect()
+}
+
+/// Right-aligned columns, the first left-aligned; a row of another length (a failed run)
+/// is printed as it is.
+fn render(out: &mut String, rows: &[Vec<String>], columns: usize) {
+    let widths: Vec<usize> = (0..columns)
         .map(|c| {
             rows.iter()
-                .filter(|r| r.len() == head.len())
+                .filter(|r| r.len() == columns)
                 .map(|r| r[c].chars().count())
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
             let pad = widths
@@ -311,7 +365,7 @@ pub fn table(load: Load, results: &[&RunResult], header: &str) -> String {
                 .copied()
                 .unwrap_or(0)
                 .saturating_sub(cell.chars().count());
-            if c == 0 || row.len() != head.len() {
+            if c == 0 || row.len() != columns {
                 let _ = write!(line, "{cell}{}  ", " ".repeat(pad));
             } else {
                 let _ = write!(line, "{}{cell}  ", " ".repeat(pad));
@@ -319,8 +373,88 @@ pub fn table(load: Load, results: &[&RunResult], header: &str) -> String {
         }
         let _ = writeln!(out, "{}", line.trim_end());
     }
-    for n in notes {
-        let _ = writeln!(out, "  {n}");
+}
+
+/// The configurations compared at equal load: what each adds to broker CPU per message.
+const DIFFERENCES: [(Config, Config, &str); 4] = [
+    (Config::C, Config::A, "what the bridge adds"),
+    (Config::D, Config::C, "passthrough module"),
+    (Config::E, Config::C, "key_headers module"),
+    (Config::F, Config::C, "disk spool"),
+];
+
+/// The equal-load table of one load (`--rate`): CPU per delivered message of each
+/// process, latencies, and the differences between configurations.
+pub fn equal_load_table(load: Load, rate: u32, results: &[&RunResult], header: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{load} at {} msg/s offered — {header}",
+        int(rate as f64)
+    );
+    let head = [
+        "configuration",
+        "ingest/s",
+        "Kafka/s",
+        "broker µs/msg",
+        "tansu µs/msg",
+        "load µs/msg",
+        "p50 ms",
+        "p99 ms",
+        "p999 ms",
+        "peak RSS MiB",
+        "lost",
+        "dup",
+    ];
+    let mut rows = vec![head.map(String::from).to_vec()];
+    for r in results {
+        let Some(m) = &r.metrics else {
+            let error = r.error.as_deref().unwrap_or("unknown");
+            rows.push(vec![r.config.label().into(), format!("failed: {error}")]);
+            continue;
+        };
+        let ms = |v: Option<f64>| opt(v, |v| format!("{v:.1}"));
+        let bridge = m.kafka_per_s.is_some();
+        let dash = |v: u64| if bridge { int(v as f64) } else { "-".into() };
+        rows.push(vec![
+            r.config.label().into(),
+            int(m.ingest_per_s),
+            opt(m.kafka_per_s, int),
+            format!("{:.2}", m.broker_us_per_msg),
+            format!("{:.2}", m.tansu_us_per_msg),
+            format!("{:.2}", m.bench_us_per_msg),
+            ms(m.p50_ms),
+            ms(m.p99_ms),
+            ms(m.p999_ms),
+            format!("{:.0}", m.peak_rss_mib),
+            dash(m.lost),
+            dash(m.duplicates),
+        ]);
+    }
+    render(&mut out, &rows, head.len());
+    let metrics = |c: Config| {
+        results
+            .iter()
+            .find(|r| r.config == c)
+            .and_then(|r| r.metrics.as_ref())
+    };
+    let mut diffs = vec![["difference", "", "broker µs/msg", "p99 ms"]
+        .map(String::from)
+        .to_vec()];
+    for (x, y, what) in DIFFERENCES {
+        if let (Some(mx), Some(my)) = (metrics(x), metrics(y)) {
+            let p99 = mx.p99_ms.zip(my.p99_ms).map(|(a, b)| a - b);
+            diffs.push(vec![
+                format!("{} − {}", x.letter(), y.letter()),
+                what.into(),
+                format!("{:+.2}", mx.broker_us_per_msg - my.broker_us_per_msg),
+                opt(p99, |v| format!("{v:+.1}")),
+            ]);
+        }
+    }
+    if diffs.len() > 1 {
+        let _ = writeln!(out);
+        render(&mut out, &diffs, 4);
     }
     out
 }
@@ -423,6 +557,43 @@ mod tests {
         assert_eq!(percentile(&v, 100.0), Some(100));
         assert_eq!(percentile(&[7], 99.0), Some(7));
         assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn the_median_run_of_each_configuration_is_reported() {
+        let run = |config, us: Option<f64>| RunResult {
+            config,
+            load: "qos1-256".into(),
+            error: us.is_none().then(|| "failed".into()),
+            metrics: us.map(|us| Metrics {
+                broker_us_per_msg: us,
+                ingest_per_s: 100.0 - us,
+                ..Metrics::default()
+            }),
+        };
+        let runs = [
+            run(Config::C, Some(7.5)),
+            run(Config::A, Some(4.0)),
+            run(Config::F, None),
+            run(Config::C, Some(6.0)),
+            run(Config::A, None),
+            run(Config::C, Some(9.0)),
+        ];
+        let by_cpu: Vec<_> = median_runs(&runs, true)
+            .iter()
+            .map(|r| (r.config, r.metrics.as_ref().map(|m| m.broker_us_per_msg)))
+            .collect();
+        assert_eq!(
+            by_cpu,
+            [
+                (Config::C, Some(7.5)),
+                (Config::A, Some(4.0)),
+                (Config::F, None)
+            ]
+        );
+        // At saturation the median is taken by rate: the same run here, by construction.
+        let by_rate = median_runs(&runs, false);
+        assert_eq!(by_rate[0].metrics.as_ref().unwrap().ingest_per_s, 92.5);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::broker::PluginKind;
 use crate::kafka::{Drain, Reader, Tansu, Window};
 use crate::load::{now_us, Load, Publishers};
 use crate::process::{CpuSnapshot, Proc, RssSampler};
-use crate::report::{table, Measured, Metrics, RunResult};
+use crate::report::{equal_load_table, median_runs, table, Measured, Metrics, RunResult};
 use crate::RunArgs;
 
 /// The Kafka topic every bridge writes to, and its partitions.
@@ -198,65 +198,96 @@ pub fn main(args: RunArgs) -> Result<()> {
         args.publishers,
         args.warmup.as_secs_f64(),
         args.duration.as_secs_f64()
-    ) + &args
-        .properties
-        .iter()
-        .map(|(k, v)| format!(", {k}={v}"))
-        .collect::<String>();
+    ) + &(args.repeat > 1)
+        .then(|| format!(", median of {} runs", args.repeat))
+        .unwrap_or_default()
+        + &args
+            .properties
+            .iter()
+            .map(|(k, v)| format!(", {k}={v}"))
+            .collect::<String>();
     let started = Instant::now();
     let mut results = Vec::new();
     let mut tables = Vec::new();
     for &load in &args.loads {
         let first = results.len();
-        for &config in &args.only {
-            wait_for_quiet(args.quiet_wait);
-            eprintln!(
-                "[{:>5.0} s] {load} {config}",
-                started.elapsed().as_secs_f64()
-            );
-            let result = match one_run(&args, &exe, &runtime, config, load) {
-                Ok(m) => {
-                    eprintln!("  {}", m.summary());
-                    RunResult {
-                        config,
-                        load: load.to_string(),
-                        error: None,
-                        metrics: Some(m),
-                    }
-                }
-                Err(e) => {
-                    eprintln!("  failed: {e:#}");
-                    RunResult {
-                        config,
-                        load: load.to_string(),
-                        error: Some(format!("{e:#}")),
-                        metrics: None,
-                    }
-                }
-            };
-            results.push(result);
+        for round in 1..=args.repeat {
+            for &config in &args.only {
+                wait_for_quiet(args.quiet_wait);
+                let secs = started.elapsed().as_secs_f64();
+                eprintln!(
+                    "[{secs:>5.0} s] {load} {config} (run {round} of {})",
+                    args.repeat
+                );
+                results.push(measure(&args, &exe, &runtime, config, load));
+            }
         }
-        let these: Vec<&RunResult> = results[first..].iter().collect();
-        tables.push(table(load, &these, &header));
+        let these = median_runs(&results[first..], args.rate.is_some());
+        tables.push(match args.rate {
+            Some(rate) => equal_load_table(load, rate, &these, &header),
+            None => table(load, &these, &header),
+        });
     }
     let elapsed = started.elapsed();
     write_json(&args, &results, elapsed)?;
+    let by_load: Vec<(String, Vec<&RunResult>)> = args
+        .loads
+        .iter()
+        .map(|load| {
+            let runs = results.iter().filter(|r| r.load == load.to_string());
+            (load.to_string(), runs.collect())
+        })
+        .collect();
+    let title = match args.rate {
+        Some(rate) => format!("bridge-bench at {rate} msg/s offered — {header}"),
+        None => format!("bridge-bench at saturation — {header}"),
+    };
+    crate::plot::write_svg(&args.plot, &title, &by_load)?;
     println!("{header}; Kafka: tansu, topic of {PARTITIONS} partitions; ratios from this run\n");
     for t in &tables {
         println!("{t}");
     }
     println!(
-        "total {:.0} s; raw results in {}",
+        "total {:.0} s; raw results in {}, plot in {}",
         elapsed.as_secs_f64(),
-        args.out.display()
+        args.out.display(),
+        args.plot.display()
     );
     Ok(())
+}
+
+/// One run, reported as it ends.
+fn measure(
+    args: &RunArgs,
+    exe: &Path,
+    runtime: &tokio::runtime::Runtime,
+    config: Config,
+    load: Load,
+) -> RunResult {
+    let (metrics, error) = match one_run(args, exe, runtime, config, load) {
+        Ok(m) => {
+            eprintln!("  {}", m.summary());
+            (Some(m), None)
+        }
+        Err(e) => {
+            eprintln!("  failed: {e:#}");
+            (None, Some(format!("{e:#}")))
+        }
+    };
+    RunResult {
+        config,
+        load: load.to_string(),
+        error,
+        metrics,
+    }
 }
 
 fn write_json(args: &RunArgs, results: &[RunResult], elapsed: Duration) -> Result<()> {
     let doc = json!({
         "settings": {
             "publishers": args.publishers,
+            "rate_per_s": args.rate,
+            "repeat": args.repeat,
             "warmup_s": args.warmup.as_secs_f64(),
             "duration_s": args.duration.as_secs_f64(),
             "drain_quiet_s": args.drain_quiet.as_secs_f64(),
@@ -464,7 +495,7 @@ fn one_run(
     let pids = [broker.proc.pid(), tansu.pid(), std::process::id()];
     let (window_s, ingest_in_window, cpu, published) = runtime.block_on(async {
         let t0 = tokio::time::Instant::now();
-        publishers.start(&stop);
+        publishers.start(&stop, args.rate);
         tokio::time::sleep_until(t0 + args.warmup).await;
         let (c1, w1, cpu1) = (publishers.done(), Instant::now(), CpuSnapshot::take(&pids));
         if let (Some(at), Some(file)) = (args.reload_at, &plugin_file) {

@@ -45,6 +45,7 @@
 // Lets `#[transform]` (which names `::rmqtt_kafka_transform`) work in this crate's own tests.
 extern crate self as rmqtt_kafka_transform;
 
+mod bytes;
 mod config;
 mod error;
 mod expect;
@@ -60,11 +61,12 @@ mod sys;
 mod testing;
 
 pub use abi;
+pub use bytes::{IntoBytes, RecordBytes};
 pub use config::Config;
 pub use error::Error;
 pub use expect::Expect;
 pub use message::Message;
-pub use record::{IntoBytes, Outcome, Record};
+pub use record::{Outcome, Record};
 /// The `serde_json` the `json` feature uses, for [`serde_json::Value`] and friends.
 #[cfg(feature = "json")]
 pub use serde_json;

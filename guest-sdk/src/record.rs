@@ -1,78 +1,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::Error;
-
-/// Byte-like values a [`Record`] accepts for its payload, key and header values:
-/// `&[u8]`, `&[u8; N]`, `&str`, `Vec<u8>`, `String`, `&Vec<u8>`, `&String` and `Cow`s.
-///
-/// Borrowed values (for instance a slice of the [`Message`](crate::Message)) are handed
-/// to the host in place, without a copy; owned values are kept alive by the SDK until the
-/// host has read them.
-pub trait IntoBytes<'a> {
-    /// The bytes, borrowed or owned.
-    fn into_bytes(self) -> Cow<'a, [u8]>;
-}
-
-impl<'a> IntoBytes<'a> for &'a [u8] {
-    fn into_bytes(self) -> Cow<'a, [u8]> {
-        Cow::Borrowed(self)
-    }
-}
-
-impl<'a, const N: usize> IntoBytes<'a> for &'a [u8; N] {
-    fn into_bytes(self) -> Cow<'a, [u8]> {
-        Cow::Borrowed(self)
-    }
-}
-
-impl<'a> IntoBytes<'a> for &'a str {
-    fn into_bytes(self) -> Cow<'a, [u8]> {
-        Cow::Borrowed(self.as_bytes())
-    }
-}
-
-impl<'a> IntoBytes<'a> for &'a Vec<u8> {
-    fn into_bytes(self) -> Cow<'a, [u8]> {
-        Cow::Borrowed(self)
-    }
-}
-
-impl<'a> IntoBytes<'a> for &'a String {
-    fn into_bytes(self) -> Cow<'a, [u8]> {
-        Cow::Borrowed(self.as_bytes())
-    }
-}
-
-impl<'a> IntoBytes<'a> for Vec<u8> {
-    fn into_bytes(self) -> Cow<'a, [u8]> {
-        Cow::Owned(self)
-    }
-}
-
-impl<'a> IntoBytes<'a> for String {
-    fn into_bytes(self) -> Cow<'a, [u8]> {
-        Cow::Owned(self.into_bytes())
-    }
-}
-
-impl<'a> IntoBytes<'a> for Cow<'a, [u8]> {
-    fn into_bytes(self) -> Cow<'a, [u8]> {
-        self
-    }
-}
-
-impl<'a> IntoBytes<'a> for Cow<'a, str> {
-    fn into_bytes(self) -> Cow<'a, [u8]> {
-        match self {
-            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-        }
-    }
-}
+use crate::{Error, IntoBytes, RecordBytes};
 
 /// A header name and its value (`None`: a null value).
-pub(crate) type Header<'a> = (Cow<'a, str>, Option<Cow<'a, [u8]>>);
+pub(crate) type Header<'a> = (Cow<'a, str>, Option<RecordBytes<'a>>);
 
 /// One Kafka record to produce.
 ///
@@ -91,8 +23,8 @@ pub(crate) type Header<'a> = (Cow<'a, str>, Option<Cow<'a, [u8]>>);
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Record<'a> {
-    pub(crate) payload: Option<Cow<'a, [u8]>>,
-    pub(crate) key: Option<Cow<'a, [u8]>>,
+    pub(crate) payload: Option<RecordBytes<'a>>,
+    pub(crate) key: Option<RecordBytes<'a>>,
     pub(crate) topic: Option<Cow<'a, str>>,
     pub(crate) partition: Option<i32>,
     pub(crate) timestamp: Option<i64>,
@@ -101,7 +33,7 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// A record with this payload. Pass `msg.payload()` to forward the payload unchanged
-    /// without copying it.
+    /// without copying it, or an `Rc<[u8]>` to share one buffer between records.
     pub fn new(payload: impl IntoBytes<'a>) -> Record<'a> {
         Record {
             payload: Some(payload.into_bytes()),
@@ -203,7 +135,13 @@ impl<'a> Record<'a> {
     /// `true` when the payload borrows from the message or another long-lived buffer, so
     /// no copy is made inside the module.
     pub fn payload_is_borrowed(&self) -> bool {
-        matches!(self.payload, Some(Cow::Borrowed(_)))
+        self.payload.as_ref().is_some_and(RecordBytes::is_borrowed)
+    }
+
+    /// `true` when the payload is an `Rc` buffer that other records may share (see
+    /// [`IntoBytes`]).
+    pub fn payload_is_shared(&self) -> bool {
+        self.payload.as_ref().is_some_and(RecordBytes::is_shared)
     }
 
     /// The key, if set.

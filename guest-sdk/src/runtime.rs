@@ -7,14 +7,13 @@
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::fmt::Display;
 
 use abi::output::{
     error_header, ok_header, HeaderDescriptor, RecordDescriptor, Region, HEADER_ENTRY_LEN,
 };
 
-use crate::{Config, Error, Message, Outcome, Record};
+use crate::{Config, Error, IntoBytes, Message, Outcome, Record, RecordBytes};
 
 /// The user's function behind an adapter: the message, the config, and the state the
 /// init function made (`()` without one).
@@ -90,9 +89,9 @@ pub(crate) fn input_slice(buf: &[u8], base: u32, ptr: u32, len: u32) -> Option<&
 /// the next call.
 #[derive(Default)]
 pub(crate) struct Output {
-    /// Payloads, keys, topics, header names and values the transform created (borrowed
-    /// ones stay where they are, usually in the input buffer).
-    owned: Vec<Vec<u8>>,
+    /// Payloads, keys, topics, header names and values the transform created or shares
+    /// between records (borrowed ones stay where they are, usually in the input buffer).
+    owned: Vec<RecordBytes<'static>>,
     /// The header tables of all records, one after the other.
     headers: Vec<[u8; HEADER_ENTRY_LEN]>,
     /// Descriptors whose `headers.0` is still an index into `headers`.
@@ -157,7 +156,7 @@ impl Output {
             let first_header = self.headers.len() as u32;
             let header_count = record.headers.len() as u32;
             for (name, value) in record.headers {
-                let name = self.keep(str_bytes(name), addr);
+                let name = self.keep(name, addr);
                 let value = value.map(|v| self.keep(v, addr));
                 self.headers
                     .push(HeaderDescriptor { name, value }.to_bytes());
@@ -165,7 +164,7 @@ impl Output {
             let descriptor = RecordDescriptor {
                 partition: record.partition,
                 timestamp: record.timestamp,
-                topic: record.topic.map(|t| self.keep(str_bytes(t), addr)),
+                topic: record.topic.map(|t| self.keep(t, addr)),
                 key: record.key.map(|k| self.keep(k, addr)),
                 payload: record.payload.map(|p| self.keep(p, addr)),
                 headers: (first_header, header_count),
@@ -196,19 +195,17 @@ impl Output {
 
     /// The region of `bytes`; owned bytes move into `self.owned` (their heap buffer does not
     /// move with them, so the address stays valid).
-    fn keep(&mut self, bytes: Cow<'_, [u8]>, addr: &mut impl FnMut(&[u8]) -> u32) -> Region {
+    fn keep<'b>(
+        &mut self,
+        bytes: impl IntoBytes<'b>,
+        addr: &mut impl FnMut(&[u8]) -> u32,
+    ) -> Region {
+        let bytes = bytes.into_bytes();
         let region = (addr(&bytes), bytes.len() as u32);
-        if let Cow::Owned(vec) = bytes {
-            self.owned.push(vec);
+        if let Some(buffer) = bytes.into_buffer() {
+            self.owned.push(buffer);
         }
         region
-    }
-}
-
-fn str_bytes(s: Cow<'_, str>) -> Cow<'_, [u8]> {
-    match s {
-        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
     }
 }
 
@@ -520,6 +517,25 @@ mod tests {
         assert_eq!(out.headers.len(), 1);
         out.write(Ok(Outcome::Drop), &mut addr);
         assert!(out.owned.is_empty() && out.headers.is_empty());
+    }
+
+    #[test]
+    fn a_shared_buffer_is_one_region_for_every_record() {
+        let body: std::rc::Rc<[u8]> = std::rc::Rc::from(&b"reshaped"[..]);
+        let mut out = Output::new();
+        let mut addr = |b: &[u8]| b.as_ptr() as usize as u32;
+        let fan_out = ["a", "b", "c"].map(|topic| Record::new(body.clone()).topic(topic));
+        out.write(Ok(Outcome::Records(fan_out.into())), &mut addr);
+        let payloads: Vec<_> = out.records.iter().map(|r| r.payload).collect();
+        let region = Some((body.as_ptr() as usize as u32, body.len() as u32));
+        assert_eq!(payloads, [region; 3], "the records point at the one buffer");
+        assert_eq!(std::rc::Rc::strong_count(&body), 4, "kept, not copied");
+        out.write(Ok(Outcome::Drop), &mut addr);
+        assert_eq!(
+            std::rc::Rc::strong_count(&body),
+            1,
+            "released at the next call"
+        );
     }
 
     #[test]

@@ -98,6 +98,19 @@ impl fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
+/// Raised by the epoch callback when a call on the fast path (without a fiber) has run
+/// for more than one tick: it cannot yield, so it is stopped and run again on a fiber.
+#[derive(Debug)]
+pub(crate) struct NeedsFiber;
+
+impl fmt::Display for NeedsFiber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the call ran longer than the fast path allows")
+    }
+}
+
+impl std::error::Error for NeedsFiber {}
+
 /// Raised by the `rmqtt.abort` import.
 #[derive(Debug)]
 pub(crate) struct GuestAbort(pub String);

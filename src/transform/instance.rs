@@ -5,7 +5,7 @@
 use abi::output::{read_output, Output};
 use wasmtime::{Memory, Store, Trap, TypedFunc};
 
-use super::failure::{Cause, DeadlineExceeded, Failure, GuestAbort, GuestExit};
+use super::failure::{Cause, DeadlineExceeded, Failure, GuestAbort, GuestExit, NeedsFiber};
 use super::module::TransformModule;
 use super::state::{Deadline, HostState, MemoryCap};
 
@@ -44,7 +44,7 @@ impl GuestInstance {
         let mut store = Store::new(module.pre.module().engine(), state);
         store.limiter(|s| &mut s.memory_cap);
         store.epoch_deadline_callback(|mut ctx| ctx.data_mut().deadline.tick());
-        store.data_mut().start_call();
+        store.data_mut().start_call(true);
         store.set_epoch_deadline(1);
         let instance = match module.pre.instantiate_async(&mut store).await {
             Ok(i) => i,
@@ -82,10 +82,16 @@ impl GuestInstance {
 
     /// Runs `rmqtt_transform_init` with the config document.
     async fn init(&mut self, init: &CallFunc, doc: &[u8]) -> Result<(), Failure> {
-        let ptr = self
-            .write_input(doc.len(), |dst| dst.copy_from_slice(doc))
-            .await?;
-        let packed = call_guest(&mut self.store, init, (ptr as i32, doc.len() as i32)).await?;
+        let ptr = match self.buffer_for(doc.len())? {
+            Buffer::Ready(ptr) => ptr,
+            Buffer::Reserve(len) => {
+                let ptr = call_on_fiber(&mut self.store, &self.reserve, len).await?;
+                self.reserved(ptr, len)?
+            }
+        };
+        let ptr = self.fill_input(ptr, doc.len(), |dst| dst.copy_from_slice(doc))?;
+        let params = (ptr as i32, doc.len() as i32);
+        let packed = call_on_fiber(&mut self.store, init, params).await?;
         match self.output(packed as u64)? {
             Output::Records(_) => Ok(()),
             Output::Error(msg) => Err(Failure::new(
@@ -95,15 +101,43 @@ impl GuestInstance {
         }
     }
 
-    /// Transforms one message; returns where the output document is (see [`Self::output`]).
+    /// Transforms one message on a fiber, yielding to the broker's other tasks every
+    /// tick; returns where the output document is (see [`Self::output`]).
     pub(crate) async fn call<U: AsRef<[u8]>>(
         &mut self,
         input: &abi::input::InputFields<'_, U>,
     ) -> Result<u64, Failure> {
         let len = input.encoded_len();
-        let ptr = self.write_input(len, |dst| input.encode(dst)).await?;
-        let packed = call_guest(&mut self.store, &self.transform, (ptr as i32, len as i32)).await?;
-        Ok(packed as u64)
+        let ptr = match self.buffer_for(len)? {
+            Buffer::Ready(ptr) => ptr,
+            Buffer::Reserve(len) => {
+                let ptr = call_on_fiber(&mut self.store, &self.reserve, len).await?;
+                self.reserved(ptr, len)?
+            }
+        };
+        let ptr = self.fill_input(ptr, len, |dst| input.encode(dst))?;
+        let params = (ptr as i32, len as i32);
+        Ok(call_on_fiber(&mut self.store, &self.transform, params).await? as u64)
+    }
+
+    /// Transforms one message with a plain call, which costs less than a fiber but cannot
+    /// yield: a call that runs past the first tick is stopped with `Err(None)`, and the
+    /// instance must not be used again.
+    pub(crate) fn call_fast<U: AsRef<[u8]>>(
+        &mut self,
+        input: &abi::input::InputFields<'_, U>,
+    ) -> Result<u64, Option<Failure>> {
+        let len = input.encoded_len();
+        let ptr = match self.buffer_for(len)? {
+            Buffer::Ready(ptr) => ptr,
+            Buffer::Reserve(len) => {
+                let ptr = call_fast(&mut self.store, &self.reserve, len)?;
+                self.reserved(ptr, len)?
+            }
+        };
+        let ptr = self.fill_input(ptr, len, |dst| input.encode(dst))?;
+        let params = (ptr as i32, len as i32);
+        Ok(call_fast(&mut self.store, &self.transform, params)? as u64)
     }
 
     /// The output document of the last call; it borrows guest memory.
@@ -113,33 +147,40 @@ impl GuestInstance {
             .map_err(|e| Failure::new(Cause::BadOutput, format!("invalid output document: {e}")))
     }
 
-    /// Writes `len` bytes into the guest's input buffer, reserving a larger one first
-    /// when needed. Returns the buffer's address.
-    async fn write_input(
-        &mut self,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Result<u32, Failure> {
+    /// Where an input document of `len` bytes goes: the guest's buffer if it is large
+    /// enough, otherwise the guest must reserve a larger one.
+    fn buffer_for(&self, len: usize) -> Result<Buffer, Failure> {
         let len32 = u32::try_from(len).map_err(|_| {
             Failure::new(
                 Cause::InputTooLarge,
                 format!("the input document has {len} bytes, the ABI allows 4 GiB"),
             )
         })?;
-        let ptr = match self.input {
-            Some((ptr, cap)) if cap >= len32 => ptr,
-            _ => {
-                let ptr = call_guest(&mut self.store, &self.reserve, len32 as i32).await? as u32;
-                if ptr == 0 {
-                    return Err(Failure::new(
-                        Cause::Memory,
-                        format!("rmqtt_transform_reserve({len}) returned 0: the module could not allocate its input buffer"),
-                    ));
-                }
-                self.input = Some((ptr, len32));
-                ptr
-            }
-        };
+        Ok(match self.input {
+            Some((ptr, cap)) if cap >= len32 => Buffer::Ready(ptr),
+            _ => Buffer::Reserve(len32 as i32),
+        })
+    }
+
+    /// Takes the buffer `rmqtt_transform_reserve(len)` returned.
+    fn reserved(&mut self, ptr: i32, len: i32) -> Result<u32, Failure> {
+        if ptr == 0 {
+            return Err(Failure::new(
+                Cause::Memory,
+                format!("rmqtt_transform_reserve({len}) returned 0: the module could not allocate its input buffer"),
+            ));
+        }
+        self.input = Some((ptr as u32, len as u32));
+        Ok(ptr as u32)
+    }
+
+    /// Writes `len` bytes into the guest's input buffer at `ptr`; returns `ptr`.
+    fn fill_input(
+        &mut self,
+        ptr: u32,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<u32, Failure> {
         let mem = self.memory.data_mut(&mut self.store);
         let mem_len = mem.len();
         match (ptr as usize)
@@ -161,8 +202,14 @@ impl GuestInstance {
     }
 }
 
-/// Calls a guest function under the deadline, classifying any failure.
-async fn call_guest<P, R>(
+/// Where the next input document goes.
+enum Buffer {
+    Ready(u32),
+    Reserve(i32),
+}
+
+/// Calls a guest function on a fiber under the deadline, classifying any failure.
+async fn call_on_fiber<P, R>(
     store: &mut Store<HostState>,
     func: &TypedFunc<P, R>,
     params: P,
@@ -171,11 +218,31 @@ where
     P: wasmtime::WasmParams + Sync,
     R: wasmtime::WasmResults + Sync,
 {
-    store.data_mut().start_call();
+    store.data_mut().start_call(true);
     store.set_epoch_deadline(1);
     match func.call_async(&mut *store, params).await {
         Ok(r) => Ok(r),
         Err(e) => Err(classify(e, store.data())),
+    }
+}
+
+/// Calls a guest function with a plain call under the deadline; `Err(None)` when it ran
+/// past the fast path's ticks.
+fn call_fast<P, R>(
+    store: &mut Store<HostState>,
+    func: &TypedFunc<P, R>,
+    params: P,
+) -> Result<R, Option<Failure>>
+where
+    P: wasmtime::WasmParams,
+    R: wasmtime::WasmResults,
+{
+    store.data_mut().start_call(false);
+    store.set_epoch_deadline(1);
+    match func.call(&mut *store, params) {
+        Ok(r) => Ok(r),
+        Err(e) if e.is::<NeedsFiber>() => Err(None),
+        Err(e) => Err(Some(classify(e, store.data()))),
     }
 }
 

@@ -3,7 +3,7 @@
 //! checks an instance out, calls it, validates the output with the ABI's rules, and
 //! discards and replaces an instance that failed. The caller sees records or a failure.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use abi::input::InputFields;
@@ -22,6 +22,8 @@ pub struct TransformPool {
     permits: Semaphore,
     /// Slots whose instance was discarded and not yet replaced.
     missing: AtomicUsize,
+    /// Set once a call ran too long for the fast path: calls run on fibers from then on.
+    on_fiber: AtomicBool,
     replaced: AtomicU64,
     /// Replacements that could not be created (their init failed, say).
     replace_failures: AtomicU64,
@@ -42,14 +44,20 @@ impl TransformPool {
             idle: Mutex::new(idle),
             permits: Semaphore::new(size),
             missing: AtomicUsize::new(0),
+            on_fiber: AtomicBool::new(false),
             replaced: AtomicU64::new(0),
             replace_failures: AtomicU64::new(0),
             failures: Default::default(),
         })
     }
 
-    /// Transforms one message. The records borrow the instance's memory, and the
-    /// instance goes back to the pool when the result is dropped.
+    /// Transforms one message: checks out an instance (waiting in FIFO order while all
+    /// are busy), writes the input, calls the module under the deadline, and validates
+    /// every record it returned. An instance the failure may have left inconsistent is
+    /// discarded and replaced. Calls take the fast path (a plain call) until one runs
+    /// past the first tick; that one is run again on a fresh instance on a fiber, and so
+    /// is every later call of this pool. The records borrow the instance's memory, and
+    /// the instance goes back to the pool when the result is dropped.
     pub async fn run<U: AsRef<[u8]>>(
         &self,
         input: &InputFields<'_, U>,
@@ -71,7 +79,6 @@ impl TransformPool {
         Err(result)
     }
 
-    /// Waits for a free instance, first come first served.
     async fn checkout(&self) -> Result<Checkout<'_>, Failure> {
         // An uncontended permit without building a waiter; tokio hands released permits
         // to queued waiters first, so this never jumps the queue.
@@ -179,6 +186,7 @@ impl TransformPool {
             "idle": self.idle(),
             "replaced": self.replaced(),
             "replace_failures": self.replace_failures(),
+            "calls_on_fibers": self.on_fiber.load(Ordering::Relaxed),
             "failures": failures,
         })
     }
@@ -192,16 +200,51 @@ struct Checkout<'p> {
 }
 
 impl Checkout<'_> {
-    /// Calls the instance and checks its whole output before any record is used, so a
-    /// bad output sends nothing.
+    /// Calls the instance, on the fast path while the pool allows it, and checks its
+    /// whole output before any record is used, so a bad output sends nothing.
     async fn call<U: AsRef<[u8]>>(&mut self, input: &InputFields<'_, U>) -> Result<u64, Failure> {
-        let Some(instance) = self.instance.as_mut() else {
-            return Err(Failure::new(
+        if !self.pool.on_fiber.load(Ordering::Relaxed) {
+            match self.instance()?.call_fast(input) {
+                Ok(packed) => return self.checked(packed),
+                Err(Some(failure)) => return Err(failure),
+                Err(None) => self.leave_the_fast_path().await?,
+            }
+        }
+        let packed = self.instance()?.call(input).await?;
+        self.checked(packed)
+    }
+
+    /// After a fast-path call ran too long: from now on the pool's calls run on fibers,
+    /// and this one gets a fresh instance, since the interrupted one may be inconsistent.
+    async fn leave_the_fast_path(&mut self) -> Result<(), Failure> {
+        if !self.pool.on_fiber.swap(true, Ordering::Relaxed) {
+            log::info!(
+                "{}: a call ran longer than {:?}; calls now run on fibers, which can yield",
+                self.pool.module.label,
+                super::state::EPOCH_TICK
+            );
+        }
+        self.instance = None;
+        let fresh = GuestInstance::new(&self.pool.module).await.map_err(|f| {
+            self.pool.missing.fetch_add(1, Ordering::AcqRel);
+            Failure::new(
                 Cause::Unavailable,
-                "the instance was discarded",
-            ));
-        };
-        let packed = instance.call(input).await?;
+                format!("could not replace an instance: {f}"),
+            )
+        })?;
+        self.instance = Some(fresh);
+        Ok(())
+    }
+
+    fn instance(&mut self) -> Result<&mut GuestInstance, Failure> {
+        self.instance
+            .as_mut()
+            .ok_or_else(|| Failure::new(Cause::Unavailable, "the instance was discarded"))
+    }
+
+    /// Checks every record of the output document at `packed`.
+    fn checked(&mut self, packed: u64) -> Result<u64, Failure> {
+        let instance = self.instance()?;
         match instance.output(packed)? {
             Output::Error(msg) => Err(Failure::new(
                 Cause::GuestError,

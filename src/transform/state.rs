@@ -7,12 +7,17 @@ use std::time::Duration;
 
 use wasmtime::{Memory, ResourceLimiter, Result, UpdateDeadline};
 
-use super::failure::DeadlineExceeded;
+use super::failure::{DeadlineExceeded, NeedsFiber};
 use crate::observe::LogLimiter;
 
 /// How often the epoch advances: the resolution of `transform.timeout` and the longest
 /// a running module holds a broker thread before yielding.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Ticks a call on the fast path (a plain call, no fiber, so it cannot yield) may see
+/// before it is stopped and run again on a fiber. The first tick may come right after
+/// the call started, so the second one is the first sign of a slow call.
+const FAST_PATH_TICKS: u64 = 2;
 
 /// Store data of one instance.
 pub(crate) struct HostState {
@@ -75,6 +80,9 @@ impl ResourceLimiter for MemoryCap {
 pub(crate) struct Deadline {
     timeout: Duration,
     ticks_left: u64,
+    ticks_seen: u64,
+    /// Whether the call runs on a fiber and may yield to the broker's other tasks.
+    on_fiber: bool,
 }
 
 impl Deadline {
@@ -82,6 +90,8 @@ impl Deadline {
         Deadline {
             timeout,
             ticks_left: 0,
+            ticks_seen: 0,
+            on_fiber: true,
         }
     }
 
@@ -91,26 +101,34 @@ impl Deadline {
 
     /// Starts a call's budget: the ticks that cover the timeout, plus one, since the
     /// first tick may come right after the call starts.
-    pub(crate) fn start(&mut self) {
+    fn start(&mut self, on_fiber: bool) {
         self.ticks_left = (self.timeout.as_nanos() / EPOCH_TICK.as_nanos()) as u64 + 1;
+        self.ticks_seen = 0;
+        self.on_fiber = on_fiber;
     }
 
-    /// The epoch callback's answer: yield to the broker's other tasks and carry on, or
-    /// stop the call once its budget is spent.
+    /// The epoch callback's answer: stop the call once its budget is spent; otherwise
+    /// yield to the broker's other tasks and carry on (on a fiber), carry on (a fast-path
+    /// call in its first tick), or stop it to run it again on a fiber.
     pub(crate) fn tick(&mut self) -> Result<UpdateDeadline> {
         self.ticks_left = self.ticks_left.saturating_sub(1);
+        self.ticks_seen += 1;
         if self.ticks_left == 0 {
             Err(DeadlineExceeded.into())
-        } else {
+        } else if self.on_fiber {
             Ok(UpdateDeadline::Yield(1))
+        } else if self.ticks_seen < FAST_PATH_TICKS {
+            Ok(UpdateDeadline::Continue(1))
+        } else {
+            Err(NeedsFiber.into())
         }
     }
 }
 
 impl HostState {
-    /// Readies the state for a guest call.
-    pub(crate) fn start_call(&mut self) {
-        self.deadline.start();
+    /// Readies the state for a guest call, on a fiber or on the fast path.
+    pub(crate) fn start_call(&mut self, on_fiber: bool) {
+        self.deadline.start(on_fiber);
         self.memory_cap.hit = false;
     }
 }

@@ -8,6 +8,8 @@
 //!   `sensors/berlin/line1/telemetry`, `site=berlin` and `line=line1`. A level the topic
 //!   does not have adds no header. Checked when the plugin starts.
 //!
+//! The config is parsed once per instance, into `Settings` (the init function's state).
+//!
 //! Headers, in this order: every MQTT v5 user property (same name and value, in the order
 //! the client sent them, repeats kept), then the topic headers in config order.
 //!
@@ -17,17 +19,22 @@
 use rmqtt_kafka_transform::prelude::*;
 use rmqtt_kafka_transform::{bail, serde_json::Value};
 
-/// The `(header name, topic level)` pairs of `topic_headers` (`site:1,line:2`), parsed
-/// as they are iterated: no allocation per message.
-fn topic_headers(cfg: &Config) -> impl Iterator<Item = Result<(&str, usize), Error>> {
-    let spec = cfg.get("topic_headers").unwrap_or_default();
+/// The config, parsed once per instance.
+struct Settings {
+    key_field: String,
+    /// `(header name, topic level)` of each `topic_headers` item, in config order.
+    topic_headers: Vec<(String, usize)>,
+}
+
+/// Parses `topic_headers` (`site:1,line:2`).
+fn topic_headers(spec: &str) -> Result<Vec<(String, usize)>, Error> {
     spec.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
         .map(|item| {
             let parsed = item.split_once(':').and_then(|(name, level)| {
                 let name = name.trim();
-                Some((name, level.trim().parse().ok()?)).filter(|_| !name.is_empty())
+                Some((name.to_owned(), level.trim().parse().ok()?)).filter(|_| !name.is_empty())
             });
             parsed.ok_or_else(|| {
                 Error::msg(format!(
@@ -35,16 +42,19 @@ fn topic_headers(cfg: &Config) -> impl Iterator<Item = Result<(&str, usize), Err
                 ))
             })
         })
+        .collect()
 }
 
-/// Checks `topic_headers` once, at plugin start.
-fn check_config(cfg: &Config) -> Result<(), Error> {
-    topic_headers(cfg).try_for_each(|pair| pair.map(drop))
+fn settings(cfg: &Config) -> Result<Settings, Error> {
+    Ok(Settings {
+        key_field: cfg.get_or("key_field", "device_id").to_owned(),
+        topic_headers: topic_headers(cfg.get("topic_headers").unwrap_or_default())?,
+    })
 }
 
-#[transform(init = check_config)]
-fn key_headers(msg: &Message, cfg: &Config) -> Result<Outcome, Error> {
-    let key_field = cfg.get_or("key_field", "device_id");
+#[transform(init = settings)]
+fn key_headers(msg: &Message, s: &Settings) -> Result<Outcome, Error> {
+    let key_field = s.key_field.as_str();
     // Reads only the key field; the rest of the payload is skipped, not built.
     let key = match msg.json_field::<Value>(key_field)? {
         Some(Value::String(s)) => s,
@@ -57,10 +67,9 @@ fn key_headers(msg: &Message, cfg: &Config) -> Result<Outcome, Error> {
     for (name, value) in msg.user_properties() {
         record = record.header(name, value);
     }
-    for pair in topic_headers(cfg) {
-        let (name, level) = pair?;
-        if let Some(value) = msg.topic_level(level) {
-            record = record.header(name, value);
+    for (name, level) in &s.topic_headers {
+        if let Some(value) = msg.topic_level(*level) {
+            record = record.header(name.as_str(), value);
         }
     }
     Ok(record.into())
@@ -93,12 +102,13 @@ mod tests {
             .user_property("tenant", "acme")
             .user_property("tag", "a")
             .user_property("tag", "b");
-        let out = key_headers(&t.message(), &cfg).unwrap();
+        let (msg, s) = (t.message(), settings(&cfg).unwrap());
+        let out = key_headers(&msg, &s).unwrap();
         let [record] = out.records() else {
             panic!("{out:?}")
         };
         assert_eq!(record.get_key(), Some(&b"d1"[..]));
-        assert_eq!(record.payload(), Some(t.message().payload()));
+        assert_eq!(record.payload(), Some(msg.payload()));
         assert!(record.payload_is_borrowed());
         let expected = [
             ("tenant", "acme"),
@@ -117,7 +127,8 @@ mod tests {
     fn numeric_keys_custom_field_and_v3_messages() {
         let cfg = Config::from_pairs([("key_field", "serial")]);
         let t = TestMessage::new(TOPIC, r#"{"serial":1234,"value":1}"#);
-        let out = key_headers(&t.message(), &cfg).unwrap();
+        let (msg, s) = (t.message(), settings(&cfg).unwrap());
+        let out = key_headers(&msg, &s).unwrap();
         assert_eq!(out.records()[0].get_key(), Some(&b"1234"[..]));
         assert_eq!(out.records()[0].headers().count(), 0);
     }
@@ -126,7 +137,8 @@ mod tests {
     fn missing_topic_levels_add_no_header() {
         let cfg = Config::from_pairs([("topic_headers", "site:1,deep:9")]);
         let t = TestMessage::new("a/b", r#"{"device_id":"d"}"#);
-        let out = key_headers(&t.message(), &cfg).unwrap();
+        let (msg, s) = (t.message(), settings(&cfg).unwrap());
+        let out = key_headers(&msg, &s).unwrap();
         assert_eq!(
             headers(&out.records()[0]),
             [("site".to_owned(), "b".to_owned())]
@@ -135,10 +147,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        let cfg = Config::new();
+        let s = settings(&Config::new()).unwrap();
         let run = |payload: &str| {
             let t = TestMessage::new(TOPIC, payload);
-            key_headers(&t.message(), &cfg)
+            key_headers(&t.message(), &s)
                 .map(drop)
                 .unwrap_err()
                 .to_string()
@@ -155,14 +167,15 @@ mod tests {
     #[test]
     fn topic_headers_config_is_checked() {
         for bad in ["site", "site:x", ":1", "site:-1"] {
-            let err = check_config(&Config::from_pairs([("topic_headers", bad)]))
-                .unwrap_err()
+            let err = settings(&Config::from_pairs([("topic_headers", bad)]))
+                .err()
+                .unwrap()
                 .to_string();
             assert!(
                 err.starts_with("config key `topic_headers`"),
                 "{bad}: {err}"
             );
         }
-        assert!(check_config(&Config::from_pairs([("topic_headers", "")])).is_ok());
+        assert!(settings(&Config::from_pairs([("topic_headers", "")])).is_ok());
     }
 }

@@ -15,10 +15,39 @@
 //! The record gets the header `content-type: application/json`. A pair without `=`, an
 //! empty key, a repeated key, a non-numeric `_f` value, a CSV line with the wrong number
 //! of values, or a payload that is not UTF-8 is an error.
+//!
+//! With config `copy_to` (comma-separated Kafka topics), the same record also goes to
+//! each of those topics. The copies share one JSON buffer (an `Rc<[u8]>`): the module
+//! serializes once and the host reads that one buffer for every record.
 
-use rmqtt_kafka_transform::bail;
+use std::rc::Rc;
+
 use rmqtt_kafka_transform::prelude::*;
-use rmqtt_kafka_transform::serde_json::{Map, Number, Value};
+use rmqtt_kafka_transform::serde_json::{self, Map, Number, Value};
+use rmqtt_kafka_transform::{bail, IntoBytes};
+
+/// The config, parsed once per instance.
+struct Settings {
+    /// CSV column names; `None` for line protocol.
+    columns: Option<Vec<String>>,
+    /// Topics that also receive the record.
+    copy_to: Vec<String>,
+}
+
+fn list(value: &str) -> Vec<String> {
+    value.split(',').map(|s| s.trim().to_owned()).collect()
+}
+
+fn settings(cfg: &Config) -> Result<Settings, Error> {
+    let copy_to = cfg.get("copy_to").map(list).unwrap_or_default();
+    for topic in &copy_to {
+        Record::null_payload().topic(topic.as_str()).validate()?;
+    }
+    Ok(Settings {
+        columns: cfg.get("columns").map(list),
+        copy_to,
+    })
+}
 
 /// `42` and `-7` become integers, `1.5` and `1e3` floats, anything else (including
 /// `inf` and `NaN`, which JSON cannot represent) a string.
@@ -46,19 +75,22 @@ fn fahrenheit_to_celsius(f: f64) -> f64 {
 }
 
 /// The `(key, value)` pairs of the payload.
-fn pairs<'a>(text: &'a str, columns: Option<&'a str>) -> Result<Vec<(&'a str, &'a str)>, Error> {
+fn pairs<'a>(
+    text: &'a str,
+    columns: Option<&'a [String]>,
+) -> Result<Vec<(&'a str, &'a str)>, Error> {
     match columns {
         Some(columns) => {
-            let names: Vec<&str> = columns.split(',').map(str::trim).collect();
             let values: Vec<&str> = text.split(',').map(str::trim).collect();
-            if names.len() != values.len() {
+            if columns.len() != values.len() {
                 bail!(
-                    "expected {} comma-separated values ({columns}), got {}",
-                    names.len(),
+                    "expected {} comma-separated values ({}), got {}",
+                    columns.len(),
+                    columns.join(","),
                     values.len()
                 );
             }
-            Ok(names.into_iter().zip(values).collect())
+            Ok(columns.iter().map(String::as_str).zip(values).collect())
         }
         None => text
             .split(',')
@@ -72,11 +104,11 @@ fn pairs<'a>(text: &'a str, columns: Option<&'a str>) -> Result<Vec<(&'a str, &'
     }
 }
 
-#[transform]
-fn reshape(msg: &Message, cfg: &Config) -> Result<Outcome, Error> {
+/// The JSON object of one reading.
+fn document(msg: &Message, columns: Option<&[String]>) -> Result<Map<String, Value>, Error> {
     let text = msg.payload_str()?.trim();
     let mut doc = Map::new();
-    for (key, value) in pairs(text, cfg.get("columns"))? {
+    for (key, value) in pairs(text, columns)? {
         if key.is_empty() {
             bail!("empty key in `{text}`");
         }
@@ -95,9 +127,24 @@ fn reshape(msg: &Message, cfg: &Config) -> Result<Outcome, Error> {
         doc.insert(key, value);
     }
     doc.insert("ts".to_owned(), Value::from(msg.timestamp_ms()));
-    Ok(Record::json(&doc)?
-        .header("content-type", "application/json")
-        .into())
+    Ok(doc)
+}
+
+#[transform(init = settings)]
+fn reshape(msg: &Message, s: &Settings) -> Result<Outcome, Error> {
+    let doc = document(msg, s.columns.as_deref())?;
+    if s.copy_to.is_empty() {
+        return Ok(json_record(serde_json::to_vec(&doc)?).into());
+    }
+    let body: Rc<[u8]> = serde_json::to_vec(&doc)?.into();
+    let copies = (s.copy_to.iter()).map(|topic| json_record(body.clone()).topic(topic.as_str()));
+    Ok(std::iter::once(json_record(body.clone()))
+        .chain(copies)
+        .collect())
+}
+
+fn json_record<'a>(body: impl IntoBytes<'a>) -> Record<'a> {
+    Record::new(body).header("content-type", "application/json")
 }
 
 #[cfg(test)]
@@ -110,7 +157,8 @@ mod tests {
     fn run(payload: &str, cfg: &Config) -> Result<Value, String> {
         let t =
             TestMessage::new("sensors/berlin/line1/raw", payload).timestamp_ms(1_700_000_000_123);
-        let out = reshape(&t.message(), cfg).map_err(|e| e.to_string())?;
+        let (msg, s) = (t.message(), settings(cfg).unwrap());
+        let out = reshape(&msg, &s).map_err(|e| e.to_string())?;
         let [record] = out.records() else {
             panic!("{out:?}")
         };
@@ -180,9 +228,39 @@ mod tests {
             "`t_f` must be a number of degrees Fahrenheit, not `hot`"
         );
         let t = TestMessage::new("t", [0xff, b'=', b'1']);
-        assert!(reshape(&t.message(), &cfg)
+        assert!(reshape(&t.message(), &settings(&cfg).unwrap())
             .unwrap_err()
             .to_string()
             .starts_with("payload is not valid UTF-8"));
+    }
+
+    #[test]
+    fn copies_share_one_buffer() {
+        let cfg = Config::from_pairs([("copy_to", "audit, archive")]);
+        let t = TestMessage::new("t", "device=d1").timestamp_ms(5);
+        let (msg, s) = (t.message(), settings(&cfg).unwrap());
+        let out = reshape(&msg, &s).unwrap();
+        let records = out.records();
+        let topics: Vec<_> = records.iter().map(Record::get_topic).collect();
+        assert_eq!(topics, [None, Some("audit"), Some("archive")]);
+        assert!(records.iter().all(Record::payload_is_shared));
+        let first = records[0].payload().unwrap();
+        assert_eq!(first, br#"{"device":"d1","ts":5}"#);
+        assert!(records
+            .iter()
+            .all(|r| r.payload().unwrap().as_ptr() == first.as_ptr()));
+        assert!(records
+            .iter()
+            .all(|r| r.header_str("content-type") == Some("application/json")));
+    }
+
+    #[test]
+    fn copy_to_topics_are_checked_at_startup() {
+        let cfg = Config::from_pairs([("copy_to", "audit,a/b")]);
+        let err = settings(&cfg).err().unwrap().to_string();
+        assert!(
+            err.contains("\"a/b\" is not a valid Kafka topic name"),
+            "{err}"
+        );
     }
 }
