@@ -52,6 +52,15 @@ enum Command {
     },
     /// Runs the benchmark and prints the results.
     Run(Box<RunArgs>),
+    /// Draws the plot of a results file again (`run --out`): per load, each
+    /// configuration's median run.
+    Plot {
+        /// The results file.
+        results: PathBuf,
+        /// Where to write the SVG.
+        #[arg(long, default_value = "bench-plot.svg")]
+        out: PathBuf,
+    },
     /// Publishes at full speed to running brokers, the same publishers on each address
     /// (the nodes of a cluster, say), and prints how many were acknowledged.
     Load {
@@ -182,6 +191,7 @@ fn main() -> ExitCode {
             port,
         } => broker::main(plugin, plugin_config, port),
         Command::Run(args) => run::main(*args),
+        Command::Plot { results, out } => plot::main(&results, &out),
         Command::Load {
             addr,
             publishers,

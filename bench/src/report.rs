@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::kafka::Received;
@@ -11,7 +11,7 @@ use crate::process::CpuUse;
 use crate::run::Config;
 
 /// The metrics of one configuration under one load.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct RunResult {
     pub config: Config,
     pub load: String,
@@ -20,7 +20,7 @@ pub struct RunResult {
     pub metrics: Option<Metrics>,
 }
 
-#[derive(Serialize, Default)]
+#[derive(Serialize, Deserialize, Default)]
 pub struct Metrics {
     /// Publishes acknowledged (QoS 1) or written (QoS 0) per second, in the window.
     pub ingest_per_s: f64,
@@ -317,7 +317,7 @@ pub fn table(load: Load, results: &[&RunResult], header: &str) -> String {
 /// Per configuration, in the order they first appear, its median run: by broker CPU per
 /// message at equal load, by the rate that reached Kafka (or the ingest rate) at
 /// saturation. A configuration whose every run failed is represented by a failed run.
-pub fn median_runs(runs: &[RunResult], equal_load: bool) -> Vec<&RunResult> {
+pub fn median_runs<'r>(runs: &[&'r RunResult], equal_load: bool) -> Vec<&'r RunResult> {
     let key = |m: &Metrics| match equal_load {
         true => m.broker_us_per_msg,
         false => m.kafka_per_s.unwrap_or(m.ingest_per_s),
@@ -331,7 +331,7 @@ pub fn median_runs(runs: &[RunResult], equal_load: bool) -> Vec<&RunResult> {
     configs
         .into_iter()
         .filter_map(|c| {
-            let mut ok: Vec<&RunResult> = (runs.iter())
+            let mut ok: Vec<&RunResult> = (runs.iter().copied())
                 .filter(|r| r.config == c && r.metrics.is_some())
                 .collect();
             ok.sort_by(|x, y| {
@@ -340,7 +340,7 @@ pub fn median_runs(runs: &[RunResult], equal_load: bool) -> Vec<&RunResult> {
             });
             ok.get(ok.len() / 2)
                 .copied()
-                .or_else(|| runs.iter().find(|r| r.config == c))
+                .or_else(|| runs.iter().copied().find(|r| r.config == c))
         })
         .collect()
 }
@@ -579,6 +579,7 @@ mod tests {
             run(Config::A, None),
             run(Config::C, Some(9.0)),
         ];
+        let runs: Vec<&RunResult> = runs.iter().collect();
         let by_cpu: Vec<_> = median_runs(&runs, true)
             .iter()
             .map(|r| (r.config, r.metrics.as_ref().map(|m| m.broker_us_per_msg)))

@@ -114,6 +114,15 @@ impl Serialize for Config {
     }
 }
 
+/// From the label written to the results file (`c ours`): its letter.
+impl<'de> serde::Deserialize<'de> for Config {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Config, D::Error> {
+        let label = String::deserialize(d)?;
+        let letter = label.split(' ').next().unwrap_or_default();
+        letter.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The plugin configuration of b to f: the seed's bridge settings, identical for the
 /// upstream plugin and this one (`enable` defaults to false upstream), one entry that
 /// takes every benchmark topic, for d and e a transform, and for f a spool in `spool`.
@@ -198,9 +207,7 @@ pub fn main(args: RunArgs) -> Result<()> {
         args.publishers,
         args.warmup.as_secs_f64(),
         args.duration.as_secs_f64()
-    ) + &(args.repeat > 1)
-        .then(|| format!(", median of {} runs", args.repeat))
-        .unwrap_or_default()
+    ) + &median_of(args.repeat)
         + &args
             .properties
             .iter()
@@ -222,7 +229,8 @@ pub fn main(args: RunArgs) -> Result<()> {
                 results.push(measure(&args, &exe, &runtime, config, load));
             }
         }
-        let these = median_runs(&results[first..], args.rate.is_some());
+        let runs: Vec<&RunResult> = results[first..].iter().collect();
+        let these = median_runs(&runs, args.rate.is_some());
         tables.push(match args.rate {
             Some(rate) => equal_load_table(load, rate, &these, &header),
             None => table(load, &these, &header),
@@ -230,14 +238,7 @@ pub fn main(args: RunArgs) -> Result<()> {
     }
     let elapsed = started.elapsed();
     write_json(&args, &results, elapsed)?;
-    let by_load: Vec<(String, Vec<&RunResult>)> = args
-        .loads
-        .iter()
-        .map(|load| {
-            let runs = results.iter().filter(|r| r.load == load.to_string());
-            (load.to_string(), runs.collect())
-        })
-        .collect();
+    let by_load = crate::plot::median_runs_by_load(&results, args.rate.is_some());
     let title = match args.rate {
         Some(rate) => format!("bridge-bench at {rate} msg/s offered — {header}"),
         None => format!("bridge-bench at saturation — {header}"),
@@ -254,6 +255,15 @@ pub fn main(args: RunArgs) -> Result<()> {
         args.plot.display()
     );
     Ok(())
+}
+
+/// `, median of N runs` when each configuration ran more than once.
+fn median_of(repeat: u32) -> String {
+    if repeat > 1 {
+        format!(", median of {repeat} runs")
+    } else {
+        String::new()
+    }
 }
 
 /// One run, reported as it ends.
