@@ -82,13 +82,7 @@ impl GuestInstance {
 
     /// Runs `rmqtt_transform_init` with the config document.
     async fn init(&mut self, init: &CallFunc, doc: &[u8]) -> Result<(), Failure> {
-        let ptr = match self.buffer_for(doc.len())? {
-            Buffer::Ready(ptr) => ptr,
-            Buffer::Reserve(len) => {
-                let ptr = call_on_fiber(&mut self.store, &self.reserve, len).await?;
-                self.reserved(ptr, len)?
-            }
-        };
+        let ptr = self.buffer_on_fiber(doc.len()).await?;
         let ptr = self.fill_input(ptr, doc.len(), |dst| dst.copy_from_slice(doc))?;
         let params = (ptr as i32, doc.len() as i32);
         let packed = call_on_fiber(&mut self.store, init, params).await?;
@@ -108,21 +102,15 @@ impl GuestInstance {
         input: &abi::input::InputFields<'_, U>,
     ) -> Result<u64, Failure> {
         let len = input.encoded_len();
-        let ptr = match self.buffer_for(len)? {
-            Buffer::Ready(ptr) => ptr,
-            Buffer::Reserve(len) => {
-                let ptr = call_on_fiber(&mut self.store, &self.reserve, len).await?;
-                self.reserved(ptr, len)?
-            }
-        };
+        let ptr = self.buffer_on_fiber(len).await?;
         let ptr = self.fill_input(ptr, len, |dst| input.encode(dst))?;
         let params = (ptr as i32, len as i32);
         Ok(call_on_fiber(&mut self.store, &self.transform, params).await? as u64)
     }
 
     /// Transforms one message with a plain call, which costs less than a fiber but cannot
-    /// yield: a call that runs past the first tick is stopped with `Err(None)`, and the
-    /// instance must not be used again.
+    /// yield: a call still running at its second tick is stopped with `Err(None)`, and
+    /// the instance must not be used again.
     pub(crate) fn call_fast<U: AsRef<[u8]>>(
         &mut self,
         input: &abi::input::InputFields<'_, U>,
@@ -160,6 +148,17 @@ impl GuestInstance {
             Some((ptr, cap)) if cap >= len32 => Buffer::Ready(ptr),
             _ => Buffer::Reserve(len32 as i32),
         })
+    }
+
+    /// The input buffer for `len` bytes, reserving a larger one on a fiber when needed.
+    async fn buffer_on_fiber(&mut self, len: usize) -> Result<u32, Failure> {
+        match self.buffer_for(len)? {
+            Buffer::Ready(ptr) => Ok(ptr),
+            Buffer::Reserve(len) => {
+                let ptr = call_on_fiber(&mut self.store, &self.reserve, len).await?;
+                self.reserved(ptr, len)
+            }
+        }
     }
 
     /// Takes the buffer `rmqtt_transform_reserve(len)` returned.

@@ -54,9 +54,9 @@ impl TransformPool {
     /// Transforms one message: checks out an instance (waiting in FIFO order while all
     /// are busy), writes the input, calls the module under the deadline, and validates
     /// every record it returned. An instance the failure may have left inconsistent is
-    /// discarded and replaced. Calls take the fast path (a plain call) until one runs
-    /// past the first tick; that one is run again on a fresh instance on a fiber, and so
-    /// is every later call of this pool. The records borrow the instance's memory, and
+    /// discarded and replaced. Calls take the fast path (a plain call) until one is
+    /// still running at its second epoch tick; that one is run again on a fresh instance
+    /// on a fiber, and so is every later call of this pool. The records borrow the instance's memory, and
     /// the instance goes back to the pool when the result is dropped.
     pub async fn run<U: AsRef<[u8]>>(
         &self,
@@ -79,6 +79,7 @@ impl TransformPool {
         Err(result)
     }
 
+    /// Waits for a free instance, first come first served.
     async fn checkout(&self) -> Result<Checkout<'_>, Failure> {
         // An uncontended permit without building a waiter; tokio hands released permits
         // to queued waiters first, so this never jumps the queue.
