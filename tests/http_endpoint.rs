@@ -6,6 +6,7 @@
 use std::net::TcpListener;
 
 use bridge_testkit::http::{request_with, sample, Response};
+use bridge_testkit::procs::free_port;
 use bridge_testkit::*;
 use rdkafka::types::RDKafkaRespErr;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
@@ -14,15 +15,6 @@ use serde_json::json;
 const TOKEN: &str = "s3cret-token";
 const HOT: &str = "0:s/+/+/telemetry";
 const PLAIN: &str = "1:d/#";
-
-/// A port that was free a moment ago (the endpoint binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn get(port: u16, path: &str, token: Option<&str>) -> Response {
     let path = path.to_owned();

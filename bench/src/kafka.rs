@@ -13,13 +13,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use bridge_testkit::procs::free_port;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::load::now_us;
-use crate::process::{free_port, wait_for_port, Proc};
+use crate::process::{wait_for_port, Proc};
 
 /// A tansu broker with in-memory storage.
 pub struct Tansu {
@@ -30,7 +31,7 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start(bin: &Path, log: &Path) -> Result<Tansu> {
-        let port = free_port()?;
+        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
         cmd.args(["broker", "--listener-url", &url])

@@ -8,8 +8,10 @@
 //!   this plugin.
 
 mod broker;
+mod canary;
 mod kafka;
 mod load;
+mod pin;
 mod plot;
 mod process;
 mod report;
@@ -141,6 +143,11 @@ pub struct RunArgs {
     /// How long `--stall-at` freezes Kafka.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub stall_for: Duration,
+    /// Runs the broker on these CPUs alone (e.g. `1`), and tansu, the load and the
+    /// Kafka reader on the others: a steadier CPU per message at equal load. Not for
+    /// saturation, where it caps the broker.
+    #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
+    pub pin_broker: Option<(String, pin::CpuSet)>,
     /// Before each run, wait up to this long for the machine's CPU to be idle.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub quiet_wait: Duration,
@@ -168,6 +175,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         Ok(secs) => Ok(Duration::from_secs(secs)),
         Err(_) => rmqtt_bridge_egress_kafka::config::parse_duration(s),
     }
+}
+
+fn parse_cpus(s: &str) -> Result<(String, pin::CpuSet), String> {
+    pin::CpuSet::parse(s)
+        .map(|set| (s.to_owned(), set))
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn parse_property(s: &str) -> Result<(String, String), String> {

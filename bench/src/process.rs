@@ -1,6 +1,6 @@
 //! Child processes (tansu, the broker), free ports and the broker's memory.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,11 +84,6 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Waits until something accepts TCP connections at `addr`.

@@ -47,6 +47,9 @@ pub struct Metrics {
     pub broker_us_per_msg: f64,
     pub tansu_us_per_msg: f64,
     pub bench_us_per_msg: f64,
+    /// The cores' speed in the window: the median time of a fixed piece of work, µs
+    /// (see `canary.rs`).
+    pub canary_us: Option<f64>,
     /// Peak resident set size of the broker process (VmHWM), MiB.
     pub peak_rss_mib: f64,
     /// Resident set size at the end of the load and after the drain, MiB.
@@ -98,6 +101,7 @@ pub struct Measured {
     pub rss_end_of_load_kb: u64,
     pub rss_samples: Vec<(f64, u64)>,
     pub plugin_attrs: Value,
+    pub canary_us: Option<f64>,
 }
 
 fn mib(kb: u64) -> f64 {
@@ -127,6 +131,7 @@ impl Metrics {
             rss_end_of_load_kb,
             rss_samples,
             plugin_attrs,
+            canary_us,
         } = m;
         received.latencies_us.sort_unstable();
         received.reload_latencies_us.sort_unstable();
@@ -159,6 +164,7 @@ impl Metrics {
             cpu_bench: cpu.procs[2],
             cpu_other: cpu.other,
             cpu_steal: cpu.steal,
+            canary_us,
             p50_ms: lat(50.0),
             p99_ms: lat(99.0),
             p999_ms: lat(99.9),
@@ -216,7 +222,11 @@ impl Metrics {
                 int(self.lost as f64)
             );
         }
-        s + &format!(", peak RSS {:.0} MiB", self.peak_rss_mib)
+        s += &format!(", peak RSS {:.0} MiB", self.peak_rss_mib);
+        if let Some(us) = self.canary_us {
+            s += &format!(", canary {us:.0} µs");
+        }
+        s
     }
 }
 

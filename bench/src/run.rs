@@ -15,8 +15,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::broker::PluginKind;
+use crate::canary::Canary;
 use crate::kafka::{Drain, Reader, Tansu, Window};
 use crate::load::{now_us, Load, Publishers};
+use crate::pin::CpuSet;
 use crate::process::{CpuSnapshot, Proc, RssSampler};
 use crate::report::{equal_load_table, median_runs, table, Measured, Metrics, RunResult};
 use crate::RunArgs;
@@ -199,6 +201,10 @@ pub fn main(args: RunArgs) -> Result<()> {
     std::fs::create_dir_all(&args.logs)
         .with_context(|| format!("cannot create {}", args.logs.display()))?;
     let exe = std::env::current_exe()?;
+    if let Some((_, broker_cpus)) = &args.pin_broker {
+        // Before any thread or child starts: they inherit it.
+        broker_cpus.complement()?.pin_this_thread()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -208,6 +214,11 @@ pub fn main(args: RunArgs) -> Result<()> {
         args.warmup.as_secs_f64(),
         args.duration.as_secs_f64()
     ) + &median_of(args.repeat)
+        + &args
+            .pin_broker
+            .as_ref()
+            .map(|(cpus, _)| format!(", broker pinned to CPU {cpus}"))
+            .unwrap_or_default()
         + &args
             .properties
             .iter()
@@ -345,9 +356,18 @@ struct Broker {
 }
 
 impl Broker {
-    fn start(exe: &Path, plugin: PluginKind, config: Option<&Path>, log: &Path) -> Result<Broker> {
+    fn start(
+        exe: &Path,
+        plugin: PluginKind,
+        config: Option<&Path>,
+        cpus: Option<&CpuSet>,
+        log: &Path,
+    ) -> Result<Broker> {
         let mut cmd = Command::new(exe);
         cmd.args(["broker", "--plugin", plugin.as_str(), "--port", "0"]);
+        if let Some(cpus) = cpus {
+            cpus.pin_command(&mut cmd);
+        }
         if let Some(c) = config {
             cmd.arg("--plugin-config").arg(c);
         }
@@ -474,6 +494,7 @@ fn one_run(
         exe,
         config.plugin(),
         plugin_file.as_deref(),
+        args.pin_broker.as_ref().map(|(_, cpus)| cpus),
         &log("broker.log")?,
     )?;
     let rss = RssSampler::start(broker.proc.pid());
@@ -503,6 +524,7 @@ fn one_run(
     reader.begin(window)?;
     let stop = Arc::new(AtomicBool::new(false));
     let pids = [broker.proc.pid(), tansu.pid(), std::process::id()];
+    let canary = Canary::start(args.warmup, args.duration);
     let (window_s, ingest_in_window, cpu, published) = runtime.block_on(async {
         let t0 = tokio::time::Instant::now();
         publishers.start(&stop, args.rate);
@@ -525,6 +547,7 @@ fn one_run(
         let window_s = (w2 - w1).as_secs_f64();
         anyhow::Ok((window_s, c2 - c1, cpu2.since(&cpu1, window_s), published))
     })?;
+    let canary_us = canary.finish();
     let load_end_us = now_us();
     let rss_end_of_load_kb = rss.current_kb();
     let received = reader.finish()?;
@@ -543,6 +566,7 @@ fn one_run(
         rss_end_of_load_kb,
         rss_samples: rss.samples,
         plugin_attrs,
+        canary_us,
     }))
 }
 

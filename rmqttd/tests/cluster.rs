@@ -326,12 +326,29 @@ fn a_node_killed_mid_stream_loses_no_acknowledged_message() {
     let missing: Vec<_> = on_killed.iter().filter(|s| !killed.contains(s)).collect();
     assert!(
         missing.is_empty(),
-        "acknowledged but not in Kafka: {missing:?}"
+        "acknowledged but not in Kafka: {missing:?}\nKafka has {killed:?} from n3 (offset, from_node): {:?}\nthe killed node's log:\n{}\n{}",
+        recs.iter()
+            .filter(|r| r.key_str().is_some_and(|k| k.starts_with("t/n3")))
+            .map(|r| (r.offset, r.header("from_node")))
+            .take(5)
+            .collect::<Vec<_>>(),
+        cluster.sites[2].stderr(),
+        tansu_errors(&tansu)
     );
     assert!(
         moved > 10,
         "n3 moved to another node and went on: {moved} after the move"
     );
+}
+
+/// The lines of tansu's log at WARN or ERROR.
+fn tansu_errors(tansu: &Tansu) -> String {
+    let log = tansu.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .collect();
+    format!("tansu's warnings and errors:\n{}", lines.join("\n"))
 }
 
 #[test]

@@ -1,21 +1,49 @@
 //! Separate processes for tests: tansu (a Kafka-compatible broker) and helpers to run
 //! and wait for processes. A missing dependency is a failure, never a skip.
 
+use std::fs::OpenOptions;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::repo_root;
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 for a server a test starts: free now, never handed out
+/// before in this process (tests run in parallel threads and pick their ports before
+/// their servers bind them), and below the kernel's ephemeral range, so that no
+/// outgoing connection takes it as its source port in the meantime.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    let (lo, hi) = ports_for_servers();
+    let span = u32::from(hi - lo);
+    // Processes of an earlier test binary may still hold the ports they were given.
+    let start = std::process::id() % span;
+    loop {
+        let n = HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free port left in {lo}..{hi}");
+        let port = lo + ((start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The ports below the ephemeral range (`ip_local_port_range`, 32768 by default) and
+/// above the well-known and common registered ones.
+fn ports_for_servers() -> (u16, u16) {
+    let ephemeral_lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let lo = 10_000;
+    assert!(
+        ephemeral_lo > lo + 1000,
+        "ip_local_port_range starts at {ephemeral_lo}: no room below it for test servers"
+    );
+    (lo, ephemeral_lo)
 }
 
 /// Waits until `child` listens on `port`; fails with its stderr if it exits first.
@@ -109,19 +137,27 @@ pub struct Tansu {
     proc: Option<Proc>,
     pub port: u16,
     pub bootstrap: String,
+    /// Its log (stderr), in a file: a pipe nobody reads would stall it once full.
+    log: tempfile::NamedTempFile,
 }
 
 /// Starts tansu on a free port.
 pub fn start_tansu() -> Tansu {
     let port = free_port();
+    let log = tempfile::NamedTempFile::new().unwrap();
     Tansu {
-        proc: Some(spawn_tansu(port)),
+        proc: Some(spawn_tansu(port, &log)),
         port,
         bootstrap: format!("127.0.0.1:{port}"),
+        log,
     }
 }
 
-fn spawn_tansu(port: u16) -> Proc {
+fn append(log: &tempfile::NamedTempFile) -> std::fs::File {
+    OpenOptions::new().append(true).open(log.path()).unwrap()
+}
+
+fn spawn_tansu(port: u16, log: &tempfile::NamedTempFile) -> Proc {
     let url = format!("tcp://127.0.0.1:{port}");
     let mut child = Command::new(tansu_bin())
         .args([
@@ -133,11 +169,20 @@ fn spawn_tansu(port: u16) -> Proc {
             "--storage-engine",
             "memory://tansu/",
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        // Its warnings and errors explain a failed test (it logs to stdout).
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(append(log))
+        .stderr(append(log))
         .spawn()
         .unwrap();
-    wait_for_port(port, &mut child, "tansu");
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for_port(port, &mut child, "tansu")
+    }));
+    if started.is_err() {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        panic!("tansu did not start; its log:\n{text}");
+    }
     Proc(child)
 }
 
@@ -158,13 +203,18 @@ impl Tansu {
         signal(self.pid(), "CONT");
     }
 
+    /// What tansu has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
     fn pid(&self) -> u32 {
         self.proc.as_ref().expect("tansu is running").0.id()
     }
 
     /// Starts a fresh broker on the same port.
     pub fn restart(&mut self) {
-        self.proc = Some(spawn_tansu(self.port));
+        self.proc = Some(spawn_tansu(self.port, &self.log));
     }
 
     /// Creates a topic up front. tansu can lose records produced while it auto-creates
@@ -182,5 +232,27 @@ impl Tansu {
             .status()
             .unwrap();
         assert!(status.success(), "tansu topic create {topic}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_and_below_the_ephemeral_range() {
+        let (lo, hi) = ports_for_servers();
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let mut distinct = ports.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        assert!(ports.iter().all(|p| (lo..hi).contains(p)), "{ports:?}");
+        // Free: a server can bind each.
+        let bound: Vec<TcpListener> = ports
+            .iter()
+            .map(|p| TcpListener::bind(("127.0.0.1", *p)).unwrap())
+            .collect();
+        assert_eq!(bound.len(), 50);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::procs::{free_port, require, wait_exit, wait_for_port, Proc};
 use crate::{read_topic, Record};
@@ -66,6 +66,8 @@ impl Site {
         c.args(["-f", "rmqtt.toml"]).current_dir(self.dir.path());
         // The HTTP API's error answers then carry the error (salvo hides it by default).
         c.env("SALVO_STATUS_ERROR", "force_detail");
+        // The level is rmqtt.toml's: the start is seen in the log at info.
+        c.env_remove("RUST_LOG");
         c
     }
 
@@ -92,10 +94,23 @@ impl Site {
         Proc(child)
     }
 
-    /// Waits until rmqttd listens for MQTT; fails with its log if it exits first.
+    /// Waits until rmqttd listens for MQTT; fails with its log if it exits first. The
+    /// port answering is not enough: it must be this rmqttd that says it listens.
     pub fn wait_until_listening(&self, child: &mut Child) {
+        let said_so = |site: &Site| site.stderr().contains("rmqttd listening on");
         if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            wait_for_port(self.port, child, "rmqttd")
+            wait_for_port(self.port, child, "rmqttd");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !said_so(self) {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("rmqttd exited with {status} before listening");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "rmqttd did not log that it listens"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         })) {
             panic!("{}\nrmqttd's log:\n{}", panic_text(&e), self.stderr());
         }
