@@ -1,7 +1,7 @@
 //! The core's own speed during a run: a fixed piece of integer work in the core's
 //! caches, timed in the CPU time of the thread that does it, five times a second through
 //! the measured window. The shared host of this benchmark has slow periods of minutes in
-//! which the broker needs up to 50 % more CPU per message; a steady canary across them
+//! which the broker needs 20–45 % more CPU per message; a steady canary across them
 //! says that the cores' clock is not what changes (docs/benchmarks.md).
 
 use std::sync::atomic::{AtomicBool, Ordering};
