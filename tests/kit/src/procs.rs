@@ -137,7 +137,8 @@ pub struct Tansu {
     proc: Option<Proc>,
     pub port: u16,
     pub bootstrap: String,
-    /// Its log (stderr), in a file: a pipe nobody reads would stall it once full.
+    /// Its output (stdout and stderr), in a file: a pipe nobody reads would stall it once
+    /// full.
     log: tempfile::NamedTempFile,
 }
 
