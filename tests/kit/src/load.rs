@@ -72,6 +72,12 @@ impl KeyedLoad {
     }
 }
 
+/// The numbers below `n` that `seen` lacks.
+fn missing(seen: &[u64], n: u64) -> Vec<u64> {
+    let seen: std::collections::HashSet<u64> = seen.iter().copied().collect();
+    (0..n).filter(|s| !seen.contains(s)).collect()
+}
+
 async fn publish_until(
     addr: SocketAddr,
     p: usize,
@@ -132,7 +138,8 @@ pub fn exactly_once_in_turn(sent: &[u64], parts: &[&Seqs]) {
         let expected: Vec<u64> = (0..n).collect();
         assert!(
             in_turn == expected,
-            "{key}: {n} sent, per part {lengths:?}, not each once in turn"
+            "{key}: {n} sent, per part {lengths:?}, not each once in turn; missing {:?}",
+            missing(&in_turn, n)
         );
     }
 }
