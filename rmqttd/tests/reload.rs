@@ -39,18 +39,23 @@ fn post_reload(port: u16) -> Response {
     request_with(port, "POST", "/reload", &[("Authorization", auth.as_str())])
 }
 
+/// The plugin's `GET /status`.
+fn status(own_port: u16) -> serde_json::Value {
+    let auth = format!("Bearer {TOKEN}");
+    let r = request_with(
+        own_port,
+        "GET",
+        "/status",
+        &[("Authorization", auth.as_str())],
+    );
+    serde_json::from_str(&r.body).unwrap()
+}
+
 /// Waits until the running entry forwards to `topic` (a SIGHUP answers nobody).
 fn wait_for_topic(own_port: u16, topic: &str) {
-    let auth = format!("Bearer {TOKEN}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = request_with(
-            own_port,
-            "GET",
-            "/status",
-            &[("Authorization", auth.as_str())],
-        );
-        let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let doc = status(own_port);
         if doc["bridges"][0]["entries"][0]["remote_topic"] == topic {
             return;
         }
@@ -131,15 +136,9 @@ fn sighup_the_http_api_and_post_reload_each_switch_cleanly_under_load() {
 
     assert!(rmqttd.0.try_wait().unwrap().is_none(), "rmqttd still runs");
     wait_for_topic(own_port, "t4");
-    let status = request_with(
-        own_port,
-        "GET",
-        "/status",
-        &[("Authorization", format!("Bearer {TOKEN}").as_str())],
-    );
     // Every message the broker acknowledged was forwarded and delivered, by the
     // plugin's own count; what Kafka holds is checked below.
-    let doc: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let doc = status(own_port);
     let stats = &doc["bridges"][0]["entries"][0]["stats"];
     let total: u64 = sent.iter().sum();
     assert_eq!(
