@@ -212,7 +212,7 @@ impl Ledger {
         base.key = record.key;
         base.payload = record.payload;
         base.partition = record.partition;
-        match hand_over(producers, base, Some(queue_timeout)).await {
+        match hand_over(producers, base, tag.received_ms, Some(queue_timeout)).await {
             Ok(()) => self.stats.produced(),
             Err((outcome, why)) => self.settle(tag, size, Some((outcome, format_args!("{why}")))),
         }
@@ -291,7 +291,7 @@ impl Ledger {
         base.key = r.key;
         base.payload = r.payload;
         base.partition = r.partition;
-        match hand_over(producers, base, None).await {
+        match hand_over(producers, base, tag.received_ms, None).await {
             Ok(()) => self.stats.produced(),
             Err((outcome, why)) => self.settle(tag, size, Some((outcome, format_args!("{why}")))),
         }
@@ -398,11 +398,12 @@ fn possibly_persisted(message: &BorrowedMessage<'_>) -> bool {
 async fn hand_over(
     producers: &Producers,
     mut record: Record<'_>,
+    received_ms: u32,
     timeout: Option<Duration>,
 ) -> Result<(), (Outcome, String)> {
     let mut deadline = None;
     loop {
-        match producers.send(record) {
+        match producers.send(record, received_ms) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 let now = tokio::time::Instant::now();

@@ -4,7 +4,6 @@
 //! reports arrive on its polling thread, where the entry's [`Ledger`] settles them.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -93,7 +92,9 @@ pub type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
 pub struct Producers {
     clients: Vec<KafkaProducer>,
     client_ids: Vec<String>,
-    next: AtomicUsize,
+    /// How long one producer takes every keyless record before the next takes over:
+    /// the producers' `linger.ms`, so that each linger window fills one batch.
+    turn_ms: u32,
 }
 
 impl Producers {
@@ -133,7 +134,7 @@ impl Producers {
         Ok(Producers {
             clients,
             client_ids,
-            next: AtomicUsize::new(0),
+            turn_ms: keyless_turn_ms(bridge),
         })
     }
 
@@ -149,9 +150,13 @@ impl Producers {
     }
 
     /// The producer for a record: by key hash, so one key always takes the same
-    /// producer and keeps its order; keyless records go round-robin.
+    /// producer and keeps its order. Keyless records take turns by the time the broker
+    /// received them (`received_ms`): one producer takes them all for `turn_ms`, then
+    /// the next. Spreading them record by record would cut every linger window into
+    /// one small batch per producer, and each batch costs the broker, librdkafka's
+    /// threads and Kafka (docs/benchmarks.md, "Keyless records: one producer at a time").
     #[inline]
-    fn pick(&self, key: Option<&[u8]>) -> &KafkaProducer {
+    fn pick(&self, key: Option<&[u8]>, received_ms: u32) -> &KafkaProducer {
         let n = self.clients.len();
         let i = match key {
             _ if n == 1 => 0,
@@ -160,7 +165,7 @@ impl Producers {
                 k.hash(&mut h);
                 (h.finish() % n as u64) as usize
             }
-            None => self.next.fetch_add(1, Ordering::Relaxed) % n,
+            None => (received_ms / self.turn_ms) as usize % n,
         };
         &self.clients[i]
     }
@@ -176,9 +181,14 @@ impl Producers {
     }
 
     /// Hands a record to librdkafka; on error the record comes back for a retry.
+    /// `received_ms`: when the broker received its publish (ms, wrapping at 32 bits).
     #[allow(clippy::result_large_err)]
-    pub fn send<'a>(&self, record: Record<'a>) -> Result<(), (KafkaError, Record<'a>)> {
-        self.pick(record.key).send(record)
+    pub fn send<'a>(
+        &self,
+        record: Record<'a>,
+        received_ms: u32,
+    ) -> Result<(), (KafkaError, Record<'a>)> {
+        self.pick(record.key, received_ms).send(record)
     }
 
     /// Waits up to `timeout` for in-flight records, then purges the rest, whose
@@ -242,6 +252,20 @@ pub fn same_clients(a: &BridgeConfig, b: &BridgeConfig) -> bool {
         && client_config(a, "").config_map() == client_config(b, "").config_map()
 }
 
+/// The keyless records' turn: the producers' `linger.ms` in whole ms, at least 1.
+fn keyless_turn_ms(bridge: &BridgeConfig) -> u32 {
+    let linger = client_config(bridge, "")
+        .get("linger.ms")
+        .map(str::parse::<f64>);
+    match linger {
+        Some(Ok(ms)) if ms.is_finite() => ms.ceil().clamp(1.0, 3_600_000.0) as u32,
+        _ => DEFAULT_LINGER_MS,
+    }
+}
+
+/// librdkafka's `linger.ms` unless the bridge's properties set it.
+const DEFAULT_LINGER_MS: u32 = 15;
+
 /// librdkafka settings: the plugin's defaults, then the bridge's `[bridges.properties]`.
 fn client_config(bridge: &BridgeConfig, client_id: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -252,7 +276,7 @@ fn client_config(bridge: &BridgeConfig, client_id: &str) -> ClientConfig {
     // librdkafka's 5 ms default wakes its broker threads so often that they cost more
     // CPU than the records. 15 ms keeps the p99 at half load under 25 ms; at saturation
     // it measured the same throughput as 20 ms (docs/benchmarks.md, "linger.ms").
-    c.set("linger.ms", "15");
+    c.set("linger.ms", DEFAULT_LINGER_MS.to_string());
     // Feeds /metrics' per-producer series and /health's broker reachability.
     c.set("statistics.interval.ms", DEFAULT_INTERVAL_MS);
     // librdkafka's own queue must never be the tighter bound: the bridge's in-flight
@@ -296,17 +320,36 @@ mod tests {
         let bridge = &config("bridge", 3).bridges[0];
         let p = Producers::create(bridge, 1, None, Vec::new()).unwrap();
         let index = |c: &KafkaProducer| p.clients.iter().position(|x| std::ptr::eq(x, c));
-        let turns: Vec<_> = (0..8).map(|_| index(p.pick(None))).collect();
+        assert_eq!(p.turn_ms, 15, "the default linger.ms");
+        // Received in the same turn: one producer; in the next turns: the next ones.
+        let within: Vec<_> = (30..45).map(|ms| index(p.pick(None, ms))).collect();
+        assert_eq!(within, vec![Some(2); 15], "a turn is one producer");
+        let turns: Vec<_> = (0..8).map(|t| index(p.pick(None, t * 15 + 7))).collect();
         let expected: Vec<_> = (0..8).map(|i| Some(i % 4)).collect();
-        assert_eq!(turns, expected, "keyless: round-robin over the 4 producers");
+        assert_eq!(turns, expected, "keyless: turns over the 4 producers");
         for key in [&b"k1"[..], b"k2", b"another"] {
-            let first = index(p.pick(Some(key)));
+            let first = index(p.pick(Some(key), 0));
             assert!(
-                (0..10).all(|_| index(p.pick(Some(key))) == first),
+                (0..10).all(|t| index(p.pick(Some(key), t * 15)) == first),
                 "{key:?}"
             );
         }
         assert_eq!(p.client_ids()[3], "rmqtt:b1:egress:1:shared:4");
+    }
+
+    #[test]
+    fn a_keyless_turn_lasts_the_producers_linger() {
+        let turn = |linger: &str| {
+            let toml = format!(
+                "[[bridges]]\nname = \"b1\"\nservers = \"k:9092\"\n[bridges.properties]\n{linger}\n"
+            );
+            keyless_turn_ms(&PluginConfig::from_toml(&toml).unwrap().bridges[0])
+        };
+        assert_eq!(turn(""), 15);
+        assert_eq!(turn("\"linger.ms\" = \"100\""), 100);
+        assert_eq!(turn("\"linger.ms\" = \"2.5\""), 3);
+        assert_eq!(turn("\"linger.ms\" = \"0\""), 1, "at least 1 ms");
+        assert_eq!(turn("\"#linger.ms\" = \"100\""), 15, "commented out");
     }
 
     #[test]
