@@ -254,8 +254,10 @@ pub fn same_clients(a: &BridgeConfig, b: &BridgeConfig) -> bool {
 
 /// The keyless records' turn: the producers' `linger.ms` in whole ms, at least 1.
 fn keyless_turn_ms(bridge: &BridgeConfig) -> u32 {
-    let linger = client_config(bridge, "")
-        .get("linger.ms")
+    let c = client_config(bridge, "");
+    let linger = c
+        .get(LINGER.0)
+        .or_else(|| c.get(LINGER.1))
         .map(str::parse::<f64>);
     match linger {
         Some(Ok(ms)) if ms.is_finite() => ms.ceil().clamp(1.0, 3_600_000.0) as u32,
@@ -265,6 +267,22 @@ fn keyless_turn_ms(bridge: &BridgeConfig) -> u32 {
 
 /// librdkafka's `linger.ms` unless the bridge's properties set it.
 const DEFAULT_LINGER_MS: u32 = 15;
+
+/// librdkafka settings the plugin sets that have a second name (librdkafka's aliases,
+/// `_RK_C_ALIAS`): with both names in one configuration, which value librdkafka takes
+/// depends on the order rust-rdkafka applies them, which is a `HashMap`'s.
+const LINGER: (&str, &str) = ("linger.ms", "queue.buffering.max.ms");
+const MESSAGE_TIMEOUT: (&str, &str) = ("message.timeout.ms", "delivery.timeout.ms");
+
+/// Sets a plugin default unless the bridge's properties set it under either name.
+fn set_default(c: &mut ClientConfig, bridge: &BridgeConfig, (key, alias): (&str, &str), v: &str) {
+    if !bridge
+        .active_properties()
+        .any(|(k, _)| k == key || k == alias)
+    {
+        c.set(key, v);
+    }
+}
 
 /// librdkafka settings: the plugin's defaults, then the bridge's `[bridges.properties]`.
 fn client_config(bridge: &BridgeConfig, client_id: &str) -> ClientConfig {
@@ -276,7 +294,7 @@ fn client_config(bridge: &BridgeConfig, client_id: &str) -> ClientConfig {
     // librdkafka's 5 ms default wakes its broker threads so often that they cost more
     // CPU than the records. 15 ms keeps the p99 at half load under 25 ms; at saturation
     // it measured the same throughput as 20 ms (docs/benchmarks.md, "linger.ms").
-    c.set("linger.ms", DEFAULT_LINGER_MS.to_string());
+    set_default(&mut c, bridge, LINGER, &DEFAULT_LINGER_MS.to_string());
     // Feeds /metrics' per-producer series and /health's broker reachability.
     c.set("statistics.interval.ms", DEFAULT_INTERVAL_MS);
     // librdkafka's own queue must never be the tighter bound: the bridge's in-flight
@@ -297,7 +315,7 @@ fn client_config(bridge: &BridgeConfig, client_id: &str) -> ClientConfig {
     // A spooled record waits for Kafka however long it takes: a timeout would fail a
     // record that is safe on disk, while the records behind it go on.
     if bridge.buffer.mode == BufferMode::Disk {
-        c.set("message.timeout.ms", "0");
+        c.remove(MESSAGE_TIMEOUT.1).set(MESSAGE_TIMEOUT.0, "0");
     }
     c
 }
@@ -350,6 +368,33 @@ mod tests {
         assert_eq!(turn("\"linger.ms\" = \"2.5\""), 3);
         assert_eq!(turn("\"linger.ms\" = \"0\""), 1, "at least 1 ms");
         assert_eq!(turn("\"#linger.ms\" = \"100\""), 15, "commented out");
+        assert_eq!(turn("\"queue.buffering.max.ms\" = \"40\""), 40, "the alias");
+    }
+
+    #[test]
+    fn a_setting_made_under_its_alias_is_not_raced_by_the_default() {
+        let config = |extra: &str| {
+            let toml = format!(
+                "[[bridges]]\nname = \"b1\"\nservers = \"k:9092\"\n{extra}\n[bridges.properties]\n\"queue.buffering.max.ms\" = \"40\"\n\"delivery.timeout.ms\" = \"9000\"\n"
+            );
+            let bridge = &PluginConfig::from_toml(&toml).unwrap().bridges[0];
+            let map = client_config(bridge, "c").config_map().clone();
+            let get = |k: &str| map.get(k).cloned();
+            (
+                get("linger.ms"),
+                get("queue.buffering.max.ms"),
+                get("message.timeout.ms"),
+                get("delivery.timeout.ms"),
+            )
+        };
+        let (linger, alias, timeout, timeout_alias) = config("");
+        assert_eq!((linger, alias.as_deref()), (None, Some("40")));
+        assert_eq!((timeout, timeout_alias.as_deref()), (None, Some("9000")));
+        // Disk mode's "wait for ever" wins over the bridge's own timeout, under either name.
+        let dir = tempfile::tempdir().unwrap();
+        let disk = format!("buffer = {{ mode = \"disk\", dir = {:?} }}", dir.path());
+        let (_, _, timeout, timeout_alias) = config(&disk);
+        assert_eq!((timeout.as_deref(), timeout_alias), (Some("0"), None));
     }
 
     #[test]
