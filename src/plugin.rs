@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::control::Control;
 use crate::hooks::{HookState, PublishHook, RefusalHook};
+use crate::observe::CallTimer;
 
 pub struct BridgePlugin {
     name: &'static str,
@@ -78,6 +79,7 @@ impl Plugin for BridgePlugin {
     }
 
     async fn start(&mut self) -> rmqtt::Result<()> {
+        let _ = tokio::task::spawn_blocking(CallTimer::calibrate).await;
         self.control
             .start()
             .await

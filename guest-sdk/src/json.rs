@@ -81,14 +81,16 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for Field<'_, T> {
     }
 }
 
-/// Deserializes a key into "is it `name`?".
+/// Deserializes a key into "is it `name`?". The key is compared as bytes (escapes
+/// expanded): checking that every key is UTF-8 first would cost more than the
+/// comparison, and the skipped values are not checked either.
 struct KeyIs<'n>(&'n str);
 
 impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
     type Value = bool;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_str(self)
+        d.deserialize_bytes(self)
     }
 }
 
@@ -99,8 +101,8 @@ impl Visitor<'_> for KeyIs<'_> {
         f.write_str("a member name")
     }
 
-    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
-        Ok(key == self.0)
+    fn visit_bytes<E>(self, key: &[u8]) -> Result<bool, E> {
+        Ok(key == self.0.as_bytes())
     }
 }
 

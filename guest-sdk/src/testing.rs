@@ -219,6 +219,19 @@ impl TestMessage {
 mod tests {
     use super::*;
 
+    /// Levels split as MQTT splits them, as `str::split('/')` would.
+    #[test]
+    fn topic_levels_keep_empty_levels_and_whole_characters() {
+        for topic in ["", "/", "a", "a//b", "/a/", "sensors/münchen/€/x", "ä/ß"] {
+            let t = TestMessage::new(topic, "");
+            let levels: Vec<&str> = t.message().topic_levels().collect();
+            assert_eq!(levels, topic.split('/').collect::<Vec<_>>(), "{topic:?}");
+        }
+        let t = TestMessage::new("sensors/münchen/€", "");
+        assert_eq!(t.message().topic_level(1), Some("münchen"));
+        assert_eq!(t.message().topic_level(2), Some("€"));
+    }
+
     #[test]
     fn v3_defaults() {
         let t = TestMessage::new("a/b/c", "hello");

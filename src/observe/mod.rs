@@ -10,5 +10,5 @@ pub mod stats;
 pub use health::Health;
 pub use http::{HttpServer, Routes};
 pub use log_limit::LogLimiter;
-pub use metrics::{Histograms, PipelineCollector};
+pub use metrics::{CallTimer, Histograms, PipelineCollector};
 pub use stats::{EntryStats, Outcome, Snapshot};

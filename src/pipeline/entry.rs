@@ -3,9 +3,6 @@
 //! fails), and hands each record to its ledger.
 
 use std::sync::Arc;
-use std::time::Instant;
-
-use prometheus::Histogram;
 
 use rdkafka::message::Header;
 use serde_json::{json, Value};
@@ -18,7 +15,7 @@ use crate::ack::AckWait;
 use crate::config::{EntryConfig, OnError};
 use crate::kafka::{Ledger, Outgoing, Producers};
 use crate::log_limited;
-use crate::observe::{EntryStats, LogLimiter, Outcome};
+use crate::observe::{CallTimer, EntryStats, LogLimiter, Outcome};
 use crate::route::{check_kafka_topic, skip_levels, RenderBuf, Vars};
 use crate::spool::Target;
 use crate::transform::{Failure, TransformPool};
@@ -38,7 +35,7 @@ pub struct Entry {
     /// ones to drain.
     pub(super) handover: Option<Arc<Handover>>,
     /// Its transform calls' durations (with `transform`).
-    pub(super) transform_duration: Option<Histogram>,
+    pub(super) transform_duration: Option<CallTimer>,
     pub(super) transform_log: LogLimiter,
 }
 
@@ -147,11 +144,11 @@ impl Entry {
         key: Option<&[u8]>,
         mut wait: Option<&mut AckWait>,
     ) {
-        let started = Instant::now();
-        let result = pool.run(&p.input_fields()).await;
-        if let Some(h) = &self.transform_duration {
-            h.observe(started.elapsed().as_secs_f64());
-        }
+        let input = p.input_fields();
+        let result = match &self.transform_duration {
+            Some(timer) => timer.time(pool.run(&input)).await,
+            None => pool.run(&input).await,
+        };
         let output = match result {
             Ok(output) => output,
             Err(failure) => return self.transform_failed(p, topic, key, failure, wait).await,
