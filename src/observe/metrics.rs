@@ -429,10 +429,11 @@ pub struct EntryHistograms {
 }
 
 /// Observes how long calls take. The time comes from the CPU's time-stamp counter
-/// (`quanta`), not the system clock: in the profiles of d the two `clock_gettime` per
-/// call cost ≈ 0.08 µs, since their `rdtscp` waits for the loads before it and those
-/// miss the cache; a plain `rdtsc` does not wait. Where the CPU has no invariant
-/// counter, `quanta` reads the system clock instead.
+/// (`quanta`), not the system clock: a `clock_gettime`'s `rdtscp` waits for the loads
+/// before it, which on the record path miss the cache, and two per call cost as much
+/// as the passthrough module (docs/benchmarks.md, "The transform path"); a plain
+/// `rdtsc` does not wait. Where the CPU has no invariant counter, `quanta` reads the
+/// system clock instead.
 pub struct CallTimer(Histogram);
 
 impl CallTimer {
