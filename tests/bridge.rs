@@ -322,40 +322,104 @@ async fn client_ids_follow_the_seed_format() {
     }
 }
 
+/// Publishes `per_key` numbered messages for each of `keys` keys (`{prefix}/{k}`),
+/// round robin.
+async fn publish_keyed(broker: &Broker, prefix: &str, (keys, per_key): (usize, usize)) {
+    let c = V3Client::connect(broker.addr, &format!("orderer-{prefix}")).await;
+    for i in 0..per_key {
+        for k in 0..keys {
+            c.publish(&format!("{prefix}/{k}"), 1, format!("{i}")).await;
+        }
+    }
+}
+
+/// Reads what [`publish_keyed`] sent from `topic`: each record once, each key's in
+/// order and in one partition.
+async fn check_key_order(
+    kafka: &MockKafka,
+    prefix: &str,
+    topic: &str,
+    (keys, per_key): (usize, usize),
+) {
+    let recs = read(&kafka.bootstrap, topic, keys * per_key).await;
+    assert_eq!(recs.len(), keys * per_key);
+    for k in 0..keys {
+        let key = format!("{prefix}/{k}");
+        let of_key: Vec<&Record> = recs
+            .iter()
+            .filter(|r| r.key_str().as_deref() == Some(&key))
+            .collect();
+        let seq: Vec<usize> = of_key
+            .iter()
+            .map(|r| r.payload_str().parse().unwrap())
+            .collect();
+        assert_eq!(seq, (0..per_key).collect::<Vec<_>>(), "order of key {key}");
+        assert!(
+            of_key.iter().all(|r| r.partition == of_key[0].partition),
+            "{key}: one partition"
+        );
+    }
+}
+
+fn keyed_entry(filter: &str, topic: &str) -> String {
+    format!("[[bridges.entries]]\nlocal.topic_filter = \"{filter}\"\nremote.topic = \"{topic}\"\nremote.key = \"${{local.topic}}\"\n")
+}
+
+/// The topic exists at start: the producers know its partitions, and keyed records
+/// take their partition's producer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_key_keeps_its_order_across_producers() {
     let kafka = MockKafka::start(1);
     kafka.create_topic("ordered", 4);
-    let entries = "[[bridges.entries]]\nlocal.topic_filter = \"o/+\"\nremote.topic = \"ordered\"\nremote.key = \"${local.topic}\"\n";
-    let broker = Broker::start(&bridge_config(
-        &kafka.bootstrap,
-        "concurrent_client_limit = 4",
-        entries,
-    ))
-    .await;
-    let c = V3Client::connect(broker.addr, "orderer").await;
-    let keys = 8;
-    let per_key = 50;
-    for i in 0..per_key {
-        for k in 0..keys {
-            c.publish(&format!("o/{k}"), 1, format!("{i}")).await;
+    let entries = keyed_entry("o/+", "ordered");
+    let config = bridge_config(&kafka.bootstrap, "concurrent_client_limit = 4", &entries);
+    let broker = Broker::start(&config).await;
+    publish_keyed(&broker, "o", (8, 50)).await;
+    check_key_order(&kafka, "o", "ordered", (8, 50)).await;
+    assert_eq!(
+        broker.attrs().await["bridges"][0]["entries"][0]["partitions"],
+        serde_json::json!({"topic": "ordered", "partitions": 4, "keyed_records": "by_partition"})
+    );
+}
+
+/// Kafka is down at start. Keyed records published before the producers learn a
+/// topic's partitions take their key hash's producer, and keep doing so; a topic that
+/// had no record by then is routed by partition once librdkafka's statistics give its
+/// count. Both keep each key's order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_without_a_known_count_keeps_key_order_by_key_hash() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("early", 4);
+    kafka.create_topic("late", 4);
+    kafka.broker_down(1);
+    let entries = keyed_entry("e/+", "early") + &keyed_entry("l/+", "late");
+    let config = bridge_config(&kafka.bootstrap, "concurrent_client_limit = 4", &entries).replace(
+        "[bridges.properties]\n",
+        "[bridges.properties]\n\"statistics.interval.ms\" = \"100\"\n",
+    );
+    let broker = Broker::start(&config).await;
+    let routing = || {
+        let broker = &broker;
+        async move {
+            broker.attrs().await["bridges"][0]["entries"][0]["partitions"]["keyed_records"].clone()
         }
-    }
-    let recs = read(&kafka.bootstrap, "ordered", keys * per_key).await;
-    assert_eq!(recs.len(), keys * per_key);
-    for k in 0..keys {
-        let key = format!("o/{k}");
-        let seq: Vec<u32> = recs
-            .iter()
-            .filter(|r| r.key_str().as_deref() == Some(&key))
-            .map(|r| r.payload_str().parse().unwrap())
-            .collect();
-        assert_eq!(
-            seq,
-            (0..per_key as u32).collect::<Vec<_>>(),
-            "order of key {key}"
-        );
-    }
+    };
+    assert_eq!(routing().await, "undecided", "Kafka was down");
+    publish_keyed(&broker, "e", (8, 50)).await;
+    broker
+        .stats_when(0, "early's records", |s| s["produced"] == 400)
+        .await;
+    kafka.broker_up(1);
+    assert_eq!(routing().await, "by_key_hash");
+    let learned = |p: &serde_json::Value| p["keyed_records"] == "by_partition";
+    let part = |a: &serde_json::Value| a["bridges"][0]["entries"][1]["partitions"].clone();
+    broker
+        .attrs_when("late's partition count", part, learned)
+        .await;
+    check_key_order(&kafka, "e", "early", (8, 50)).await;
+    publish_keyed(&broker, "l", (8, 50)).await;
+    check_key_order(&kafka, "l", "late", (8, 50)).await;
+    assert_eq!(routing().await, "by_key_hash", "decided for good");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,13 @@ impl Window {
     }
 }
 
+/// What [`Received::key_order`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KeyOrder {
+    pub out_of_order: u64,
+    pub keys_split: u64,
+}
+
 /// What the reader found in Kafka.
 #[derive(Default)]
 pub struct Received {
@@ -116,6 +123,9 @@ pub struct Received {
     pub reload_latencies_us: Vec<u64>,
     /// Records whose key is their payload's `device_id`.
     pub keyed: u64,
+    /// Where each of those landed, `(partition, offset, publisher, seq)`: a key is its
+    /// publisher, so its sequence numbers must rise through its partition.
+    keyed_at: Vec<(i32, i64, u32, u64)>,
     /// Records that are not the benchmark's.
     pub foreign: u64,
     /// Consumer errors (the first one is kept).
@@ -153,6 +163,23 @@ impl Received {
         let first = (0..count).find(missing)?;
         let last = (0..count).rev().find(missing)?;
         Some((first, last))
+    }
+
+    /// Each key's order in Kafka, from everything read (the live read and the gaps
+    /// read again): records that sit after a later record of their key in its
+    /// partition, and keys found in more than one partition.
+    pub fn key_order(&mut self) -> KeyOrder {
+        self.keyed_at.sort_unstable();
+        let mut last: HashMap<u32, (i32, u64)> = HashMap::new();
+        let mut order = KeyOrder::default();
+        for &(partition, _, key, seq) in &self.keyed_at {
+            match last.insert(key, (partition, seq)) {
+                Some((p, _)) if p != partition => order.keys_split += 1,
+                Some((_, before)) if before > seq => order.out_of_order += 1,
+                _ => {}
+            }
+        }
+        order
     }
 
     /// Distinct records of every publisher.
@@ -211,6 +238,8 @@ impl Received {
             .and_then(|k| std::str::from_utf8(k).ok()?.parse::<usize>().ok());
         if key_publisher == Some(f.publisher) {
             self.keyed += 1;
+            let at = (m.partition(), m.offset(), f.publisher as u32, f.seq);
+            self.keyed_at.push(at);
         }
         Some(f)
     }
@@ -468,5 +497,19 @@ mod tests {
         assert_eq!(r.missing_span(0, 1), None);
         assert_eq!(r.missing_span(0, 201), Some((1, 199)));
         assert_eq!(r.missing_span(1, 2), Some((0, 1)));
+    }
+
+    #[test]
+    fn key_order_is_checked_in_offset_order() {
+        // Read out of offset order (a gap read again), but in order in Kafka.
+        let mut r = Received {
+            keyed_at: vec![(0, 2, 7, 12), (0, 0, 7, 10), (1, 0, 8, 1), (0, 1, 7, 11)],
+            ..Received::default()
+        };
+        assert_eq!(r.key_order(), KeyOrder::default());
+        r.keyed_at.push((0, 3, 7, 9));
+        r.keyed_at.push((1, 1, 7, 13));
+        let found = r.key_order();
+        assert_eq!((found.out_of_order, found.keys_split), (1, 1));
     }
 }

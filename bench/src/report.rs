@@ -72,6 +72,10 @@ pub struct Metrics {
     pub duplicates: u64,
     /// Records whose Kafka key is their payload's device_id.
     pub keyed: u64,
+    /// Keyed records behind a later record of their key in its partition, and keys in
+    /// more than one partition: both must be 0.
+    pub keys_out_of_order: u64,
+    pub keys_split: u64,
     /// Seconds from the end of the load to the last record's arrival.
     pub drain_s: Option<f64>,
     pub publisher_error: Option<String>,
@@ -135,6 +139,7 @@ impl Metrics {
         } = m;
         received.latencies_us.sort_unstable();
         received.reload_latencies_us.sort_unstable();
+        let key_order = received.key_order();
         let p99_reload_ms =
             percentile(&received.reload_latencies_us, 99.0).map(|us| us as f64 / 1000.0);
         let lat = |p| {
@@ -191,6 +196,8 @@ impl Metrics {
                 .collect(),
             duplicates: received.duplicates,
             keyed: received.keyed,
+            keys_out_of_order: key_order.out_of_order,
+            keys_split: key_order.keys_split,
             drain_s: received
                 .last_arrival_us
                 .map(|t| t.saturating_sub(load_end_us) as f64 / 1e6),
@@ -545,6 +552,12 @@ fn notes_of(config: Config, m: &Metrics) -> Option<String> {
     }
     if m.foreign_records > 0 {
         parts.push(format!("{} unparseable records", m.foreign_records));
+    }
+    if m.keys_out_of_order > 0 || m.keys_split > 0 {
+        parts.push(format!(
+            "{} keyed records out of their key's order, {} keys in more than one partition",
+            m.keys_out_of_order, m.keys_split
+        ));
     }
     if config == Config::E && m.keyed != m.delivered {
         parts.push(format!(

@@ -22,6 +22,7 @@ use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::Message as _;
 
 use super::inflight::Inflight;
+use super::partitions::TrackedTopic;
 use super::producers::{Producers, Record};
 use crate::ack::{AckFailure, AckSlots, AckWait};
 use crate::log_limited;
@@ -176,10 +177,11 @@ impl Ledger {
 
     /// Sends one record: takes room (waiting up to `queue_timeout`, except in ack mode,
     /// which refuses the publish at once rather than holding the client), registers the
-    /// ack slot, and hands the record to a producer. `ack` is set in ack mode.
+    /// ack slot, and hands the record to a producer. `ack` is set in ack mode; `topic`
+    /// is the entry's constant topic, if it has one.
     pub async fn send(
         &self,
-        producers: &Producers,
+        (producers, topic): (&Producers, Option<&TrackedTopic>),
         record: Outgoing<'_>,
         queue_timeout: Duration,
         ack: Option<&mut AckWait>,
@@ -212,7 +214,8 @@ impl Ledger {
         base.key = record.key;
         base.payload = record.payload;
         base.partition = record.partition;
-        match hand_over(producers, base, tag.received_ms, Some(queue_timeout)).await {
+        let timeout = Some(queue_timeout);
+        match hand_over((producers, topic), base, tag.received_ms, timeout).await {
             Ok(()) => self.stats.produced(),
             Err((outcome, why)) => self.settle(tag, size, Some((outcome, format_args!("{why}")))),
         }
@@ -291,7 +294,7 @@ impl Ledger {
         base.key = r.key;
         base.payload = r.payload;
         base.partition = r.partition;
-        match hand_over(producers, base, tag.received_ms, None).await {
+        match hand_over((producers, None), base, tag.received_ms, None).await {
             Ok(()) => self.stats.produced(),
             Err((outcome, why)) => self.settle(tag, size, Some((outcome, format_args!("{why}")))),
         }
@@ -396,14 +399,14 @@ fn possibly_persisted(message: &BorrowedMessage<'_>) -> bool {
 /// so it is full only when `[bridges.properties]` made it smaller; then this retries
 /// until `timeout` (for ever without one: a spooled record waits rather than drops).
 async fn hand_over(
-    producers: &Producers,
+    (producers, topic): (&Producers, Option<&TrackedTopic>),
     mut record: Record<'_>,
     received_ms: u32,
     timeout: Option<Duration>,
 ) -> Result<(), (Outcome, String)> {
     let mut deadline = None;
     loop {
-        match producers.send(record, received_ms) {
+        match producers.send(record, received_ms, topic) {
             Ok(()) => return Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                 let now = tokio::time::Instant::now();

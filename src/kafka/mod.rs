@@ -4,6 +4,7 @@
 pub mod client_stats;
 pub mod inflight;
 pub mod ledger;
+pub mod partitions;
 pub mod producers;
 
 pub use client_stats::Summary;

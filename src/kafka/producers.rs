@@ -16,16 +16,19 @@ use rdkafka::ClientContext;
 
 use super::client_stats::{ClientStats, Summary, DEFAULT_INTERVAL_MS};
 use super::ledger::{Ledger, Tag};
+use super::partitions::{Partitioner, Topics, TrackedTopic};
 use crate::config::{BridgeConfig, BufferMode, PluginConfig, ProducerPool};
 use crate::log_limited;
 use crate::observe::LogLimiter;
 
 /// librdkafka's callbacks: each delivery report goes to the ledger its tag names, logs
-/// to the producers' shared rate limiter, statistics to this producer's summary.
+/// to the producers' shared rate limiter, statistics to this producer's summary and
+/// the partition counts of the producers' topics.
 pub struct DeliveryContext {
     ledgers: Arc<[Arc<Ledger>]>,
     log: Arc<ClientLog>,
     stats: ClientStats,
+    topics: Arc<Topics>,
 }
 
 /// librdkafka's own log lines about a set of producers: tagged with their owner (an
@@ -39,6 +42,7 @@ struct ClientLog {
 impl ClientContext for DeliveryContext {
     fn stats(&self, statistics: Statistics) {
         self.stats.update(&statistics);
+        self.topics.learn_from_statistics(&statistics);
     }
 
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -95,6 +99,9 @@ pub struct Producers {
     /// How long one producer takes every keyless record before the next takes over:
     /// the producers' `linger.ms`, so that each linger window fills one batch.
     turn_ms: u32,
+    /// The topics whose keyed records may be routed by partition, and how.
+    topics: Arc<Topics>,
+    partitioner: Partitioner,
 }
 
 impl Producers {
@@ -116,6 +123,7 @@ impl Producers {
             limiter: LogLimiter::default(),
         });
         let ledgers: Arc<[Arc<Ledger>]> = ledgers.into();
+        let topics = Arc::new(Topics::default());
         let mut clients = Vec::with_capacity(bridge.concurrent_client_limit);
         let mut client_ids = Vec::with_capacity(bridge.concurrent_client_limit);
         for client_no in 1..=bridge.concurrent_client_limit {
@@ -124,6 +132,7 @@ impl Producers {
                 ledgers: ledgers.clone(),
                 log: log.clone(),
                 stats: ClientStats::default(),
+                topics: topics.clone(),
             };
             let producer = client_config(bridge, &id)
                 .create_with_context(context)
@@ -135,7 +144,15 @@ impl Producers {
             clients,
             client_ids,
             turn_ms: keyless_turn_ms(bridge),
+            topics,
+            partitioner: Partitioner::of(bridge),
         })
+    }
+
+    /// Tracks `topic` (an entry's constant topic) so that its keyed records can be
+    /// routed by partition; `None` with one producer, where every record takes it.
+    pub fn track(&self, topic: &str) -> Option<TrackedTopic> {
+        (self.clients.len() > 1).then(|| self.topics.track(topic))
     }
 
     pub fn client_ids(&self) -> &[String] {
@@ -149,46 +166,96 @@ impl Producers {
             .filter_map(|p| p.context().stats.latest())
     }
 
-    /// The producer for a record: by key hash, so one key always takes the same
-    /// producer and keeps its order. Keyless records take turns by the time the broker
-    /// received them (`received_ms`): one producer takes them all for `turn_ms`, then
-    /// the next. Spreading them record by record would cut every linger window into
-    /// one small batch per producer, and each batch costs the broker, librdkafka's
-    /// threads and Kafka (docs/benchmarks.md, "Keyless records: one producer at a time").
+    /// The producer for a record. A keyed record of a topic routed by partition
+    /// (`partitions.rs`) gets its partition here and takes that partition's producer;
+    /// other keyed records take their key hash's. Either way one key keeps one producer,
+    /// and its order. Keyless records take turns by the time the broker received them
+    /// (`received_ms`): one producer takes them all for `turn_ms`, then the next.
+    /// Spreading records over the producers record by record would cut every linger
+    /// window into one small batch per producer and partition, and each batch costs the
+    /// broker, librdkafka's threads and Kafka (docs/benchmarks.md, "Keyless records: one
+    /// producer at a time", "Keyed records by partition").
     #[inline]
-    fn pick(&self, key: Option<&[u8]>, received_ms: u32) -> &KafkaProducer {
+    fn pick(
+        &self,
+        record: &mut Record<'_>,
+        received_ms: u32,
+        topic: Option<&TrackedTopic>,
+    ) -> &KafkaProducer {
         let n = self.clients.len();
-        let i = match key {
+        let i = match record.key {
             _ if n == 1 => 0,
-            Some(k) => {
-                let mut h = DefaultHasher::new();
-                k.hash(&mut h);
-                (h.finish() % n as u64) as usize
-            }
+            Some(key) => match self.partition_of(record, key, topic) {
+                Some(p) => {
+                    record.partition = Some(p);
+                    p as usize % n
+                }
+                None => {
+                    let mut h = DefaultHasher::new();
+                    key.hash(&mut h);
+                    (h.finish() % n as u64) as usize
+                }
+            },
             None => (received_ms / self.turn_ms) as usize % n,
         };
         &self.clients[i]
     }
 
-    /// Connects every producer and fetches the metadata of `topic` (of every topic
-    /// when the entry's topic is a template), so that the first records wait for
-    /// neither. Blocks up to `timeout` per producer; run it off the async threads.
-    pub fn warm_up(&self, topic: Option<&str>, timeout: Duration) -> Result<(), KafkaError> {
+    /// A keyed record's partition when its topic routes by partition: the one it was
+    /// given (`remote.partition`, a module's), or the partitioner's for its key. An
+    /// empty key is left to its hash and to librdkafka, whose default partitioner treats
+    /// it as a missing one.
+    #[inline]
+    fn partition_of(
+        &self,
+        record: &Record<'_>,
+        key: &[u8],
+        topic: Option<&TrackedTopic>,
+    ) -> Option<i32> {
+        if key.is_empty() {
+            return None;
+        }
+        let count = match topic.and_then(|t| t.get(record.topic)) {
+            Some(t) => t.for_keyed_record(),
+            None => self.topics.for_keyed_record(record.topic),
+        }?;
+        match record.partition {
+            Some(p) => (p >= 0).then_some(p),
+            None => self.partitioner.partition(key, count),
+        }
+    }
+
+    /// Connects every producer and fetches the metadata of the tracked topics (of
+    /// every topic when there are none: templates), so that the first records wait for
+    /// neither and the tracked topics' keyed records can be routed by partition.
+    /// Blocks up to `timeout` per request; run it off the async threads.
+    pub fn warm_up(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let names = self.topics.names();
+        let first = names.first().map(|t| &**t);
         for p in &self.clients {
-            p.client().fetch_metadata(topic, timeout)?;
+            let metadata = p.client().fetch_metadata(first, timeout)?;
+            self.topics.learn_from_metadata(&metadata);
+        }
+        for topic in names.iter().skip(1) {
+            let metadata = self.clients[0]
+                .client()
+                .fetch_metadata(Some(topic), timeout)?;
+            self.topics.learn_from_metadata(&metadata);
         }
         Ok(())
     }
 
     /// Hands a record to librdkafka; on error the record comes back for a retry.
-    /// `received_ms`: when the broker received its publish (ms, wrapping at 32 bits).
+    /// `received_ms`: when the broker received its publish (ms, wrapping at 32 bits);
+    /// `topic`: the sending entry's constant topic, if it has one.
     #[allow(clippy::result_large_err)]
     pub fn send<'a>(
         &self,
-        record: Record<'a>,
+        mut record: Record<'a>,
         received_ms: u32,
+        topic: Option<&TrackedTopic>,
     ) -> Result<(), (KafkaError, Record<'a>)> {
-        self.pick(record.key, received_ms).send(record)
+        self.pick(&mut record, received_ms, topic).send(record)
     }
 
     /// Waits up to `timeout` for in-flight records, then purges the rest, whose
@@ -333,26 +400,100 @@ mod tests {
         PluginConfig::from_toml(&toml).unwrap()
     }
 
+    /// The producer a record takes (its index), and the partition it is sent with.
+    fn pick(
+        p: &Producers,
+        (topic, key, partition): (&str, Option<&[u8]>, Option<i32>),
+        received_ms: u32,
+        tracked: Option<&TrackedTopic>,
+    ) -> (usize, Option<i32>) {
+        let mut record = Record::with_opaque_to(topic, 0);
+        record.key = key;
+        record.partition = partition;
+        let c = p.pick(&mut record, received_ms, tracked);
+        let i = p.clients.iter().position(|x| std::ptr::eq(x, c)).unwrap();
+        (i, record.partition)
+    }
+
     #[test]
     fn keys_keep_their_producer_and_keyless_records_take_turns() {
         let bridge = &config("bridge", 3).bridges[0];
         let p = Producers::create(bridge, 1, None, Vec::new()).unwrap();
-        let index = |c: &KafkaProducer| p.clients.iter().position(|x| std::ptr::eq(x, c));
+        let keyless = |ms| pick(&p, ("t", None, None), ms, None);
         assert_eq!(p.turn_ms, 15, "the default linger.ms");
         // Received in the same turn: one producer; in the next turns: the next ones.
-        let within: Vec<_> = (30..45).map(|ms| index(p.pick(None, ms))).collect();
-        assert_eq!(within, vec![Some(2); 15], "a turn is one producer");
-        let turns: Vec<_> = (0..8).map(|t| index(p.pick(None, t * 15 + 7))).collect();
-        let expected: Vec<_> = (0..8).map(|i| Some(i % 4)).collect();
+        let within: Vec<_> = (30..45).map(keyless).collect();
+        assert_eq!(within, vec![(2, None); 15], "a turn is one producer");
+        let turns: Vec<_> = (0..8).map(|t| keyless(t * 15 + 7).0).collect();
+        let expected: Vec<_> = (0..8).map(|i| i % 4).collect();
         assert_eq!(turns, expected, "keyless: turns over the 4 producers");
         for key in [&b"k1"[..], b"k2", b"another"] {
-            let first = index(p.pick(Some(key), 0));
+            let first = pick(&p, ("t", Some(key), None), 0, None);
+            assert_eq!(first.1, None, "an untracked topic: librdkafka partitions");
             assert!(
-                (0..10).all(|t| index(p.pick(Some(key), t * 15)) == first),
+                (0..10).all(|t| pick(&p, ("t", Some(key), None), t * 15, None) == first),
                 "{key:?}"
             );
         }
         assert_eq!(p.client_ids()[3], "rmqtt:b1:egress:1:shared:4");
+    }
+
+    #[test]
+    fn keyed_records_of_a_topic_with_a_known_count_take_their_partitions_producer() {
+        let bridge = &config("bridge", 1).bridges[0];
+        let p = Producers::create(bridge, 1, None, Vec::new()).unwrap();
+        let tracked = p.track("t").unwrap();
+        p.topics.learn("t", 6);
+        let mut producers_of = [None; 6];
+        for k in 0..300 {
+            let key = format!("device-{k}");
+            let expected = Partitioner::Consistent.partition(key.as_bytes(), 6);
+            let held = pick(&p, ("t", Some(key.as_bytes()), None), k, Some(&tracked));
+            let (i, partition) = held;
+            assert_eq!(partition, expected, "{key}: librdkafka's partition");
+            let partition = partition.unwrap() as usize;
+            assert_eq!(i, partition % 4, "{key}: its partition's producer");
+            assert_eq!(*producers_of[partition].get_or_insert(i), i);
+            // Without the entry's hint (a module named the topic), the table says the same.
+            assert_eq!(pick(&p, ("t", Some(key.as_bytes()), None), 0, None), held);
+        }
+        assert!(
+            producers_of.iter().all(Option::is_some),
+            "every partition used"
+        );
+        let given = pick(&p, ("t", Some(b"k"), Some(5)), 0, Some(&tracked));
+        assert_eq!(
+            given,
+            (1, Some(5)),
+            "a partition given keeps it, and takes its producer"
+        );
+        let empty = pick(&p, ("t", Some(b""), None), 0, Some(&tracked));
+        assert_eq!(empty.1, None, "an empty key is librdkafka's to partition");
+        let (_, keyless) = pick(&p, ("t", None, None), 0, Some(&tracked));
+        assert_eq!(keyless, None, "keyless records take turns, unpartitioned");
+        assert_eq!(tracked.to_json()["keyed_records"], "by_partition");
+    }
+
+    #[test]
+    fn a_topic_whose_count_came_late_keeps_routing_by_key_hash() {
+        let bridge = &config("bridge", 1).bridges[0];
+        let p = Producers::create(bridge, 1, None, Vec::new()).unwrap();
+        let tracked = p.track("t").unwrap();
+        let first = pick(&p, ("t", Some(b"k1"), None), 0, Some(&tracked));
+        assert_eq!(first.1, None);
+        p.topics.learn("t", 6);
+        assert_eq!(pick(&p, ("t", Some(b"k1"), None), 0, Some(&tracked)), first);
+        assert_eq!(tracked.to_json()["keyed_records"], "by_key_hash");
+    }
+
+    #[test]
+    fn one_producer_tracks_no_topic() {
+        let toml =
+            "[[bridges]]\nname = \"b1\"\nservers = \"k:9092\"\nconcurrent_client_limit = 1\n";
+        let bridge = &PluginConfig::from_toml(toml).unwrap().bridges[0];
+        let p = Producers::create(bridge, 1, Some(0), Vec::new()).unwrap();
+        assert!(p.track("t").is_none(), "one producer takes every record");
+        assert_eq!(pick(&p, ("t", Some(b"k"), None), 0, None), (0, None));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::modules::metrics_label;
 use super::publish::PublishInfo;
 use crate::ack::AckWait;
 use crate::config::{EntryConfig, OnError};
+use crate::kafka::partitions::TrackedTopic;
 use crate::kafka::{Ledger, Outgoing, Producers};
 use crate::log_limited;
 use crate::observe::{CallTimer, EntryStats, LogLimiter, Outcome};
@@ -30,6 +31,8 @@ pub struct Entry {
     pub(super) config: EntryConfig,
     pub(super) ledger: Arc<Ledger>,
     pub(super) producers: Arc<Producers>,
+    /// Its constant topic, tracked by its producers (with more than one).
+    pub(super) topic: Option<TrackedTopic>,
     pub(super) transform: Option<Arc<TransformPool>>,
     /// Set when a reload gave the entry new producers: its records wait for the old
     /// ones to drain.
@@ -258,9 +261,8 @@ impl Entry {
         if let Some(handover) = &self.handover {
             handover.wait().await;
         }
-        self.ledger
-            .send(&self.producers, record, timeout, wait)
-            .await;
+        let producers = (&*self.producers, self.topic.as_ref());
+        self.ledger.send(producers, record, timeout, wait).await;
     }
 
     pub(super) fn to_json(&self) -> Value {
@@ -272,6 +274,7 @@ impl Entry {
             "remote_key": r.key.as_ref().map(|k| k.as_str()),
             "ack_after_delivery": r.ack_after_delivery,
             "client_ids": self.producers.client_ids(),
+            "partitions": self.topic.as_ref().map(TrackedTopic::to_json),
             "stats": self.ledger.stats().snapshot().to_json(),
             "transform": self.transform.as_deref().map(TransformPool::to_json),
         })

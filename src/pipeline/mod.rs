@@ -262,7 +262,9 @@ const WARM_UP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connects the entries' producers (each once), all at once, before any publish
 /// reaches them. Otherwise the first burst fills the in-flight bound while they
-/// connect, and the seed's `queue_timeout = "0m"` drops what does not fit.
+/// connect, and the seed's `queue_timeout = "0m"` drops what does not fit. The
+/// metadata they fetch gives the partition counts that let keyed records of the
+/// entries' constant topics be routed by partition (`kafka/partitions.rs`).
 async fn warm_up<'a>(entries: impl Iterator<Item = &'a Entry>) {
     let mut seen: Vec<&Arc<Producers>> = Vec::new();
     let mut tasks = Vec::new();
@@ -272,10 +274,9 @@ async fn warm_up<'a>(entries: impl Iterator<Item = &'a Entry>) {
         }
         seen.push(&e.producers);
         let producers = e.producers.clone();
-        let topic = e.config.remote.topic.constant().map(str::to_owned);
         let label = e.ledger.label().to_owned();
         tasks.push(tokio::task::spawn_blocking(move || {
-            if let Err(err) = producers.warm_up(topic.as_deref(), WARM_UP_TIMEOUT) {
+            if let Err(err) = producers.warm_up(WARM_UP_TIMEOUT) {
                 log::warn!("{label}: Kafka did not answer within {WARM_UP_TIMEOUT:?} ({err}); records wait for it in librdkafka");
             }
         }));
@@ -406,6 +407,11 @@ impl Build<'_> {
         let h = self
             .histograms
             .for_entry(&b.name, &metrics_label(ei, &config));
+        let topic = config
+            .remote
+            .topic
+            .constant()
+            .and_then(|t| producers.track(t));
         Entry {
             transform_duration: transform.is_some().then_some(h.transform_duration),
             index: ei,
@@ -413,6 +419,7 @@ impl Build<'_> {
             config,
             ledger,
             producers,
+            topic,
             transform,
             handover,
             transform_log: LogLimiter::default(),

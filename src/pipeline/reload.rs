@@ -139,7 +139,7 @@ struct Next {
     retired: Retired,
     changes: Changes,
     limits: Vec<(Arc<Inflight>, (usize, usize))>,
-    /// Entries with new producers, by index.
+    /// Entries with new producers, or a new constant topic, by index: warmed up.
     fresh: Vec<usize>,
 }
 
@@ -270,6 +270,10 @@ impl Pipeline {
         let prev = &self.entries[i];
         if keep_clients && prev.index == ei {
             let e = reuse(build, prev, (bi, b), ei).await?;
+            if e.config.remote.topic != prev.config.remote.topic {
+                // Its producers learn the new topic's partitions before its first record.
+                next.fresh.push(next.entries.len());
+            }
             match e.config == prev.config && same_pool(&e, prev) {
                 true => next.changes.entries_unchanged += 1,
                 false => next.changes.entries_changed.push(label),

@@ -224,7 +224,7 @@ impl Broker {
     }
 
     /// `part` of the attrs once `check` holds for it; fails naming `what` after 60 s.
-    async fn attrs_when(
+    pub async fn attrs_when(
         &self,
         what: &str,
         part: impl Fn(&Value) -> Value,
