@@ -110,8 +110,17 @@ async fn a_changed_remote_topic_splits_the_stream_cleanly() {
     let b = read_all(&kafka.bootstrap, "b").await;
     exactly_once_in_turn(&sent, &[&seqs(&a), &seqs(&b)]);
     counted_once(&broker, &sent).await;
-    let after = broker.attrs().await["bridges"][0]["entries"][0]["client_ids"].clone();
-    assert_eq!(after, clients, "the bridge kept its producers");
+    let entry = broker.attrs().await["bridges"][0]["entries"][0].clone();
+    assert_eq!(
+        entry["client_ids"], clients,
+        "the bridge kept its producers"
+    );
+    // The kept producers learned b's partitions before its first keyed record.
+    let partitions = &entry["partitions"];
+    assert_eq!(
+        (&partitions["topic"], &partitions["keyed_records"]),
+        (&"b".into(), &"by_partition".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
