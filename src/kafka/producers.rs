@@ -150,9 +150,11 @@ impl Producers {
     }
 
     /// Tracks `topic` (an entry's constant topic) so that its keyed records can be
-    /// routed by partition; `None` with one producer, where every record takes it.
+    /// routed by partition; `None` with one producer, where every record takes it, and
+    /// with the random partitioner, which gives no key a partition of its own.
     pub fn track(&self, topic: &str) -> Option<TrackedTopic> {
-        (self.clients.len() > 1).then(|| self.topics.track(topic))
+        let by_partition = self.clients.len() > 1 && self.partitioner != Partitioner::Random;
+        by_partition.then(|| self.topics.track(topic))
     }
 
     pub fn client_ids(&self) -> &[String] {
@@ -487,13 +489,27 @@ mod tests {
     }
 
     #[test]
-    fn one_producer_tracks_no_topic() {
-        let toml =
-            "[[bridges]]\nname = \"b1\"\nservers = \"k:9092\"\nconcurrent_client_limit = 1\n";
-        let bridge = &PluginConfig::from_toml(toml).unwrap().bridges[0];
-        let p = Producers::create(bridge, 1, Some(0), Vec::new()).unwrap();
+    fn one_producer_or_the_random_partitioner_tracks_no_topic() {
+        let bridge = |extra: &str| {
+            let toml = format!("[[bridges]]\nname = \"b1\"\nservers = \"k:9092\"\n{extra}");
+            PluginConfig::from_toml(&toml).unwrap().bridges.remove(0)
+        };
+        let one = Producers::create(
+            &bridge("concurrent_client_limit = 1\n"),
+            1,
+            Some(0),
+            Vec::new(),
+        );
+        let p = one.unwrap();
         assert!(p.track("t").is_none(), "one producer takes every record");
         assert_eq!(pick(&p, ("t", Some(b"k"), None), 0, None), (0, None));
+        let random =
+            "concurrent_client_limit = 4\n[bridges.properties]\npartitioner = \"random\"\n";
+        let p = Producers::create(&bridge(random), 1, Some(0), Vec::new()).unwrap();
+        assert!(
+            p.track("t").is_none(),
+            "random: keys have no partition of their own"
+        );
     }
 
     #[test]
