@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use crate::control::Control;
 use crate::hooks::{HookState, PublishHook, RefusalHook};
-use crate::observe::CallTimer;
 
 pub struct BridgePlugin {
     name: &'static str,
@@ -79,7 +78,7 @@ impl Plugin for BridgePlugin {
     }
 
     async fn start(&mut self) -> rmqtt::Result<()> {
-        let _ = tokio::task::spawn_blocking(CallTimer::calibrate).await;
+        let _ = tokio::task::spawn_blocking(crate::observe::clock::calibrate).await;
         self.control
             .start()
             .await

@@ -314,8 +314,10 @@ impl Ledger {
         match error {
             None => {
                 if !tag.dead_letter {
-                    let now = wrapped_ms(rmqtt::utils::timestamp_millis());
-                    let ms = now.wrapping_sub(tag.received_ms);
+                    let now = wrapped_ms(crate::observe::clock::wall_ms());
+                    // Clocks of two threads: a record acked within a millisecond of
+                    // being received can read as a millisecond early.
+                    let ms = (now.wrapping_sub(tag.received_ms) as i32).max(0);
                     self.latency.observe(f64::from(ms) / 1000.0);
                 }
                 self.settle(tag, size, None)

@@ -4,7 +4,7 @@
 //! so the per-message path pays nothing for being exported.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -12,6 +12,7 @@ use prometheus::{
     GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
+use super::clock;
 use crate::hooks::HookState;
 use crate::kafka::Summary;
 use crate::observe::Outcome;
@@ -428,37 +429,21 @@ pub struct EntryHistograms {
     pub transform_duration: CallTimer,
 }
 
-/// Observes how long calls take. The time comes from the CPU's time-stamp counter
-/// (`quanta`), not the system clock: a `clock_gettime`'s `rdtscp` waits for the loads
-/// before it, which on the record path miss the cache, and two per call cost as much
-/// as the passthrough module (docs/benchmarks.md, "The transform path"); a plain
-/// `rdtsc` does not wait. Where the CPU has no invariant counter, `quanta` reads the
-/// system clock instead.
+/// Observes how long calls take, timed with the CPU's time-stamp counter
+/// ([`super::clock::tsc`]): two system-clock reads per call cost as much as the
+/// passthrough module.
 pub struct CallTimer(Histogram);
 
 impl CallTimer {
-    /// Calibrates the counter against the system clock: a busy loop of about 1 ms (at most
-    /// 200), once per process, which the plugin runs when it starts so that no call waits
-    /// for it. On a busy machine the scale can be off by a few percent (a CI run measured
-    /// a 20 ms sleep as 19.3 ms): plenty for the histogram's buckets, which are 2–2.5× apart.
-    pub fn calibrate() {
-        tsc_clock();
-    }
-
     /// Runs `call` and observes how long it took.
     pub async fn time<T>(&self, call: impl Future<Output = T>) -> T {
-        let clock = tsc_clock();
+        let clock = clock::tsc();
         let start = clock.raw();
         let out = call.await;
         let took = clock.delta(start, clock.raw());
         self.0.observe(took.as_secs_f64());
         out
     }
-}
-
-fn tsc_clock() -> &'static quanta::Clock {
-    static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
-    CLOCK.get_or_init(quanta::Clock::new)
 }
 
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramVec {

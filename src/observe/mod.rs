@@ -1,6 +1,7 @@
 //! What an operator sees: per-entry counters, rate-limited logging, and the plugin's own
 //! HTTP endpoint with its Prometheus series and health verdicts.
 
+pub mod clock;
 pub mod health;
 pub mod http;
 pub mod log_limit;

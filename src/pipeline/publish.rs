@@ -23,7 +23,7 @@ pub struct PublishInfo<'a> {
 
 impl<'a> PublishInfo<'a> {
     pub fn new(from: &'a From, publish: &'a Publish) -> Self {
-        let now_ms = rmqtt::utils::timestamp_millis();
+        let now_ms = crate::observe::clock::wall_ms();
         let mut peer = SmallVec::new();
         if let Some(addr) = from.remote_addr {
             write_addr(&mut peer, &addr);
