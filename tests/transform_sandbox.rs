@@ -13,6 +13,7 @@ use abi::input::InputFields;
 use rmqtt_bridge_egress_kafka::config::{OnError, TransformConfig};
 use rmqtt_bridge_egress_kafka::transform::{
     Cause, Failure, TransformEngine, TransformModule, TransformPool, Transformed,
+    QUICK_CALLS_TO_RETURN,
 };
 
 /// Helpers shared by the fixtures. Memory layout: output document at 1024, data at
@@ -330,14 +331,24 @@ fn a_slow_guest_yields_to_other_tasks() {
     });
 }
 
-#[tokio::test]
-async fn a_call_too_long_for_the_fast_path_runs_again_on_a_fiber() {
-    // About 10 ms of work, then the payload echoed: longer than the fast path's ticks.
+/// About 10 ms of work for a payload starting with `!`, then the payload echoed: longer
+/// than the fast path's ticks. The tests that use it run on a multi-threaded runtime, as
+/// the broker does: there the runtime's ticks reach a call on the fast path from another
+/// worker, where on a single thread only the epoch thread's would, up to 10 ms late.
+async fn busy_pool() -> Setup {
     let busy = "(local $n i32) (local.set $n (i32.const 30000000))
         (loop $l (local.set $n (i32.sub (local.get $n) (i32.const 1))) (br_if $l (local.get $n)))
         (call $identity (local.get $in))";
-    let s = pool_with(&fixture("", busy), Duration::from_secs(5), 16 << 20).await;
-    let on_fibers = |s: &Setup| s.pool.to_json()["calls_on_fibers"].as_bool().unwrap();
+    pool_with(&fixture("", busy), Duration::from_secs(5), 16 << 20).await
+}
+
+fn on_fibers(s: &Setup) -> bool {
+    s.pool.to_json()["calls_on_fibers"].as_bool().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_too_long_for_the_fast_path_runs_again_on_a_fiber() {
+    let s = busy_pool().await;
     drop(s.pool.run(&input(b"quick")).await.unwrap());
     assert!(!on_fibers(&s), "a quick call stays on the fast path");
 
@@ -348,12 +359,101 @@ async fn a_call_too_long_for_the_fast_path_runs_again_on_a_fiber() {
         "run again, to completion"
     );
     drop(out);
-    assert!(on_fibers(&s));
+    assert!(on_fibers(&s), "slow on a fiber too: the module is slow");
+    let j = s.pool.to_json();
+    assert_eq!(
+        (
+            j["fast_path_overruns"].as_u64(),
+            j["fast_path_exits"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
     let failures: u64 = Cause::ALL.iter().map(|c| s.pool.failures(*c)).sum();
     assert_eq!((failures, s.pool.replaced()), (0, 0), "not a failure");
     assert_eq!(s.pool.idle(), 1, "the interrupted instance was replaced");
     let out = s.pool.run(&input(b"after")).await.unwrap();
     assert_eq!(payloads(&out), [b"after".to_vec()]);
+}
+
+/// A fast-path call that overran because of its circumstances, not its message, is run
+/// again on a fiber, and the pool stays on the fast path. The circumstance here: the
+/// module is slow on any `!` message but the first of an instance, so the interrupted
+/// call's run on a fresh instance is quick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overrun_whose_second_run_is_quick_keeps_the_fast_path() {
+    let slow_after_the_first = "(if (global.get $seen) (then
+          (local.set $n (i32.const 30000000))
+          (loop $l (local.set $n (i32.sub (local.get $n) (i32.const 1))) (br_if $l (local.get $n)))))
+        (global.set $seen (i32.const 1))
+        (call $identity (local.get $in))";
+    let text = fixture(
+        "(global $seen (mut i32) (i32.const 0))",
+        &format!("(local $n i32) {slow_after_the_first}"),
+    );
+    let s = pool_with(&text, Duration::from_secs(5), 16 << 20).await;
+    let status = |s: &Setup| {
+        let j = s.pool.to_json();
+        let n = |k: &str| j[k].as_u64().unwrap();
+        (n("fast_path_overruns"), n("fast_path_exits"), on_fibers(s))
+    };
+    drop(s.pool.run(&input(b"!first")).await.unwrap());
+    assert_eq!(status(&s), (0, 0, false));
+    let out = s.pool.run(&input(b"!second")).await.unwrap();
+    assert_eq!(
+        payloads(&out),
+        [b"!second".to_vec()],
+        "run again, to completion"
+    );
+    drop(out);
+    assert_eq!(
+        status(&s),
+        (1, 0, false),
+        "overran once, quick the second time"
+    );
+    let failures: u64 = Cause::ALL.iter().map(|c| s.pool.failures(*c)).sum();
+    assert_eq!(
+        (failures, s.pool.idle()),
+        (0, 1),
+        "not a failure; one instance"
+    );
+}
+
+async fn quick_calls(s: &Setup, n: u32) {
+    for _ in 0..n {
+        drop(s.pool.run(&input(b"quick")).await.unwrap());
+    }
+}
+
+/// A pool that left the fast path comes back once enough calls in a row were quick, so
+/// one overrun (a preempted thread, say) does not cost every later call a fiber; a slow
+/// call on a fiber starts the count again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_calls_on_fibers_bring_the_pool_back_to_the_fast_path() {
+    let s = busy_pool().await;
+    let counts = |s: &Setup| {
+        let j = s.pool.to_json();
+        (
+            j["fast_path_exits"].as_u64(),
+            j["fast_path_returns"].as_u64(),
+        )
+    };
+    drop(s.pool.run(&input(b"!busy")).await.unwrap());
+    assert!(on_fibers(&s));
+    quick_calls(&s, QUICK_CALLS_TO_RETURN - 1).await;
+    drop(s.pool.run(&input(b"!busy")).await.unwrap());
+    quick_calls(&s, QUICK_CALLS_TO_RETURN - 1).await;
+    assert!(
+        on_fibers(&s),
+        "the slow call on a fiber started the count again"
+    );
+    assert_eq!(counts(&s), (Some(1), Some(0)));
+
+    quick_calls(&s, 1).await;
+    assert!(!on_fibers(&s));
+    assert_eq!(counts(&s), (Some(1), Some(1)));
+    drop(s.pool.run(&input(b"!busy")).await.unwrap());
+    assert!(on_fibers(&s), "and leaves it again for the next slow call");
+    assert_eq!(counts(&s), (Some(2), Some(1)));
 }
 
 #[test]

@@ -1,14 +1,13 @@
 //! The one wasmtime `Engine` of the plugin: pooling allocator sized from the entries'
-//! transform settings, epoch interruption driven by a 1 ms ticker thread, a capped wasm
-//! stack, and the import linker.
+//! transform settings, epoch interruption (the ticks: `ticker.rs`), a capped wasm stack,
+//! and the import linker.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
-use super::state::{HostState, EPOCH_TICK};
+use super::state::HostState;
+use super::ticker::{EpochState, EpochTicker};
 use crate::config::TransformConfig;
 
 /// The wasm stack limit of every instance.
@@ -17,7 +16,7 @@ pub const MAX_WASM_STACK: usize = 512 << 10;
 pub struct TransformEngine {
     engine: Engine,
     linker: Linker<HostState>,
-    ticker: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    ticker: EpochTicker,
 }
 
 impl TransformEngine {
@@ -48,11 +47,11 @@ impl TransformEngine {
         let mut linker = Linker::new(&engine);
         super::imports::define(&mut linker)
             .map_err(|e| format!("cannot define the host functions: {e}"))?;
-        let ticker = start_ticker(&engine)?;
+        let ticker = EpochTicker::start(&engine)?;
         Ok(TransformEngine {
             engine,
             linker,
-            ticker: Some(ticker),
+            ticker,
         })
     }
 
@@ -63,29 +62,9 @@ impl TransformEngine {
     pub(crate) fn linker(&self) -> &Linker<HostState> {
         &self.linker
     }
-}
 
-/// Advances the epoch every [`EPOCH_TICK`] until told to stop.
-fn start_ticker(engine: &Engine) -> Result<(Arc<AtomicBool>, JoinHandle<()>), String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (engine, flag) = (engine.clone(), stop.clone());
-    let handle = std::thread::Builder::new()
-        .name("wasm-epoch".into())
-        .spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                engine.increment_epoch();
-            }
-        })
-        .map_err(|e| format!("cannot start the epoch ticker thread: {e}"))?;
-    Ok((stop, handle))
-}
-
-impl Drop for TransformEngine {
-    fn drop(&mut self) {
-        if let Some((stop, handle)) = self.ticker.take() {
-            stop.store(true, Ordering::Relaxed);
-            let _ = handle.join();
-        }
+    /// What guest calls on fibers tell the epoch's drivers.
+    pub(crate) fn epoch(&self) -> &Arc<EpochState> {
+        self.ticker.state()
     }
 }

@@ -40,13 +40,17 @@ impl GuestInstance {
             memory: None,
             label: module.label.clone(),
             guest_log: module.guest_log.clone(),
+            epoch: module.engine.epoch().clone(),
         };
         let mut store = Store::new(module.pre.module().engine(), state);
         store.limiter(|s| &mut s.memory_cap);
         store.epoch_deadline_callback(|mut ctx| ctx.data_mut().deadline.tick());
         store.data_mut().start_call(true);
         store.set_epoch_deadline(1);
-        let instance = match module.pre.instantiate_async(&mut store).await {
+        let on_fiber = store.data().epoch.on_fiber();
+        let instantiated = module.pre.instantiate_async(&mut store).await;
+        drop(on_fiber);
+        let instance = match instantiated {
             Ok(i) => i,
             Err(e) => return Err(classify(e, store.data())),
         };
@@ -126,6 +130,11 @@ impl GuestInstance {
         let ptr = self.fill_input(ptr, len, |dst| input.encode(dst))?;
         let params = (ptr as i32, len as i32);
         Ok(call_fast(&mut self.store, &self.transform, params)? as u64)
+    }
+
+    /// Whether the last call was quick enough for the fast path.
+    pub(crate) fn last_call_was_quick(&self) -> bool {
+        self.store.data().deadline.fit_the_fast_path()
     }
 
     /// The output document of the last call; it borrows guest memory.
@@ -219,6 +228,7 @@ where
 {
     store.data_mut().start_call(true);
     store.set_epoch_deadline(1);
+    let _on_fiber = store.data().epoch.on_fiber();
     match func.call_async(&mut *store, params).await {
         Ok(r) => Ok(r),
         Err(e) => Err(classify(e, store.data())),

@@ -1,7 +1,7 @@
 //! The WebAssembly host: modules compiled once, pooled instances reused across messages,
 //! and every way a guest can fail contained and classified. The ABI is in docs/abi.md.
 //!
-//! Dependencies run one way: `pool` → `instance` → `module` → `engine` → `imports` →
+//! Dependencies run one way: `pool` → `instance` → `module` → `engine` → `ticker`, `imports` →
 //! `state` → `failure`.
 
 mod engine;
@@ -11,9 +11,10 @@ mod instance;
 mod module;
 mod pool;
 mod state;
+mod ticker;
 
 pub use engine::{TransformEngine, MAX_WASM_STACK};
 pub use failure::{Cause, Failure};
 pub use module::TransformModule;
-pub use pool::{TransformPool, Transformed};
+pub use pool::{TransformPool, Transformed, QUICK_CALLS_TO_RETURN};
 pub use state::EPOCH_TICK;

@@ -28,7 +28,7 @@ pub struct TransformModule {
     /// A digest of the file's bytes: a reload tells a rebuilt module by it.
     digest: u64,
     /// Instances of the module need their engine's epoch ticker.
-    _engine: Arc<TransformEngine>,
+    pub(crate) engine: Arc<TransformEngine>,
 }
 
 impl TransformModule {
@@ -64,7 +64,7 @@ impl TransformModule {
         std::hash::Hash::hash(&bytes[..], &mut hasher);
         Ok(TransformModule {
             digest: std::hash::Hasher::finish(&hasher),
-            _engine: engine.clone(),
+            engine: engine.clone(),
             pre,
             timeout: settings.timeout,
             max_memory: usize::try_from(settings.max_memory).unwrap_or(usize::MAX),

@@ -3,7 +3,7 @@
 //! checks an instance out, calls it, validates the output with the ABI's rules, and
 //! discards and replaces an instance that failed. The caller sees records or a failure.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use abi::input::InputFields;
@@ -15,6 +15,13 @@ use super::failure::{Cause, Failure};
 use super::instance::GuestInstance;
 use super::module::TransformModule;
 
+/// Quick calls on fibers in a row (each over before its second epoch tick, as the fast
+/// path requires) after which a pool's calls take the fast path again: a module slow on
+/// one message once must not cost every later call a fiber. One slow on one message in
+/// more than this many goes back and forth, each return costing one call interrupted
+/// after two ticks.
+pub const QUICK_CALLS_TO_RETURN: u32 = 100_000;
+
 pub struct TransformPool {
     module: Arc<TransformModule>,
     idle: Mutex<Vec<GuestInstance>>,
@@ -22,8 +29,16 @@ pub struct TransformPool {
     permits: Semaphore,
     /// Slots whose instance was discarded and not yet replaced.
     missing: AtomicUsize,
-    /// Set once a call ran too long for the fast path: calls run on fibers from then on.
+    /// Set when a call ran long on the fast path and again on a fiber: calls run on
+    /// fibers until [`QUICK_CALLS_TO_RETURN`] of them in a row were quick.
     on_fiber: AtomicBool,
+    /// Quick calls on fibers since the last slow one.
+    quick_in_a_row: AtomicU32,
+    /// Fast-path calls that ran past their ticks and were run again on a fiber.
+    overruns: AtomicU64,
+    /// Times the pool left the fast path, and came back to it.
+    fast_path_exits: AtomicU64,
+    fast_path_returns: AtomicU64,
     replaced: AtomicU64,
     /// Replacements that could not be created (their init failed, say).
     replace_failures: AtomicU64,
@@ -45,6 +60,10 @@ impl TransformPool {
             permits: Semaphore::new(size),
             missing: AtomicUsize::new(0),
             on_fiber: AtomicBool::new(false),
+            quick_in_a_row: AtomicU32::new(0),
+            overruns: AtomicU64::new(0),
+            fast_path_exits: AtomicU64::new(0),
+            fast_path_returns: AtomicU64::new(0),
             replaced: AtomicU64::new(0),
             replace_failures: AtomicU64::new(0),
             failures: Default::default(),
@@ -54,10 +73,12 @@ impl TransformPool {
     /// Transforms one message: checks out an instance (waiting in FIFO order while all
     /// are busy), writes the input, calls the module under the deadline, and validates
     /// every record it returned. An instance the failure may have left inconsistent is
-    /// discarded and replaced. Calls take the fast path (a plain call) until one is
-    /// still running at its second epoch tick; that one is run again on a fresh instance
-    /// on a fiber, and so is every later call of this pool. The records borrow the instance's memory, and
-    /// the instance goes back to the pool when the result is dropped.
+    /// discarded and replaced. A call takes the fast path (a plain call); one still
+    /// running at its second epoch tick is run again on a fresh instance on a fiber, and
+    /// if it runs long there too, the pool's later calls run on fibers until
+    /// [`QUICK_CALLS_TO_RETURN`] of them in a row were quick. The records borrow the
+    /// instance's memory, and the instance goes back to the pool when the result is
+    /// dropped.
     pub async fn run<U: AsRef<[u8]>>(
         &self,
         input: &InputFields<'_, U>,
@@ -147,6 +168,39 @@ impl TransformPool {
         }
     }
 
+    /// Makes the pool's calls run on fibers, after a call that was slow on a fiber too.
+    fn leave_the_fast_path(&self) {
+        self.quick_in_a_row.store(0, Ordering::Relaxed);
+        if !self.on_fiber.swap(true, Ordering::Relaxed) {
+            self.fast_path_exits.fetch_add(1, Ordering::Relaxed);
+            log::info!(
+                "{}: a call ran longer than {:?}, twice; calls now run on fibers, which can yield",
+                self.module.label,
+                super::state::EPOCH_TICK
+            );
+        }
+    }
+
+    /// Counts a call on a fiber; after enough quick ones in a row, calls take the fast
+    /// path again.
+    fn fiber_call_done(&self, quick: bool) {
+        if !quick {
+            self.quick_in_a_row.store(0, Ordering::Relaxed);
+            return;
+        }
+        if self.quick_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 < QUICK_CALLS_TO_RETURN {
+            return;
+        }
+        self.quick_in_a_row.store(0, Ordering::Relaxed);
+        if self.on_fiber.swap(false, Ordering::Relaxed) {
+            self.fast_path_returns.fetch_add(1, Ordering::Relaxed);
+            log::info!(
+                "{}: {QUICK_CALLS_TO_RETURN} calls in a row were quick; calls take the fast path again",
+                self.module.label
+            );
+        }
+    }
+
     /// Failed calls with this cause so far.
     pub fn failures(&self, cause: Cause) -> u64 {
         self.failures[cause as usize].load(Ordering::Relaxed)
@@ -188,6 +242,9 @@ impl TransformPool {
             "replaced": self.replaced(),
             "replace_failures": self.replace_failures(),
             "calls_on_fibers": self.on_fiber.load(Ordering::Relaxed),
+            "fast_path_overruns": self.overruns.load(Ordering::Relaxed),
+            "fast_path_exits": self.fast_path_exits.load(Ordering::Relaxed),
+            "fast_path_returns": self.fast_path_returns.load(Ordering::Relaxed),
             "failures": failures,
         })
     }
@@ -208,23 +265,26 @@ impl Checkout<'_> {
             match self.instance()?.call_fast(input) {
                 Ok(packed) => return self.checked(packed),
                 Err(Some(failure)) => return Err(failure),
-                Err(None) => self.leave_the_fast_path().await?,
+                Err(None) => return self.call_again_on_a_fiber(input).await,
             }
         }
-        let packed = self.instance()?.call(input).await?;
+        let instance = self.instance()?;
+        let packed = instance.call(input).await?;
+        let quick = instance.last_call_was_quick();
+        self.pool.fiber_call_done(quick);
         self.checked(packed)
     }
 
-    /// After a fast-path call ran too long: from now on the pool's calls run on fibers,
-    /// and this one gets a fresh instance, since the interrupted one may be inconsistent.
-    async fn leave_the_fast_path(&mut self) -> Result<(), Failure> {
-        if !self.pool.on_fiber.swap(true, Ordering::Relaxed) {
-            log::info!(
-                "{}: a call ran longer than {:?}; calls now run on fibers, which can yield",
-                self.pool.module.label,
-                super::state::EPOCH_TICK
-            );
-        }
+    /// After a fast-path call ran past its ticks: runs it again from the start on a fresh
+    /// instance (the interrupted one may be inconsistent), on a fiber. If it runs long
+    /// there too, the module is slow on this message, and the pool's calls run on fibers
+    /// from now on; if not, its thread was held up (preempted, say), and the pool stays
+    /// on the fast path.
+    async fn call_again_on_a_fiber<U: AsRef<[u8]>>(
+        &mut self,
+        input: &InputFields<'_, U>,
+    ) -> Result<u64, Failure> {
+        self.pool.overruns.fetch_add(1, Ordering::Relaxed);
         self.instance = None;
         let fresh = GuestInstance::new(&self.pool.module).await.map_err(|f| {
             self.pool.missing.fetch_add(1, Ordering::AcqRel);
@@ -233,8 +293,12 @@ impl Checkout<'_> {
                 format!("could not replace an instance: {f}"),
             )
         })?;
-        self.instance = Some(fresh);
-        Ok(())
+        let instance = self.instance.insert(fresh);
+        let called = instance.call(input).await;
+        if !instance.last_call_was_quick() {
+            self.pool.leave_the_fast_path();
+        }
+        self.checked(called?)
     }
 
     fn instance(&mut self) -> Result<&mut GuestInstance, Failure> {

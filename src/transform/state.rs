@@ -8,6 +8,7 @@ use std::time::Duration;
 use wasmtime::{Memory, ResourceLimiter, Result, UpdateDeadline};
 
 use super::failure::{DeadlineExceeded, NeedsFiber};
+use super::ticker::EpochState;
 use crate::observe::LogLimiter;
 
 /// How often the epoch advances: the resolution of `transform.timeout` and the longest
@@ -28,6 +29,8 @@ pub(crate) struct HostState {
     /// `bridge "x" entry N`, for log lines.
     pub(crate) label: Arc<str>,
     pub(crate) guest_log: Arc<LogLimiter>,
+    /// Told while guest code runs on a fiber.
+    pub(crate) epoch: Arc<EpochState>,
 }
 
 /// Caps linear memory at `transform.max_memory` and remembers when a guest hit the cap,
@@ -97,6 +100,11 @@ impl Deadline {
 
     pub(crate) fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Whether the last call, wherever it ran, would have finished on the fast path.
+    pub(crate) fn fit_the_fast_path(&self) -> bool {
+        self.ticks_seen < FAST_PATH_TICKS
     }
 
     /// Starts a call's budget: the ticks that cover the timeout, plus one, since the
