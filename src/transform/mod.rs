@@ -1,8 +1,8 @@
 //! The WebAssembly host: modules compiled once, pooled instances reused across messages,
 //! and every way a guest can fail contained and classified. The ABI is in docs/abi.md.
 //!
-//! Dependencies run one way: `pool` → `instance` → `module` → `engine` → `ticker`, `imports` →
-//! `state` → `failure`.
+//! Dependencies run one way: `pool` → `instance` → `module` → `engine` → `imports` →
+//! `state` → `ticker`, `failure`.
 
 mod engine;
 mod failure;
@@ -17,4 +17,4 @@ pub use engine::{TransformEngine, MAX_WASM_STACK};
 pub use failure::{Cause, Failure};
 pub use module::TransformModule;
 pub use pool::{TransformPool, Transformed, QUICK_CALLS_TO_RETURN};
-pub use state::EPOCH_TICK;
+pub use ticker::EPOCH_TICK;

@@ -176,7 +176,7 @@ impl TransformPool {
             log::info!(
                 "{}: a call ran longer than {:?}, twice; calls now run on fibers, which can yield",
                 self.module.label,
-                super::state::EPOCH_TICK
+                super::ticker::EPOCH_TICK
             );
         }
     }

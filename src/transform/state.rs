@@ -8,12 +8,8 @@ use std::time::Duration;
 use wasmtime::{Memory, ResourceLimiter, Result, UpdateDeadline};
 
 use super::failure::{DeadlineExceeded, NeedsFiber};
-use super::ticker::EpochState;
+use super::ticker::{EpochState, EPOCH_TICK};
 use crate::observe::LogLimiter;
-
-/// How often the epoch advances: the resolution of `transform.timeout` and the longest
-/// a running module holds a broker thread before yielding.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Ticks a call on the fast path (a plain call, no fiber, so it cannot yield) may see
 /// before it is stopped and run again on a fiber. The first tick may come right after

@@ -29,8 +29,11 @@ use tokio::task::AbortHandle;
 use tokio::time::MissedTickBehavior;
 use wasmtime::Engine;
 
-use super::state::EPOCH_TICK;
 use crate::observe::clock;
+
+/// How often the epoch advances: the resolution of `transform.timeout` and the longest
+/// a running module holds a broker thread before yielding.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// How often the thread looks at the task's ticks while it does not drive.
 pub const WATCH_PERIOD: Duration = Duration::from_millis(10);
