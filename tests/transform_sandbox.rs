@@ -331,19 +331,32 @@ fn a_slow_guest_yields_to_other_tasks() {
     });
 }
 
-/// About 10 ms of work for a payload starting with `!`, then the payload echoed: longer
-/// than the fast path's ticks. The tests that use it run on a multi-threaded runtime, as
-/// the broker does: there the runtime's ticks reach a call on the fast path from another
-/// worker, where on a single thread only the epoch thread's would, up to 10 ms late.
+/// [`BUSY`] for a payload starting with `!`, then the payload echoed.
 async fn busy_pool() -> Setup {
-    let busy = "(local $n i32) (local.set $n (i32.const 30000000))
-        (loop $l (local.set $n (i32.sub (local.get $n) (i32.const 1))) (br_if $l (local.get $n)))
-        (call $identity (local.get $in))";
-    pool_with(&fixture("", busy), Duration::from_secs(5), 16 << 20).await
+    let busy = format!("(local $n i32) {BUSY} (call $identity (local.get $in))");
+    pool_with(&fixture("", &busy), Duration::from_secs(5), 16 << 20).await
 }
+
+/// About 50 ms of work, counting the local `$n` down: far more than the fast path's two
+/// ticks even when the runtime's ticks stop and the epoch thread, which looks every
+/// 10 ms, has to take over (a busy machine running the tests in parallel). The tests
+/// that use it run on a multi-threaded runtime, as the broker does.
+const BUSY: &str = "(local.set $n (i32.const 150000000))
+    (loop $l (local.set $n (i32.sub (local.get $n) (i32.const 1))) (br_if $l (local.get $n)))";
 
 fn on_fibers(s: &Setup) -> bool {
     s.pool.to_json()["calls_on_fibers"].as_bool().unwrap()
+}
+
+/// The pool's fast-path counts: overruns, exits, returns.
+fn fast_path_counts(s: &Setup) -> (u64, u64, u64) {
+    let j = s.pool.to_json();
+    let n = |k: &str| j[k].as_u64().unwrap();
+    (
+        n("fast_path_overruns"),
+        n("fast_path_exits"),
+        n("fast_path_returns"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,14 +373,7 @@ async fn a_call_too_long_for_the_fast_path_runs_again_on_a_fiber() {
     );
     drop(out);
     assert!(on_fibers(&s), "slow on a fiber too: the module is slow");
-    let j = s.pool.to_json();
-    assert_eq!(
-        (
-            j["fast_path_overruns"].as_u64(),
-            j["fast_path_exits"].as_u64()
-        ),
-        (Some(1), Some(1))
-    );
+    assert_eq!(fast_path_counts(&s), (1, 1, 0));
     let failures: u64 = Cause::ALL.iter().map(|c| s.pool.failures(*c)).sum();
     assert_eq!((failures, s.pool.replaced()), (0, 0), "not a failure");
     assert_eq!(s.pool.idle(), 1, "the interrupted instance was replaced");
@@ -381,23 +387,19 @@ async fn a_call_too_long_for_the_fast_path_runs_again_on_a_fiber() {
 /// call's run on a fresh instance is quick.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overrun_whose_second_run_is_quick_keeps_the_fast_path() {
-    let slow_after_the_first = "(if (global.get $seen) (then
-          (local.set $n (i32.const 30000000))
-          (loop $l (local.set $n (i32.sub (local.get $n) (i32.const 1))) (br_if $l (local.get $n)))))
+    let slow_after_the_first = format!(
+        "(local $n i32) (if (global.get $seen) (then {BUSY}))
         (global.set $seen (i32.const 1))
-        (call $identity (local.get $in))";
+        (call $identity (local.get $in))"
+    );
     let text = fixture(
         "(global $seen (mut i32) (i32.const 0))",
-        &format!("(local $n i32) {slow_after_the_first}"),
+        &slow_after_the_first,
     );
     let s = pool_with(&text, Duration::from_secs(5), 16 << 20).await;
-    let status = |s: &Setup| {
-        let j = s.pool.to_json();
-        let n = |k: &str| j[k].as_u64().unwrap();
-        (n("fast_path_overruns"), n("fast_path_exits"), on_fibers(s))
-    };
+    let status = |s: &Setup| (fast_path_counts(s), on_fibers(s));
     drop(s.pool.run(&input(b"!first")).await.unwrap());
-    assert_eq!(status(&s), (0, 0, false));
+    assert_eq!(status(&s), ((0, 0, 0), false));
     let out = s.pool.run(&input(b"!second")).await.unwrap();
     assert_eq!(
         payloads(&out),
@@ -407,7 +409,7 @@ async fn an_overrun_whose_second_run_is_quick_keeps_the_fast_path() {
     drop(out);
     assert_eq!(
         status(&s),
-        (1, 0, false),
+        ((1, 0, 0), false),
         "overran once, quick the second time"
     );
     let failures: u64 = Cause::ALL.iter().map(|c| s.pool.failures(*c)).sum();
@@ -424,19 +426,12 @@ async fn quick_calls(s: &Setup, n: u32) {
     }
 }
 
-/// A pool that left the fast path comes back once enough calls in a row were quick, so
-/// one overrun (a preempted thread, say) does not cost every later call a fiber; a slow
-/// call on a fiber starts the count again.
+/// A pool that left the fast path comes back once enough calls in a row were quick, so a
+/// module slow on one message once does not cost every later call a fiber; a slow call
+/// on a fiber starts the count again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_calls_on_fibers_bring_the_pool_back_to_the_fast_path() {
     let s = busy_pool().await;
-    let counts = |s: &Setup| {
-        let j = s.pool.to_json();
-        (
-            j["fast_path_exits"].as_u64(),
-            j["fast_path_returns"].as_u64(),
-        )
-    };
     drop(s.pool.run(&input(b"!busy")).await.unwrap());
     assert!(on_fibers(&s));
     quick_calls(&s, QUICK_CALLS_TO_RETURN - 1).await;
@@ -446,14 +441,14 @@ async fn quick_calls_on_fibers_bring_the_pool_back_to_the_fast_path() {
         on_fibers(&s),
         "the slow call on a fiber started the count again"
     );
-    assert_eq!(counts(&s), (Some(1), Some(0)));
+    assert_eq!(fast_path_counts(&s), (1, 1, 0));
 
     quick_calls(&s, 1).await;
     assert!(!on_fibers(&s));
-    assert_eq!(counts(&s), (Some(1), Some(1)));
+    assert_eq!(fast_path_counts(&s), (1, 1, 1));
     drop(s.pool.run(&input(b"!busy")).await.unwrap());
     assert!(on_fibers(&s), "and leaves it again for the next slow call");
-    assert_eq!(counts(&s), (Some(2), Some(1)));
+    assert_eq!(fast_path_counts(&s), (2, 2, 1));
 }
 
 #[test]
