@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, PluginConfig};
-use crate::hooks::HookState;
+use crate::hooks::{HookState, RefusalRegistration};
 use crate::observe::{Health, Histograms, HttpServer, PipelineCollector, Routes};
 use crate::pipeline::{Modules, Pipeline, Retired};
 
@@ -24,6 +24,7 @@ pub struct Control {
     scx: ServerContext,
     name: &'static str,
     hooks: Arc<HookState>,
+    refusals: RefusalRegistration,
     /// The last run's `bridges` attrs, kept after stop so that final counts stay
     /// visible (the pipeline itself is dropped, with its producers).
     stopped: Mutex<Option<Value>>,
@@ -85,10 +86,12 @@ impl Control {
         hooks: Arc<HookState>,
     ) -> rmqtt::Result<Arc<Control>> {
         let loaded = Loaded::read(&scx, name)?;
+        let refusals = RefusalRegistration::new(&scx, hooks.clone());
         Ok(Arc::new_cyclic(|me| Control {
             scx,
             name,
             hooks,
+            refusals,
             stopped: Mutex::new(None),
             state: tokio::sync::Mutex::new(State {
                 loaded,
@@ -116,6 +119,7 @@ impl Control {
         let node_id = self.scx.node.id();
         let pipeline =
             Pipeline::start(&loaded.config, node_id, &loaded.modules, &histograms).await?;
+        self.refusals.prepare_for(&pipeline).await;
         *self.hooks.running.write() = Some(Arc::new(pipeline));
         state.http = http;
         state.histograms = Some(histograms);
@@ -140,6 +144,7 @@ impl Control {
             .await;
             *self.stopped.lock() = last.ok();
         }
+        self.refusals.stop().await;
     }
 
     /// Re-reads the file and, while running, applies it: see the README's "Changing
@@ -172,6 +177,7 @@ impl Control {
             .map_err(refuse)?;
         // Everything is built and checked: switch.
         let (pipeline, retired, changes) = reloaded.commit();
+        self.refusals.prepare_for(&pipeline).await;
         *self.hooks.running.write() = Some(Arc::new(pipeline));
         state.loaded = loaded;
         let endpoint_moved = endpoint.apply(state);

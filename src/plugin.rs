@@ -13,7 +13,7 @@ use rmqtt::plugin::{PackageInfo, Plugin};
 use serde_json::Value;
 
 use crate::control::Control;
-use crate::hooks::{HookState, PublishHook, RefusalHook};
+use crate::hooks::{HookState, PublishHook};
 
 pub struct BridgePlugin {
     name: &'static str,
@@ -56,10 +56,6 @@ impl Plugin for BridgePlugin {
     async fn init(&mut self) -> rmqtt::Result<()> {
         let publish = Box::new(PublishHook(self.hooks.clone()));
         self.register.add(Type::MessagePublish, publish).await;
-        let refusals = Box::new(RefusalHook(self.hooks.clone()));
-        self.register
-            .add_priority(Type::MessagePublishCheckAcl, u32::MAX, refusals)
-            .await;
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bridge_testkit::load::{exactly_once_in_turn, seqs, KeyedLoad};
 use bridge_testkit::*;
+use rumqttc::v5::mqttbytes::QoS;
 
 /// Messages per publisher before a reload, and after it (about 0.8 s of load).
 const STRETCH: u64 = 800;
@@ -278,4 +279,39 @@ async fn shared_producers_are_replaced_in_order_when_the_entries_change() {
         attrs["bridges"][0]["entries"][1]["client_ids"], ids,
         "{attrs}"
     );
+}
+
+/// The refusal handler is registered only once a pipeline can refuse: a reload that
+/// turns ack mode on must have it in place before the new entries take publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_mode_turned_on_by_a_reload_refuses_what_kafka_did_not_take() {
+    let kafka = kafka_with(&["acked"]);
+    kafka.broker_down(1);
+    let plain = "[[bridges.entries]]\nlocal.topic_filter = \"ack/#\"\nremote.topic = \"acked\"\n";
+    let before = bridge_config(&kafka.bootstrap, "max_inflight_messages = 1", plain);
+    let broker = Broker::start(&before).await;
+    let mut v5 = V5Client::connect(broker.addr, "v5").await;
+    v5.client
+        .publish("ack/1", QoS::AtLeastOnce, false, "before")
+        .await
+        .unwrap();
+    let (_, reason) = v5.next_ack(Duration::from_secs(5)).await.expect("a PUBACK");
+    assert_eq!(reason, 0, "without ack mode the PUBACK goes out at once");
+
+    let after = before.replace(
+        "remote.topic = \"acked\"\n",
+        "remote.topic = \"acked\"\nremote.ack_after_delivery = true\n",
+    );
+    broker.reload(&after).await.unwrap();
+    // The first record still holds the only in-flight slot (Kafka is down)...
+    broker
+        .stats_when(0, "the first record in flight", |s| s["in_flight"] == 1)
+        .await;
+    // ...so the next publish is refused at once with 0x97, quota exceeded.
+    v5.client
+        .publish("ack/2", QoS::AtLeastOnce, false, "after")
+        .await
+        .unwrap();
+    let (_, reason) = v5.next_ack(Duration::from_secs(5)).await.expect("a PUBACK");
+    assert_eq!(reason, 0x97);
 }

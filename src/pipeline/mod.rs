@@ -167,6 +167,12 @@ impl Pipeline {
         })
     }
 
+    /// Whether a publish may be refused: some entry holds the ack (ack mode, or the
+    /// spool in disk mode), so a failed record can turn into a refused PUBACK.
+    pub fn may_refuse(&self) -> bool {
+        self.entries.iter().any(Entry::holds_the_ack)
+    }
+
     /// The entries whose topic filter matches, in configuration order.
     #[inline]
     pub fn route(&self, topic: &str) -> SmallVec<[&Entry; 8]> {
