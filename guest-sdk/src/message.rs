@@ -190,7 +190,8 @@ impl<'a> Message<'a> {
     /// One member of a JSON object payload, deserialized into `T` (`None` if absent).
     /// Nothing else is built: the other members are skipped without allocating, so
     /// reading one field of a large payload stays cheap. A payload that is not an object
-    /// is the error "payload is not a JSON object".
+    /// is the error "payload is not a JSON object". `T = &serde_json::value::RawValue`
+    /// gives the member's JSON text as written, borrowed from the payload.
     #[cfg(feature = "json")]
     pub fn json_field<T: serde::Deserialize<'a>>(&self, name: &str) -> Result<Option<T>, Error> {
         crate::json::field(self.input.payload, name)

@@ -2,7 +2,7 @@
 //!
 //! The payload is a JSON object and is forwarded unchanged (borrowed, no copy). Config:
 //! - `key_field` (default `device_id`): the member whose value becomes the record key; a
-//!   string is used as is, a number as its JSON text (`42`, `1.5`).
+//!   string is used as is, a number as its JSON text, as written (`42`, `1.50`).
 //! - `topic_headers` (default none): `name:level,name:level` — each adds header `name`
 //!   with the 0-based MQTT topic level `level`; for `site:1,line:2` and the topic
 //!   `sensors/berlin/line1/telemetry`, `site=berlin` and `line=line1`. A level the topic
@@ -16,8 +16,11 @@
 //! Invalid JSON, a payload that is not an object, or a missing key field (or one that is
 //! neither a string nor a number) is an error.
 
+use std::borrow::Cow;
+
+use rmqtt_kafka_transform::bail;
 use rmqtt_kafka_transform::prelude::*;
-use rmqtt_kafka_transform::{bail, serde_json::Value};
+use rmqtt_kafka_transform::serde_json::{self, value::RawValue};
 
 /// The config, parsed once per instance.
 struct Settings {
@@ -52,14 +55,27 @@ fn settings(cfg: &Config) -> Result<Settings, Error> {
     })
 }
 
+/// The key field's value as key bytes: a string's contents, borrowed from the payload
+/// unless it has escapes, or a number's JSON text. Nothing is allocated for the common
+/// case, which matters in a module called for every message.
+fn key_text<'a>(raw: &'a RawValue, key_field: &str) -> Result<Cow<'a, str>, Error> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') if !text.contains('\\') => Ok(Cow::Borrowed(&text[1..text.len() - 1])),
+        Some(b'"') => serde_json::from_str(text)
+            .map(Cow::Owned)
+            .map_err(|e| Error::msg(format!("key field `{key_field}`: {e}"))),
+        Some(b'-' | b'0'..=b'9') => Ok(Cow::Borrowed(text)),
+        _ => bail!("key field `{key_field}` must be a string or a number, not {text}"),
+    }
+}
+
 #[transform(init = settings)]
 fn key_headers(msg: &Message, s: &Settings) -> Result<Outcome, Error> {
     let key_field = s.key_field.as_str();
-    // Reads only the key field; the rest of the payload is skipped, not built.
-    let key = match msg.json_field::<Value>(key_field)? {
-        Some(Value::String(s)) => s,
-        Some(Value::Number(n)) => n.to_string(),
-        Some(other) => bail!("key field `{key_field}` must be a string or a number, not {other}"),
+    // Reads only the key field, as its JSON text; the rest of the payload is skipped.
+    let key = match msg.json_field::<&RawValue>(key_field)? {
+        Some(raw) => key_text(raw, key_field)?,
         None => bail!("key field `{key_field}` is missing"),
     };
 
@@ -131,6 +147,25 @@ mod tests {
         let out = key_headers(&msg, &s).unwrap();
         assert_eq!(out.records()[0].get_key(), Some(&b"1234"[..]));
         assert_eq!(out.records()[0].headers().count(), 0);
+    }
+
+    #[test]
+    fn keys_keep_the_json_text_of_numbers_and_unescape_strings() {
+        let s = settings(&Config::new()).unwrap();
+        for (payload, key) in [
+            (r#"{"device_id":1.50}"#, "1.50"),
+            (r#"{"device_id": -7 }"#, "-7"),
+            (r#"{"device_id":"d\u002d1"}"#, "d-1"),
+            (r#"{"device_id":"a\"b"}"#, "a\"b"),
+        ] {
+            let t = TestMessage::new(TOPIC, payload);
+            let out = key_headers(&t.message(), &s).unwrap();
+            assert_eq!(
+                out.records()[0].get_key(),
+                Some(key.as_bytes()),
+                "{payload}"
+            );
+        }
     }
 
     #[test]
