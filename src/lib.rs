@@ -21,6 +21,7 @@ mod pipeline;
 mod plugin;
 pub mod route;
 mod spool;
+mod thread_index;
 pub mod transform;
 
 pub use plugin::BridgePlugin;

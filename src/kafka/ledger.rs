@@ -16,7 +16,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::Histogram;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::Message as _;
@@ -26,6 +25,7 @@ use super::partitions::TrackedTopic;
 use super::producers::{Producers, Record};
 use crate::ack::{AckFailure, AckSlots, AckWait};
 use crate::log_limited;
+use crate::observe::histogram::ShardedHistogram;
 use crate::observe::{EntryStats, LogLimiter, Outcome};
 use crate::spool::{Fate, Refused, Spool, StoredRecord};
 
@@ -118,7 +118,7 @@ pub struct Ledger {
     acks: AckSlots,
     loss_log: LogLimiter,
     /// Receive-to-ack time of delivered records.
-    latency: Histogram,
+    latency: ShardedHistogram,
     /// The bridge's disk spool (`buffer.mode = "disk"`): records are appended there,
     /// and a tag's slot is the spool's.
     spool: Option<Arc<Spool>>,
@@ -130,7 +130,7 @@ impl Ledger {
         position: usize,
         stats: Arc<EntryStats>,
         inflight: Arc<Inflight>,
-        latency: Histogram,
+        latency: ShardedHistogram,
         spool: Option<Arc<Spool>>,
     ) -> Ledger {
         Ledger {

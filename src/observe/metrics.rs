@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::clock;
+use super::histogram::{HistogramFamily, ShardedHistogram};
 use crate::hooks::HookState;
 use crate::kafka::Summary;
 use crate::observe::Outcome;
@@ -413,18 +412,18 @@ const TRANSFORM_BUCKETS: &[f64] = &[
 ];
 
 /// The two histograms updated on the message path. Each entry resolves its label
-/// handles once at start ([`Histograms::for_entry`]), so an observation is a few
-/// atomic adds: no lookup, lock or allocation per message.
+/// handles once at start ([`Histograms::for_entry`]), so an observation is two atomic
+/// adds on its thread's shard: no lookup, lock or allocation per message.
 #[derive(Clone)]
 pub struct Histograms {
-    delivery_latency: HistogramVec,
-    transform_duration: HistogramVec,
+    delivery_latency: HistogramFamily,
+    transform_duration: HistogramFamily,
 }
 
 /// One entry's histogram handles.
 pub struct EntryHistograms {
     /// From the broker receiving the publish to Kafka's ack, of delivered records.
-    pub delivery_latency: Histogram,
+    pub delivery_latency: ShardedHistogram,
     /// One `TransformPool::run`, waiting for an instance included.
     pub transform_duration: CallTimer,
 }
@@ -432,7 +431,7 @@ pub struct EntryHistograms {
 /// Observes how long calls take, timed with the CPU's time-stamp counter
 /// ([`super::clock::tsc`]): two system-clock reads per call cost as much as the
 /// passthrough module.
-pub struct CallTimer(Histogram);
+pub struct CallTimer(ShardedHistogram);
 
 impl CallTimer {
     /// Runs `call` and observes how long it took.
@@ -446,10 +445,8 @@ impl CallTimer {
     }
 }
 
-fn histogram(name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
-    let opts = HistogramOpts::new(format!("{PREFIX}{name}"), help).buckets(buckets.to_vec());
-    HistogramVec::new(opts, ENTRY_LABELS)
-        .expect("the series' names and labels are constant and valid")
+fn histogram(name: &str, help: &str, buckets: &'static [f64]) -> HistogramFamily {
+    HistogramFamily::new(format!("{PREFIX}{name}"), help, ENTRY_LABELS, buckets)
 }
 
 impl Default for Histograms {
@@ -477,10 +474,8 @@ impl Histograms {
 
     pub fn for_entry(&self, bridge: &str, entry: &str) -> EntryHistograms {
         EntryHistograms {
-            delivery_latency: self.delivery_latency.with_label_values(&[bridge, entry]),
-            transform_duration: CallTimer(
-                self.transform_duration.with_label_values(&[bridge, entry]),
-            ),
+            delivery_latency: self.delivery_latency.with_labels(&[bridge, entry]),
+            transform_duration: CallTimer(self.transform_duration.with_labels(&[bridge, entry])),
         }
     }
 }
@@ -511,8 +506,8 @@ mod tests {
         let slept = timer.time(async { std::thread::sleep(Duration::from_millis(20)) });
         assert_eq!(slept.await, ());
         assert_eq!(timer.time(async { 7 }).await, 7);
-        assert_eq!(timer.0.get_sample_count(), 2);
-        let sum = timer.0.get_sample_sum();
+        assert_eq!(timer.0.sample_count(), 2);
+        let sum = timer.0.sample_sum();
         assert!((0.015..5.0).contains(&sum), "observed {sum} s");
     }
 }

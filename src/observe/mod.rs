@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod health;
+pub mod histogram;
 pub mod http;
 pub mod log_limit;
 pub mod metrics;
