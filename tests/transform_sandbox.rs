@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use abi::input::InputFields;
 use rmqtt_bridge_egress_kafka::config::{OnError, TransformConfig};
@@ -603,28 +603,41 @@ async fn a_reserve_that_returns_0_is_memory() {
     assert_eq!(other_failures(&s.pool, Cause::Memory), 0);
 }
 
-#[tokio::test]
-async fn replacement_failures_are_not_call_failures() {
-    // An init that fails once 50 ms have passed on the host's monotonic clock (which
-    // starts at its first reading, in the first instance's init): the first instance
-    // starts, and every replacement fails.
-    let init = r#"(func (export "rmqtt_transform_init") (param i32 i32) (result i64)
-        (drop (call $clock (i32.const 1) (i64.const 0) (i32.const 3000)))
-        (if (i64.gt_u (i64.load (i32.const 3000)) (i64.const 50000000))
+/// A pool whose first instance starts and whose replacements all fail: its init fails
+/// once the real-time clock has passed a deadline written into the module, 2 s after
+/// now (room for loading it on a busy machine); it returns once the deadline passed.
+/// `!` traps.
+async fn pool_whose_replacements_fail() -> Setup {
+    let margin = Duration::from_secs(2);
+    let deadline = SystemTime::now() + margin;
+    let deadline_ns = deadline.duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let init = format!(
+        r#"(func (export "rmqtt_transform_init") (param i32 i32) (result i64)
+        (drop (call $clock (i32.const 0) (i64.const 0) (i32.const 3000)))
+        (if (i64.gt_u (i64.load (i32.const 3000)) (i64.const {deadline_ns}))
           (then
             (i32.store (i32.const 1024) (i32.const 1)) (i32.store (i32.const 1028) (i32.const 4))
             (memory.copy (i32.const 1032) (i32.const 2063) (i32.const 4))
             (return (i64.const 0x000004000000000c))))
-        (call $ok (i32.const 0)))"#;
+        (call $ok (i32.const 0)))"#
+    );
     let clock = r#"(import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))"#;
     let s = pool_with(
-        &fixture_with(clock, "(unreachable)", init),
+        &fixture_with(clock, "(unreachable)", &init),
         Duration::from_secs(1),
         16 << 20,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(left + Duration::from_millis(10)).await;
+    s
+}
 
+#[tokio::test]
+async fn replacement_failures_are_not_call_failures() {
+    let s = pool_whose_replacements_fail().await;
     let f = s.pool.run(&input(b"!trap")).await.err().unwrap();
     assert_eq!(f.cause, Cause::Trap, "{f}");
     assert_eq!(
@@ -650,4 +663,29 @@ async fn replacement_failures_are_not_call_failures() {
         (1, 1)
     );
     assert_eq!(s.pool.replace_failures(), 2);
+}
+
+/// Callers queued for the only instance while it traps and cannot be replaced are each
+/// answered, in order: the empty slot passes from one to the next, none waits forever.
+#[tokio::test]
+async fn callers_queued_behind_an_instance_that_cannot_be_replaced_are_answered() {
+    let s = pool_whose_replacements_fail().await;
+    let held = s.pool.run(&input(b"held")).await.unwrap();
+    let release = async {
+        // Lets the two callers below queue first.
+        tokio::task::yield_now().await;
+        drop(held);
+    };
+    let (trap, next) = (input(b"!trap"), input(b"next"));
+    let calls = async { tokio::join!(release, s.pool.run(&trap), s.pool.run(&next)) };
+    let (_, trapped, next) = tokio::time::timeout(Duration::from_secs(30), calls)
+        .await
+        .expect("a queued caller was left waiting");
+    assert_eq!(trapped.err().map(|f| f.cause), Some(Cause::Trap));
+    let f = next.err().unwrap();
+    assert_eq!(f.cause, Cause::Unavailable, "{f}");
+    assert_eq!(s.pool.idle(), 0);
+    // The slot is still the pool's: the next caller tries to fill it again.
+    let f = s.pool.run(&input(b"later")).await.err().unwrap();
+    assert_eq!(f.cause, Cause::Unavailable, "{f}");
 }

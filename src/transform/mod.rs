@@ -10,6 +10,7 @@ mod imports;
 mod instance;
 mod module;
 mod pool;
+mod slots;
 mod state;
 mod ticker;
 

@@ -3,17 +3,16 @@
 //! checks an instance out, calls it, validates the output with the ABI's rules, and
 //! discards and replaces an instance that failed. The caller sees records or a failure.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use abi::input::InputFields;
 use abi::output::{Output, Record, Records};
-use parking_lot::Mutex;
-use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::failure::{Cause, Failure};
 use super::instance::GuestInstance;
 use super::module::TransformModule;
+use super::slots::Slots;
 
 /// Quick calls on fibers in a row (each over before its second epoch tick, as the fast
 /// path requires) after which a pool's calls take the fast path again: a module slow on
@@ -24,11 +23,8 @@ pub const QUICK_CALLS_TO_RETURN: u32 = 100_000;
 
 pub struct TransformPool {
     module: Arc<TransformModule>,
-    idle: Mutex<Vec<GuestInstance>>,
-    /// One permit per instance; tokio's semaphore is fair (FIFO).
-    permits: Semaphore,
-    /// Slots whose instance was discarded and not yet replaced.
-    missing: AtomicUsize,
+    /// One slot per instance, handed out in FIFO order.
+    slots: Slots<GuestInstance>,
     /// Set when a call ran long on the fast path and again on a fiber: calls run on
     /// fibers until [`QUICK_CALLS_TO_RETURN`] of them in a row were quick.
     on_fiber: AtomicBool,
@@ -56,9 +52,7 @@ impl TransformPool {
         }
         Ok(TransformPool {
             module,
-            idle: Mutex::new(idle),
-            permits: Semaphore::new(size),
-            missing: AtomicUsize::new(0),
+            slots: Slots::new(idle),
             on_fiber: AtomicBool::new(false),
             quick_in_a_row: AtomicU32::new(0),
             overruns: AtomicU64::new(0),
@@ -100,51 +94,36 @@ impl TransformPool {
         Err(result)
     }
 
-    /// Waits for a free instance, first come first served.
+    /// Waits for a slot, first come first served, and fills it if it is empty.
     async fn checkout(&self) -> Result<Checkout<'_>, Failure> {
-        // An uncontended permit without building a waiter; tokio hands released permits
-        // to queued waiters first, so this never jumps the queue.
-        let permit = match self.permits.try_acquire() {
-            Ok(p) => p,
-            Err(_) => self
-                .permits
-                .acquire()
-                .await
-                .map_err(|_| Failure::new(Cause::Unavailable, "the instance pool is closed"))?,
+        let Some(slot) = self.slots.take().await else {
+            return Err(Failure::new(
+                Cause::Unavailable,
+                "the instance pool is closed",
+            ));
         };
-        let idle = self.idle.lock().pop();
-        let instance = match idle {
-            Some(i) => i,
-            // A permit with no idle instance means a discarded instance's slot is empty.
-            None => {
-                let _ = self
-                    .missing
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| m.checked_sub(1));
-                self.fresh_instance().await.map_err(|f| {
-                    self.missing.fetch_add(1, Ordering::AcqRel);
-                    Failure::new(Cause::Unavailable, f.message)
-                })?
-            }
-        };
-        Ok(Checkout {
+        // From here the slot is the checkout's: dropped, it goes back (empty if the
+        // instance could not be created).
+        let mut checkout = Checkout {
             pool: self,
-            instance: Some(instance),
-            _permit: permit,
-        })
+            instance: slot,
+        };
+        if checkout.instance.is_none() {
+            let fresh = self.fresh_instance().await;
+            let fresh = fresh.map_err(|f| Failure::new(Cause::Unavailable, f.message))?;
+            checkout.instance = Some(fresh);
+        }
+        Ok(checkout)
     }
 
-    /// Replaces the instances that failures discarded, so that the next messages find
-    /// healthy ones.
+    /// Fills the slots whose instances failures discarded, so that the next messages
+    /// find healthy ones.
     async fn replenish(&self) {
-        while self
-            .missing
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| m.checked_sub(1))
-            .is_ok()
-        {
+        while self.slots.take_empty() {
             match self.fresh_instance().await {
-                Ok(i) => self.idle.lock().push(i),
+                Ok(i) => self.slots.give_back(Some(i)),
                 Err(f) => {
-                    self.missing.fetch_add(1, Ordering::AcqRel);
+                    self.slots.give_back(None);
                     log::warn!("{}: {}", self.module.label, f.message);
                     return;
                 }
@@ -223,7 +202,7 @@ impl TransformPool {
 
     /// Instances waiting for a call (the rest are busy, or discarded and not replaced).
     pub fn idle(&self) -> usize {
-        self.idle.lock().len()
+        self.slots.idle()
     }
 
     pub fn module(&self) -> &TransformModule {
@@ -250,11 +229,11 @@ impl TransformPool {
     }
 }
 
-/// An instance on loan; it goes back to the pool on drop unless it was discarded.
+/// A slot on loan, with its instance unless that was discarded; the slot goes back to
+/// the pool on drop.
 struct Checkout<'p> {
     pool: &'p TransformPool,
     instance: Option<GuestInstance>,
-    _permit: SemaphorePermit<'p>,
 }
 
 impl Checkout<'_> {
@@ -287,7 +266,6 @@ impl Checkout<'_> {
         self.pool.overruns.fetch_add(1, Ordering::Relaxed);
         self.instance = None;
         let fresh = GuestInstance::new(&self.pool.module).await.map_err(|f| {
-            self.pool.missing.fetch_add(1, Ordering::AcqRel);
             Failure::new(
                 Cause::Unavailable,
                 format!("could not replace an instance: {f}"),
@@ -327,19 +305,16 @@ impl Checkout<'_> {
         }
     }
 
-    /// Drops the instance instead of returning it; its slot is refilled later.
-    fn discard(&mut self) {
-        if self.instance.take().is_some() {
-            self.pool.missing.fetch_add(1, Ordering::AcqRel);
-        }
+    /// Drops the instance instead of returning it: its slot goes back empty, to be
+    /// filled for the next messages.
+    fn discard(mut self) {
+        self.instance = None;
     }
 }
 
 impl Drop for Checkout<'_> {
     fn drop(&mut self) {
-        if let Some(instance) = self.instance.take() {
-            self.pool.idle.lock().push(instance);
-        }
+        self.pool.slots.give_back(self.instance.take());
     }
 }
 
