@@ -1,5 +1,6 @@
 //! Child processes (tansu, the broker), free ports and the broker's memory.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -168,6 +169,8 @@ pub struct CpuSnapshot {
     busy: u64,
     steal: u64,
     procs: Vec<u64>,
+    /// The first process's threads, summed by kind (see [`thread_kind`]).
+    first_threads: BTreeMap<String, u64>,
 }
 
 /// CPU use between two snapshots, in cores (CPU seconds per second).
@@ -179,6 +182,9 @@ pub struct CpuUse {
     pub other: f64,
     /// Time the hypervisor gave to other guests while this one wanted to run.
     pub steal: f64,
+    /// The first process's use by kind of thread, largest first; threads that ended
+    /// between the snapshots are missing.
+    pub first_threads: Vec<(String, f64)>,
 }
 
 impl CpuSnapshot {
@@ -191,6 +197,7 @@ impl CpuSnapshot {
                 .iter()
                 .map(|&p| process_ticks(p).unwrap_or(0))
                 .collect(),
+            first_threads: pids.first().map(|&p| thread_ticks(p)).unwrap_or_default(),
         }
     }
 
@@ -205,10 +212,20 @@ impl CpuSnapshot {
             .map(|(a, b)| a.saturating_sub(*b))
             .collect();
         let busy = self.busy.saturating_sub(earlier.busy);
+        let mut first_threads: Vec<(String, f64)> = self
+            .first_threads
+            .iter()
+            .map(|(kind, &t)| {
+                let before = earlier.first_threads.get(kind).copied().unwrap_or(0);
+                (kind.clone(), cores(t.saturating_sub(before)))
+            })
+            .collect();
+        first_threads.sort_by(|a, b| b.1.total_cmp(&a.1));
         CpuUse {
             other: cores(busy.saturating_sub(procs.iter().sum())),
             steal: cores(self.steal.saturating_sub(earlier.steal)),
             procs: procs.into_iter().map(cores).collect(),
+            first_threads,
         }
     }
 }
@@ -230,7 +247,85 @@ fn machine_ticks() -> Option<(u64, u64)> {
 /// utime + stime of a process, all threads (/proc/PID/stat fields 14 and 15).
 fn process_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat_ticks(&stat)?.1)
+}
+
+/// A process's threads' utime + stime (/proc/PID/task/TID/stat), summed by kind.
+fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
+    let mut by_kind = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_kind;
+    };
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        if let Some((name, ticks)) = stat_ticks(&stat) {
+            *by_kind.entry(thread_kind(name).to_owned()).or_default() += ticks;
+        }
+    }
+    by_kind
+}
+
+/// The name (`comm`) and utime + stime of a `stat` line.
+fn stat_ticks(stat: &str) -> Option<(&str, u64)> {
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
     let after_name = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((name, ticks))
+}
+
+/// A thread's kind: its name without the number that tells threads of a kind apart
+/// (librdkafka's `rdk:broker1001` and `rdk:broker-1` are both `rdk:broker`).
+fn thread_kind(name: &str) -> &str {
+    name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_gives_its_name_and_cpu_ticks() {
+        let line = "4242 (rdk:broker1001) S 1 2 3 4 5 6 7 8 9 10 31 17 0 0 20 0";
+        assert_eq!(stat_ticks(line), Some(("rdk:broker1001", 48)));
+        // A name may hold spaces and parentheses; the last `)` ends it.
+        let line = "7 (producer (x) 2) R 1 2 3 4 5 6 7 8 9 10 1 2 0 0";
+        assert_eq!(stat_ticks(line), Some(("producer (x) 2", 3)));
+    }
+
+    #[test]
+    fn threads_of_a_kind_share_a_name_without_their_number() {
+        assert_eq!(thread_kind("rdk:broker1001"), "rdk:broker");
+        assert_eq!(thread_kind("rdk:broker-1"), "rdk:broker");
+        assert_eq!(thread_kind("tokio-rt-worker"), "tokio-rt-worker");
+    }
+
+    #[test]
+    fn a_busy_thread_shows_under_its_kind() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let spinner = std::thread::Builder::new()
+            .name("bench-spin7".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap();
+        let pid = std::process::id();
+        let before = CpuSnapshot::take(&[pid]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let spin = loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let used = CpuSnapshot::take(&[pid]).since(&before, 1.0);
+            let spin = used.first_threads.iter().find(|(k, _)| k == "bench-spin");
+            let spin = spin.map_or(0.0, |(_, cores)| *cores);
+            if spin > 0.0 || Instant::now() > deadline {
+                break spin;
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        spinner.join().unwrap();
+        assert!(spin > 0.0, "the spinning thread's CPU time was never seen");
+    }
 }

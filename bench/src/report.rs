@@ -47,6 +47,10 @@ pub struct Metrics {
     pub broker_us_per_msg: f64,
     pub tansu_us_per_msg: f64,
     pub bench_us_per_msg: f64,
+    /// The broker's CPU per delivered message by kind of thread (tokio workers,
+    /// librdkafka's threads, the delivery-report thread…), largest first.
+    #[serde(default)]
+    pub broker_threads_us_per_msg: Vec<(String, f64)>,
     /// The cores' speed in the window: the median time of a fixed piece of work, µs
     /// (see `canary.rs`).
     pub canary_us: Option<f64>,
@@ -164,6 +168,11 @@ impl Metrics {
             broker_us_per_msg: per_msg(cpu.procs[0]),
             tansu_us_per_msg: per_msg(cpu.procs[1]),
             bench_us_per_msg: per_msg(cpu.procs[2]),
+            broker_threads_us_per_msg: cpu
+                .first_threads
+                .iter()
+                .map(|(kind, cores)| (kind.clone(), per_msg(*cores)))
+                .collect(),
             cpu_broker: cpu.procs[0],
             cpu_tansu: cpu.procs[1],
             cpu_bench: cpu.procs[2],
@@ -473,7 +482,53 @@ pub fn equal_load_table(load: Load, rate: u32, results: &[&RunResult], header: &
         let _ = writeln!(out);
         render(&mut out, &diffs, 4);
     }
+    threads_table(&mut out, results);
     out
+}
+
+/// Threads whose share is below this in every configuration are summed as "other".
+const THREAD_SHOWN_US: f64 = 0.05;
+
+/// The broker's µs per delivered message by kind of thread, one row per configuration:
+/// where the differences above go.
+fn threads_table(out: &mut String, results: &[&RunResult]) {
+    let measured: Vec<(&RunResult, &Metrics)> = results
+        .iter()
+        .filter_map(|r| Some((*r, r.metrics.as_ref()?)))
+        .collect();
+    let mut kinds: Vec<(&str, f64)> = Vec::new();
+    for (_, m) in &measured {
+        for (kind, us) in &m.broker_threads_us_per_msg {
+            match kinds.iter_mut().find(|(k, _)| k == kind) {
+                Some((_, most)) => *most = most.max(*us),
+                None => kinds.push((kind, *us)),
+            }
+        }
+    }
+    kinds.retain(|(_, most)| *most >= THREAD_SHOWN_US);
+    kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if kinds.is_empty() {
+        return;
+    }
+    let mut head = vec!["broker µs/msg by thread".to_owned()];
+    head.extend(kinds.iter().map(|(k, _)| k.to_string()));
+    head.push("other".into());
+    let mut rows = vec![head];
+    for (r, m) in measured {
+        let share = |kind: &str| {
+            let found = m.broker_threads_us_per_msg.iter().find(|(k, _)| k == kind);
+            found.map_or(0.0, |(_, us)| *us)
+        };
+        let shown: Vec<f64> = kinds.iter().map(|(k, _)| share(k)).collect();
+        let all: f64 = m.broker_threads_us_per_msg.iter().map(|(_, us)| us).sum();
+        let mut row = vec![r.config.label().to_owned()];
+        row.extend(shown.iter().map(|us| format!("{us:.2}")));
+        row.push(format!("{:.2}", all - shown.iter().sum::<f64>()));
+        rows.push(row);
+    }
+    let _ = writeln!(out);
+    let columns = rows[0].len();
+    render(out, &rows, columns);
 }
 
 /// What the bridge itself counted, and anything odd about the run.
