@@ -689,3 +689,25 @@ async fn callers_queued_behind_an_instance_that_cannot_be_replaced_are_answered(
     let f = s.pool.run(&input(b"later")).await.err().unwrap();
     assert_eq!(f.cause, Cause::Unavailable, "{f}");
 }
+
+/// With a perf map, the engine names each compiled function of a module for `perf`.
+#[tokio::test]
+async fn a_perf_map_names_the_modules_functions() {
+    let file = write_module(&fixture("", "(unreachable)"));
+    let settings = settings(file.path(), Duration::from_millis(100), 16 << 20, 1);
+    let engine = TransformEngine::with_perf_map([&settings], true).unwrap();
+    TransformModule::load(&Arc::new(engine), &settings, "test entry 0").unwrap();
+    let path = format!("/tmp/perf-{}.map", std::process::id());
+    let map = std::fs::read_to_string(&path).unwrap();
+    // `perf`'s format: start address and size in hex, then the name.
+    let names: Vec<&str> = map
+        .lines()
+        .filter_map(|l| l.splitn(3, ' ').nth(2))
+        .collect();
+    for name in ["identity", "misbehave", "payload_len_at"] {
+        assert!(
+            names.iter().any(|n| n.contains(name)),
+            "{name} missing from {path}: {names:?}"
+        );
+    }
+}

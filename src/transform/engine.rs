@@ -1,10 +1,12 @@
 //! The one wasmtime `Engine` of the plugin: pooling allocator sized from the entries'
 //! transform settings, epoch interruption (the ticks: `ticker.rs`), a capped wasm stack,
-//! and the import linker.
+//! the import linker, and on request a perf map that names the modules' functions.
 
 use std::sync::Arc;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig, ProfilingStrategy,
+};
 
 use super::state::HostState;
 use super::ticker::{EpochState, EpochTicker};
@@ -13,6 +15,26 @@ use crate::config::TransformConfig;
 /// The wasm stack limit of every instance.
 pub const MAX_WASM_STACK: usize = 512 << 10;
 
+/// Set to `1`, the engine writes `/tmp/perf-<pid>.map` naming the compiled functions of
+/// every module, so that `perf report` shows a module's own functions where it would
+/// show bare addresses (docs/writing-transforms.md, "Where the time goes").
+pub const PERF_MAP_VAR: &str = "RMQTT_KAFKA_BRIDGE_PERF_MAP";
+
+/// Whether [`PERF_MAP_VAR`] asks for a perf map.
+pub fn perf_map_requested() -> Result<bool, String> {
+    perf_map_setting(std::env::var(PERF_MAP_VAR))
+}
+
+/// `1` asks for a perf map, `0` or nothing does not, anything else is an error.
+fn perf_map_setting(value: Result<String, std::env::VarError>) -> Result<bool, String> {
+    match value.as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("0") => Ok(false),
+        Ok("1") => Ok(true),
+        Ok(v) => Err(format!("{PERF_MAP_VAR} must be 1 or 0, not {v:?}")),
+        Err(e) => Err(format!("{PERF_MAP_VAR}: {e}")),
+    }
+}
+
 pub struct TransformEngine {
     engine: Engine,
     linker: Linker<HostState>,
@@ -20,9 +42,19 @@ pub struct TransformEngine {
 }
 
 impl TransformEngine {
-    /// An engine with room for the instances of every transform in `transforms`.
+    /// An engine with room for the instances of every transform in `transforms`, with a
+    /// perf map if [`PERF_MAP_VAR`] asks for one.
     pub fn new<'a>(
         transforms: impl IntoIterator<Item = &'a TransformConfig>,
+    ) -> Result<TransformEngine, String> {
+        Self::with_perf_map(transforms, perf_map_requested()?)
+    }
+
+    /// An engine with room for the instances of every transform in `transforms`; with
+    /// `perf_map`, one that names the functions it compiles in `/tmp/perf-<pid>.map`.
+    pub fn with_perf_map<'a>(
+        transforms: impl IntoIterator<Item = &'a TransformConfig>,
+        perf_map: bool,
     ) -> Result<TransformEngine, String> {
         let (mut instances, mut max_memory) = (0u32, 0u64);
         for t in transforms {
@@ -42,6 +74,9 @@ impl TransformEngine {
             .epoch_interruption(true)
             .max_wasm_stack(MAX_WASM_STACK)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if perf_map {
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)
             .map_err(|e| format!("cannot create the WebAssembly engine: {e}"))?;
         let mut linker = Linker::new(&engine);
@@ -66,5 +101,24 @@ impl TransformEngine {
     /// What guest calls on fibers tell the epoch's drivers.
     pub(crate) fn epoch(&self) -> &Arc<EpochState> {
         self.ticker.state()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::env::VarError;
+
+    use super::*;
+
+    #[test]
+    fn the_perf_map_switch_takes_1_or_0_and_names_itself_otherwise() {
+        assert_eq!(perf_map_setting(Err(VarError::NotPresent)), Ok(false));
+        assert_eq!(perf_map_setting(Ok("0".into())), Ok(false));
+        assert_eq!(perf_map_setting(Ok("1".into())), Ok(true));
+        let e = perf_map_setting(Ok("yes".into())).unwrap_err();
+        assert_eq!(
+            e,
+            r#"RMQTT_KAFKA_BRIDGE_PERF_MAP must be 1 or 0, not "yes""#
+        );
     }
 }
