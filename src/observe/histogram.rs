@@ -19,7 +19,7 @@ use prometheus::proto::{Bucket, Histogram, LabelPair, Metric, MetricFamily, Metr
 const SHARDS: usize = 8;
 
 /// The most bucket bounds a histogram may have (plus the `+Inf` bucket).
-pub const MAX_BOUNDS: usize = 15;
+const MAX_BOUNDS: usize = 15;
 
 /// One histogram series per set of label values, created on first use and kept for the
 /// life of the family (so a reload's new entry carries on its predecessor's series).
@@ -128,12 +128,12 @@ impl ShardedHistogram {
 
     /// Observations so far.
     #[cfg(test)]
-    pub fn sample_count(&self) -> u64 {
+    pub(super) fn sample_count(&self) -> u64 {
         self.bucket_counts().iter().sum()
     }
 
     /// The sum of the observations so far.
-    pub fn sample_sum(&self) -> f64 {
+    pub(super) fn sample_sum(&self) -> f64 {
         let sums = self.0.shards.iter().map(|s| s.sum.load(Ordering::Relaxed));
         sums.map(f64::from_bits).sum()
     }

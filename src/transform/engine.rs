@@ -18,10 +18,10 @@ pub const MAX_WASM_STACK: usize = 512 << 10;
 /// Set to `1`, the engine writes `/tmp/perf-<pid>.map` naming the compiled functions of
 /// every module, so that `perf report` shows a module's own functions where it would
 /// show bare addresses (docs/writing-transforms.md, "Where the time goes").
-pub const PERF_MAP_VAR: &str = "RMQTT_KAFKA_BRIDGE_PERF_MAP";
+const PERF_MAP_VAR: &str = "RMQTT_KAFKA_BRIDGE_PERF_MAP";
 
 /// Whether [`PERF_MAP_VAR`] asks for a perf map.
-pub fn perf_map_requested() -> Result<bool, String> {
+fn perf_map_requested() -> Result<bool, String> {
     perf_map_setting(std::env::var(PERF_MAP_VAR))
 }
 

@@ -14,7 +14,7 @@ mod slots;
 mod state;
 mod ticker;
 
-pub use engine::{TransformEngine, MAX_WASM_STACK, PERF_MAP_VAR};
+pub use engine::{TransformEngine, MAX_WASM_STACK};
 pub use failure::{Cause, Failure};
 pub use module::TransformModule;
 pub use pool::{TransformPool, Transformed, QUICK_CALLS_TO_RETURN};

@@ -96,12 +96,7 @@ impl TransformPool {
 
     /// Waits for a slot, first come first served, and fills it if it is empty.
     async fn checkout(&self) -> Result<Checkout<'_>, Failure> {
-        let Some(slot) = self.slots.take().await else {
-            return Err(Failure::new(
-                Cause::Unavailable,
-                "the instance pool is closed",
-            ));
-        };
+        let slot = self.slots.take().await;
         // From here the slot is the checkout's: dropped, it goes back (empty if the
         // instance could not be created).
         let mut checkout = Checkout {

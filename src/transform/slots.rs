@@ -72,16 +72,16 @@ impl<T> Slots<T> {
 
     /// Takes a slot, waiting behind earlier takers while none is free: `Some` holds an
     /// instance, `None` is an empty slot the caller now owns (to fill, or to give back
-    /// empty). `None` from the outer `Option` means the pool is gone.
-    pub(super) async fn take(&self) -> Option<Option<T>> {
+    /// empty).
+    pub(super) async fn take(&self) -> Option<T> {
         let receiver = {
             let mut state = self.state.lock();
             if let Some(item) = state.take_idle() {
-                return Some(Some(item));
+                return Some(item);
             }
             if state.empty > 0 {
                 state.empty -= 1;
-                return Some(None);
+                return None;
             }
             let (sender, receiver) = oneshot::channel();
             state.waiters.push_back(sender);
@@ -91,7 +91,9 @@ impl<T> Slots<T> {
             slots: self,
             receiver,
         };
-        (&mut waiting.receiver).await.ok()
+        // A sender is dropped unsent only with the queue, that is with `self`, which
+        // this borrow keeps alive; so the receive always gets a slot.
+        (&mut waiting.receiver).await.unwrap_or(None)
     }
 
     /// Gives a slot back: to the first waiter still waiting, otherwise to the idle list
@@ -161,7 +163,7 @@ mod tests {
     #[tokio::test]
     async fn takers_are_served_in_the_order_they_came() {
         let slots = Slots::new(vec![1]);
-        let held = slots.take().await.flatten();
+        let held = slots.take().await;
         assert_eq!(held, Some(1));
         let mut first = pin!(slots.take());
         let mut second = pin!(slots.take());
@@ -169,13 +171,13 @@ mod tests {
         assert!(poll_once(second.as_mut()).is_pending());
         slots.give_back(held);
         assert!(poll_once(second.as_mut()).is_pending());
-        assert_eq!(first.await, Some(Some(1)));
+        assert_eq!(first.await, Some(1));
     }
 
     #[tokio::test]
     async fn a_slot_sent_to_a_taker_that_gave_up_goes_to_the_next() {
         let slots = Slots::new(vec![1]);
-        let held = slots.take().await.flatten();
+        let held = slots.take().await;
         let mut gives_up = Box::pin(slots.take());
         let mut next = pin!(slots.take());
         assert!(poll_once(gives_up.as_mut()).is_pending());
@@ -183,14 +185,14 @@ mod tests {
         // Sent to the first taker, which is dropped before it looks.
         slots.give_back(held);
         drop(gives_up);
-        assert_eq!(next.await, Some(Some(1)));
+        assert_eq!(next.await, Some(1));
         assert_eq!(slots.idle(), 0);
     }
 
     #[tokio::test]
     async fn a_taker_that_gave_up_before_the_slot_came_is_skipped() {
         let slots = Slots::new(vec![1]);
-        let held = slots.take().await.flatten();
+        let held = slots.take().await;
         let mut gives_up = Box::pin(slots.take());
         assert!(poll_once(gives_up.as_mut()).is_pending());
         drop(gives_up);
@@ -201,30 +203,26 @@ mod tests {
     #[tokio::test]
     async fn a_thread_gets_back_the_instance_it_used_last() {
         let slots = Slots::new(vec![1, 2]);
-        let (first, second) = (slots.take().await.flatten(), slots.take().await.flatten());
+        let (first, second) = (slots.take().await, slots.take().await);
         slots.give_back(first);
         // Another thread frees the other instance after this one freed its own.
         std::thread::scope(|s| s.spawn(|| slots.give_back(second)).join().unwrap());
-        assert_eq!(
-            slots.take().await,
-            Some(first),
-            "not the newest, {second:?}"
-        );
-        assert_eq!(slots.take().await, Some(second));
+        assert_eq!(slots.take().await, first, "not the newest, {second:?}");
+        assert_eq!(slots.take().await, second);
     }
 
     #[tokio::test]
     async fn an_empty_slot_goes_to_a_waiter_or_is_counted_for_filling() {
         let slots = Slots::new(vec![1]);
-        let _held = slots.take().await.flatten();
+        let _held = slots.take().await;
         let mut waiter = pin!(slots.take());
         assert!(poll_once(waiter.as_mut()).is_pending());
         slots.give_back(None);
-        assert_eq!(waiter.await, Some(None), "the waiter owns the empty slot");
+        assert_eq!(waiter.await, None, "the waiter owns the empty slot");
         slots.give_back(None);
         assert!(slots.take_empty());
         assert!(!slots.take_empty(), "each empty slot is claimed once");
         slots.give_back(None);
-        assert_eq!(slots.take().await, Some(None));
+        assert_eq!(slots.take().await, None);
     }
 }
