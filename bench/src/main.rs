@@ -11,6 +11,7 @@ mod broker;
 mod canary;
 mod kafka;
 mod load;
+mod owners;
 mod pin;
 mod plot;
 mod process;
@@ -148,6 +149,12 @@ pub struct RunArgs {
     /// saturation, where it caps the broker.
     #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
     pub pin_broker: Option<(String, pin::CpuSet)>,
+    /// Samples the broker's call stacks with `perf` for this long in the middle of each
+    /// run's window (e.g. `3s`) and adds the table "broker µs/msg by owner": whose code
+    /// (librdkafka, rmqtt's hooks, the plugin, the transform, the broker) spends the CPU.
+    /// Needs `perf`; meant with `--rate`.
+    #[arg(long, value_parser = parse_duration)]
+    pub profile: Option<Duration>,
     /// Before each run, wait up to this long for the machine's CPU to be idle.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub quiet_wait: Duration,

@@ -51,6 +51,9 @@ pub struct Metrics {
     /// librdkafka's threads, the delivery-report thread…), largest first.
     #[serde(default)]
     pub broker_threads_us_per_msg: Vec<(String, f64)>,
+    /// The broker's CPU per delivered message by whose code spent it (`--profile`).
+    #[serde(default)]
+    pub broker_owners_us_per_msg: Vec<(String, f64)>,
     /// The cores' speed in the window: the median time of a fixed piece of work, µs
     /// (see `canary.rs`).
     pub canary_us: Option<f64>,
@@ -110,6 +113,8 @@ pub struct Measured {
     pub rss_samples: Vec<(f64, u64)>,
     pub plugin_attrs: Value,
     pub canary_us: Option<f64>,
+    /// The owners' CPU in cores, from `--profile`.
+    pub owner_cores: Vec<(String, f64)>,
 }
 
 fn mib(kb: u64) -> f64 {
@@ -140,6 +145,7 @@ impl Metrics {
             rss_samples,
             plugin_attrs,
             canary_us,
+            owner_cores,
         } = m;
         received.latencies_us.sort_unstable();
         received.reload_latencies_us.sort_unstable();
@@ -172,6 +178,10 @@ impl Metrics {
                 .first_threads
                 .iter()
                 .map(|(kind, cores)| (kind.clone(), per_msg(*cores)))
+                .collect(),
+            broker_owners_us_per_msg: owner_cores
+                .into_iter()
+                .map(|(owner, cores)| (owner, per_msg(cores)))
                 .collect(),
             cpu_broker: cpu.procs[0],
             cpu_tansu: cpu.procs[1],
@@ -483,7 +493,41 @@ pub fn equal_load_table(load: Load, rate: u32, results: &[&RunResult], header: &
         render(&mut out, &diffs, 4);
     }
     threads_table(&mut out, results);
+    owners_table(&mut out, results);
     out
+}
+
+/// The broker's µs per delivered message by owner (`--profile`), one column per
+/// configuration.
+fn owners_table(out: &mut String, results: &[&RunResult]) {
+    let profiled: Vec<(&RunResult, &Metrics)> = results
+        .iter()
+        .filter_map(|r| Some((*r, r.metrics.as_ref()?)))
+        .filter(|(_, m)| !m.broker_owners_us_per_msg.is_empty())
+        .collect();
+    let Some((_, first)) = profiled.first() else {
+        return;
+    };
+    let mut head = vec!["broker µs/msg by owner (perf)".to_owned()];
+    head.extend(profiled.iter().map(|(r, _)| r.config.letter().to_string()));
+    let mut rows = vec![head];
+    for (i, (owner, _)) in first.broker_owners_us_per_msg.iter().enumerate() {
+        let mut row = vec![owner.clone()];
+        row.extend(profiled.iter().map(|(_, m)| {
+            let us = m.broker_owners_us_per_msg.get(i).map_or(0.0, |(_, us)| *us);
+            format!("{us:.2}")
+        }));
+        rows.push(row);
+    }
+    let mut total = vec!["total (perf's own cost included)".to_owned()];
+    total.extend(profiled.iter().map(|(_, m)| {
+        let all: f64 = m.broker_owners_us_per_msg.iter().map(|(_, us)| us).sum();
+        format!("{all:.2}")
+    }));
+    rows.push(total);
+    let _ = writeln!(out);
+    let columns = rows[0].len();
+    render(out, &rows, columns);
 }
 
 /// Threads whose share is below this in every configuration are summed as "other".
@@ -673,6 +717,39 @@ mod tests {
         // At saturation the median is taken by rate: the same run here, by construction.
         let by_rate = median_runs(&runs, false);
         assert_eq!(by_rate[0].metrics.as_ref().unwrap().ingest_per_s, 92.5);
+    }
+
+    #[test]
+    fn the_owner_table_has_a_column_per_profiled_configuration() {
+        let run = |config, owners: &[(&str, f64)]| RunResult {
+            config,
+            load: "qos1-256".into(),
+            error: None,
+            metrics: Some(Metrics {
+                broker_owners_us_per_msg: owners
+                    .iter()
+                    .map(|(o, us)| (o.to_string(), *us))
+                    .collect(),
+                ..Metrics::default()
+            }),
+        };
+        let runs = [
+            run(Config::A, &[("broker", 3.5), ("librdkafka", 0.0)]),
+            run(Config::B, &[]),
+            run(Config::C, &[("broker", 3.6), ("librdkafka", 2.0)]),
+        ];
+        let mut out = String::new();
+        owners_table(&mut out, &runs.iter().collect::<Vec<_>>());
+        let lines: Vec<&str> = out.lines().skip(1).collect();
+        let cells = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
+        assert_eq!(
+            cells(0)[cells(0).len() - 2..],
+            ["a", "c"],
+            "b was not profiled"
+        );
+        assert_eq!(cells(1), ["broker", "3.50", "3.60"]);
+        assert_eq!(cells(2), ["librdkafka", "0.00", "2.00"]);
+        assert_eq!(cells(3)[cells(3).len() - 2..], ["3.50", "5.60"]);
     }
 
     #[test]

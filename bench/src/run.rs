@@ -18,6 +18,7 @@ use crate::broker::PluginKind;
 use crate::canary::Canary;
 use crate::kafka::{Drain, Reader, Tansu, Window};
 use crate::load::{now_us, Load, Publishers};
+use crate::owners::Profiler;
 use crate::pin::CpuSet;
 use crate::process::{CpuSnapshot, Proc, RssSampler};
 use crate::report::{equal_load_table, median_runs, table, Measured, Metrics, RunResult};
@@ -186,6 +187,9 @@ pub fn main(args: RunArgs) -> Result<()> {
             "tansu not found at {} (scripts/setup.sh tansu installs it; scripts/tansu-path.sh prints its path)",
             args.tansu.display()
         );
+    }
+    if args.profile.is_some() {
+        crate::owners::check_perf()?;
     }
     for c in &args.only {
         if let Some((module, _)) = c.transform() {
@@ -362,9 +366,14 @@ impl Broker {
         config: Option<&Path>,
         cpus: Option<&CpuSet>,
         log: &Path,
+        profiled: bool,
     ) -> Result<Broker> {
         let mut cmd = Command::new(exe);
         cmd.args(["broker", "--plugin", plugin.as_str(), "--port", "0"]);
+        if profiled {
+            // Names the modules' compiled code for perf.
+            cmd.env("RMQTT_KAFKA_BRIDGE_PERF_MAP", "1");
+        }
         if let Some(cpus) = cpus {
             cpus.pin_command(&mut cmd);
         }
@@ -496,6 +505,7 @@ fn one_run(
         plugin_file.as_deref(),
         args.pin_broker.as_ref().map(|(_, cpus)| cpus),
         &log("broker.log")?,
+        args.profile.is_some(),
     )?;
     let rss = RssSampler::start(broker.proc.pid());
     // Without a bridge nothing arrives in Kafka: no need to wait for stragglers.
@@ -525,6 +535,16 @@ fn one_run(
     let stop = Arc::new(AtomicBool::new(false));
     let pids = [broker.proc.pid(), tansu.pid(), std::process::id()];
     let canary = Canary::start(args.warmup, args.duration);
+    let profiler = match args.profile {
+        // In the middle of the window.
+        Some(length) => Some(Profiler::start(
+            broker.proc.pid(),
+            args.warmup + args.duration.saturating_sub(length) / 2,
+            length.min(args.duration),
+            &log("perf")?,
+        )?),
+        None => None,
+    };
     let (window_s, ingest_in_window, cpu, published) = runtime.block_on(async {
         let t0 = tokio::time::Instant::now();
         publishers.start(&stop, args.rate);
@@ -548,6 +568,10 @@ fn one_run(
         anyhow::Ok((window_s, c2 - c1, cpu2.since(&cpu1, window_s), published))
     })?;
     let canary_us = canary.finish();
+    let owner_cores = match profiler {
+        Some(p) => p.finish()?.cores(),
+        None => Vec::new(),
+    };
     let load_end_us = now_us();
     let rss_end_of_load_kb = rss.current_kb();
     let received = reader.finish()?;
@@ -567,6 +591,7 @@ fn one_run(
         rss_samples: rss.samples,
         plugin_attrs,
         canary_us,
+        owner_cores,
     }))
 }
 
