@@ -1,26 +1,17 @@
 //! The disk spool (`buffer.mode = "disk"`), against real parts: records wait on disk
-//! through a hung Kafka and across a restart, a full spool honours `queue_timeout`, a
-//! torn tail or a corrupt segment does not stop the start, a record Kafka refuses for
-//! good does not block the ones behind it, and the spool is on `/metrics`. `kill -9` is
-//! in rmqttd's process tests.
+//! across a restart, a full spool honours `queue_timeout`, a torn tail or a corrupt
+//! segment does not stop the start, a record Kafka refuses for good does not block the
+//! ones behind it, and the spool is on `/metrics`. A hung Kafka is in `spool_memory.rs`,
+//! `kill -9` in rmqttd's process tests.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bridge_testkit::http::{request, sample};
-use bridge_testkit::load::{exactly_once_in_turn, seqs, KeyedLoad};
-use bridge_testkit::procs::{free_port, start_tansu};
+use bridge_testkit::procs::free_port;
 use bridge_testkit::*;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
-
-/// The bridge keys of a disk-mode bridge spooling under `dir`; `extra` adds buffer keys.
-fn disk(dir: &Path, extra: &str) -> String {
-    format!(
-        "buffer = {{ mode = \"disk\", dir = \"{}\"{extra} }}",
-        dir.display()
-    )
-}
 
 fn entry(filter: &str, topic: &str) -> String {
     format!("[[bridges.entries]]\nlocal.topic_filter = \"{filter}\"\nremote.topic = \"{topic}\"\n")
@@ -30,69 +21,13 @@ fn texts(recs: &[Record]) -> Vec<String> {
     recs.iter().map(Record::payload_str).collect()
 }
 
-fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib / 1024
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hung_kafka_fills_the_disk_not_memory_and_loses_or_duplicates_nothing() {
-    let tansu = start_tansu();
-    tansu.create_topic("hung", 4);
-    let dir = tempfile::tempdir().unwrap();
-    let keys = format!("max_inflight_messages = 2000\n{}", disk(dir.path(), ""));
-    let entries = "[[bridges.entries]]\nlocal.topic_filter = \"load/+\"\nremote.topic = \"hung\"\nremote.key = \"${local.topic}\"\n";
-    let broker = Broker::start(&bridge_config(&tansu.bootstrap, &keys, entries)).await;
-    let load = KeyedLoad::start(broker.addr);
-    load.run_for(500).await;
-    tansu.pause();
-    let rss_before = rss_mib();
-    let paused_at = Instant::now();
-    // Publishers keep going: their PUBACKs wait for the disk, not for Kafka.
-    load.run_for(2_000).await;
-    tokio::time::sleep(Duration::from_secs(30).saturating_sub(paused_at.elapsed())).await;
-    let spooled = broker
-        .spool_when("records on disk", |s| s["records"].as_u64() > Some(0))
-        .await;
-    let rss_after = rss_mib();
-    tansu.resume();
-    let sent = load.finish_after(500).await;
-    let total: u64 = sent.iter().sum();
-    let recs = read(&tansu.bootstrap, "hung", total as usize).await;
-    exactly_once_in_turn(&sent, &[&seqs(&recs)]);
-    assert!(
-        spooled["records"].as_u64().unwrap() > 4_000,
-        "the hang piled records on disk: {spooled}"
-    );
-    assert!(
-        rss_after < rss_before + 48,
-        "memory stayed flat while the spool grew: {rss_before} MiB, then {rss_after} MiB with {spooled}"
-    );
-    let s = broker
-        .spool_when("an empty spool", |s| s["records"] == 0)
-        .await;
-    assert_eq!(s["redelivered"], 0);
-    eprintln!(
-        "hung 30 s: {total} messages, spool at the end of the hang {spooled}, RSS {rss_before} -> {rss_after} MiB"
-    );
-    let stats = broker.settled_stats(0, 0).await;
-    assert_eq!(
-        stats["outcomes"]["delivered"].as_u64(),
-        Some(total),
-        "{stats}"
-    );
-    assert_eq!(outcome_total(&stats), total);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_spooled_while_kafka_is_down_are_delivered_after_a_restart() {
     let kafka = MockKafka::start(1);
     kafka.create_topic("later", 1);
     kafka.broker_down(1);
     let dir = tempfile::tempdir().unwrap();
-    let keys = format!("shutdown_timeout = \"1s\"\n{}", disk(dir.path(), ""));
+    let keys = format!("shutdown_timeout = \"1s\"\n{}", disk_buffer(dir.path(), ""));
     let config = bridge_config(&kafka.bootstrap, &keys, &entry("r/#", "later"));
     let first = Broker::start(&config).await;
     let mut c = V3Client::connect(first.addr, "early").await;
@@ -103,6 +38,13 @@ async fn records_spooled_while_kafka_is_down_are_delivered_after_a_restart() {
         let ack = c.next_ack(Duration::from_secs(10)).await;
         assert!(ack.is_some(), "acknowledged once on disk, with Kafka down");
     }
+    // A record acknowledged (on disk) but not yet handed to librdkafka when the plugin
+    // stops has no "unsent" mark, and the restart would count it as possibly in Kafka.
+    first
+        .stats_when(0, "every record handed to librdkafka", |s| {
+            s["produced"] == 100
+        })
+        .await;
     first.stop_plugin().await;
     let left = first.attrs().await["bridges"][0]["spool"].clone();
     assert_eq!(left["records"], 100, "{left}");
@@ -133,7 +75,7 @@ async fn a_full_spool_waits_queue_timeout_then_counts_what_it_drops() {
     kafka.create_topic("full", 1);
     kafka.broker_down(1);
     let dir = tempfile::tempdir().unwrap();
-    let keys = disk(dir.path(), ", max_bytes = \"1MiB\"");
+    let keys = disk_buffer(dir.path(), ", max_bytes = \"1MiB\"");
     let entries = format!("{}remote.queue_timeout = \"700ms\"\n", entry("f/#", "full"));
     let broker = Broker::start(&bridge_config(&kafka.bootstrap, &keys, &entries)).await;
     let mut c = V3Client::connect(broker.addr, "filler").await;
@@ -199,7 +141,7 @@ async fn a_torn_tail_is_cut_off_counted_and_the_rest_replayed() {
     let kafka = MockKafka::start(1);
     kafka.create_topic("torn", 1);
     let dir = tempfile::tempdir().unwrap();
-    let keys = format!("shutdown_timeout = \"1s\"\n{}", disk(dir.path(), ""));
+    let keys = format!("shutdown_timeout = \"1s\"\n{}", disk_buffer(dir.path(), ""));
     let config = bridge_config(&kafka.bootstrap, &keys, &entry("t/#", "torn"));
     leave_records(&kafka, &config, 30).await;
     // A crash in the middle of a write: the last frame's first bytes only.
@@ -228,7 +170,7 @@ async fn a_corrupt_segment_is_moved_aside_and_the_broker_still_starts() {
     let kafka = MockKafka::start(1);
     kafka.create_topic("corrupt", 1);
     let dir = tempfile::tempdir().unwrap();
-    let keys = format!("shutdown_timeout = \"1s\"\n{}", disk(dir.path(), ""));
+    let keys = format!("shutdown_timeout = \"1s\"\n{}", disk_buffer(dir.path(), ""));
     let config = bridge_config(&kafka.bootstrap, &keys, &entry("t/#", "corrupt"));
     leave_records(&kafka, &config, 30).await;
     let spool = dir.path().join("b1");
@@ -264,7 +206,7 @@ async fn a_record_kafka_refuses_for_good_leaves_the_spool_and_the_rest_flow() {
     let dir = tempfile::tempdir().unwrap();
     let config = bridge_config(
         &kafka.bootstrap,
-        &disk(dir.path(), ""),
+        &disk_buffer(dir.path(), ""),
         &entry("p/#", "poison"),
     );
     let broker = Broker::start(&config).await;
@@ -306,7 +248,7 @@ async fn ack_mode_on_disk_acknowledges_once_kafka_has_the_record() {
     );
     let broker = Broker::start(&bridge_config(
         &kafka.bootstrap,
-        &disk(dir.path(), ""),
+        &disk_buffer(dir.path(), ""),
         &entries,
     ))
     .await;
@@ -327,7 +269,7 @@ async fn a_spool_directory_in_use_refuses_the_second_broker() {
     let dir = tempfile::tempdir().unwrap();
     let config = bridge_config(
         &kafka.bootstrap,
-        &disk(dir.path(), ""),
+        &disk_buffer(dir.path(), ""),
         &entry("u/#", "used"),
     );
     let _first = Broker::start(&config).await;
@@ -352,7 +294,7 @@ async fn the_spool_is_on_metrics() {
     let http = free_port();
     let bridge = bridge_config(
         &kafka.bootstrap,
-        &disk(dir.path(), ""),
+        &disk_buffer(dir.path(), ""),
         &entry("m/#", "seen"),
     );
     let broker = Broker::start(&format!("http_laddr = \"127.0.0.1:{http}\"\n{bridge}")).await;

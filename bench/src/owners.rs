@@ -165,8 +165,10 @@ fn frame(line: &str) -> Frame<'_> {
     }
 }
 
-/// Who a sample's CPU belongs to: by its thread, then by the outermost code on its
-/// stack that is not the broker's own.
+/// Who a sample's CPU belongs to: by its thread, then by whose code is on its stack,
+/// in this order: librdkafka (called by the plugin), the ACL check the plugin asks for,
+/// wasmtime and the module, the plugin's transform host, the plugin, rmqtt's dispatch
+/// of the publish hook; the broker's otherwise.
 fn owner(thread: &str, frames: &[Frame<'_>]) -> &'static str {
     let has = |part: &str| frames.iter().any(|f| f.sym.contains(part));
     if thread.starts_with("rdk:") {

@@ -280,6 +280,14 @@ pub fn outcome_total(stats: &Value) -> u64 {
 }
 
 /// A plugin config with one bridge at `bootstrap` and the given entries (TOML tables).
+/// The bridge keys of a disk-mode bridge spooling under `dir`; `extra` adds buffer keys.
+pub fn disk_buffer(dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "buffer = {{ mode = \"disk\", dir = \"{}\"{extra} }}",
+        dir.display()
+    )
+}
+
 pub fn bridge_config(bootstrap: &str, extra_bridge_keys: &str, entries: &str) -> String {
     format!(
         "[[bridges]]\nname = \"b1\"\nservers = \"{bootstrap}\"\nclient_id_prefix = \"test\"\n{extra_bridge_keys}\n[bridges.properties]\n\"message.timeout.ms\" = \"30000\"\n\"linger.ms\" = \"1\"\n{entries}"
