@@ -519,7 +519,7 @@ fn owners_table(out: &mut String, results: &[&RunResult]) {
         }));
         rows.push(row);
     }
-    let mut total = vec!["total (perf's own cost included)".to_owned()];
+    let mut total = vec!["total of the profile".to_owned()];
     total.extend(profiled.iter().map(|(_, m)| {
         let all: f64 = m.broker_owners_us_per_msg.iter().map(|(_, us)| us).sum();
         format!("{all:.2}")
