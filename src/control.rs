@@ -3,34 +3,35 @@
 //! stop are serialized here, whichever trigger calls them: the plugin manager (and
 //! through it rmqtt's HTTP API and SIGHUP in rmqttd) or `POST /reload` on the endpoint.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use rmqtt::context::ServerContext;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, PluginConfig};
-use crate::hooks::{HookState, RefusalRegistration};
-use crate::observe::{Health, Histograms, HttpServer, PipelineCollector, Routes};
-use crate::pipeline::{Modules, Pipeline, Retired};
-
-/// How long a replaced endpoint keeps its connections, so that the `POST /reload` that
-/// moved it gets its answer.
-const ENDPOINT_GRACE: Duration = Duration::from_secs(1);
+use crate::endpoint::{Endpoint, Source};
+use crate::hooks::{RefusalRegistration, Refusals};
+use crate::observe::Histograms;
+use crate::pipeline::{Pipeline, Retired, Running};
+use crate::transform::Modules;
 
 pub struct Control {
     scx: ServerContext,
     name: &'static str,
-    hooks: Arc<HookState>,
-    refusals: RefusalRegistration,
+    /// The pipeline that takes publishes now, shared with the publish hook and the
+    /// endpoint.
+    running: Arc<Running>,
+    refusals: Arc<Refusals>,
+    registration: RefusalRegistration,
     /// The last run's `bridges` attrs, kept after stop so that final counts stay
     /// visible (the pipeline itself is dropped, with its producers).
     stopped: Mutex<Option<Value>>,
     state: tokio::sync::Mutex<State>,
-    /// Itself, for the endpoint's routes (which the state owns).
-    me: Weak<Control>,
+    /// What the endpoint's routes read and call.
+    source: Source,
 }
 
 struct State {
@@ -40,13 +41,6 @@ struct State {
     http: Option<Endpoint>,
     /// Replaced producers draining after reloads; stop waits for them.
     drains: Vec<JoinHandle<()>>,
-}
-
-/// The endpoint on `http_laddr`, with its token (which a reload changes in place).
-struct Endpoint {
-    server: HttpServer,
-    laddr: String,
-    token: Arc<RwLock<Option<String>>>,
 }
 
 /// A configuration, read, checked and with its modules compiled.
@@ -80,27 +74,56 @@ impl Loaded {
 impl Control {
     /// Reads the configuration and compiles its modules, so a bad file refuses the
     /// plugin's creation.
-    pub fn new(
-        scx: ServerContext,
-        name: &'static str,
-        hooks: Arc<HookState>,
-    ) -> rmqtt::Result<Arc<Control>> {
+    pub fn new(scx: ServerContext, name: &'static str) -> rmqtt::Result<Arc<Control>> {
         let loaded = Loaded::read(&scx, name)?;
-        let refusals = RefusalRegistration::new(&scx, hooks.clone());
-        Ok(Arc::new_cyclic(|me| Control {
-            scx,
-            name,
-            hooks,
-            refusals,
-            stopped: Mutex::new(None),
-            state: tokio::sync::Mutex::new(State {
-                loaded,
-                histograms: None,
-                http: None,
-                drains: Vec::new(),
-            }),
-            me: me.clone(),
+        let refusals = Arc::new(Refusals::default());
+        let registration = RefusalRegistration::new(&scx, refusals.clone());
+        let running = Arc::new(Running::default());
+        Ok(Arc::new_cyclic(|me| {
+            let (status, reload) = (me.clone(), me.clone());
+            let source = Source {
+                running: running.clone(),
+                status: Arc::new(move || {
+                    status
+                        .upgrade()
+                        .map_or(Value::Null, |c: Arc<Control>| c.status())
+                }),
+                reload: Arc::new(move || {
+                    let control = reload.upgrade();
+                    Box::pin(async move {
+                        match control {
+                            Some(c) => c.reload().await,
+                            None => Err("the plugin is gone".into()),
+                        }
+                    })
+                }),
+            };
+            Control {
+                scx,
+                name,
+                running,
+                refusals,
+                registration,
+                stopped: Mutex::new(None),
+                state: tokio::sync::Mutex::new(State {
+                    loaded,
+                    histograms: None,
+                    http: None,
+                    drains: Vec::new(),
+                }),
+                source,
+            }
         }))
+    }
+
+    /// The running pipeline, as the publish hook reads it.
+    pub fn running(&self) -> &Arc<Running> {
+        &self.running
+    }
+
+    /// The refusals the publish hook records and the ACL hook answers with.
+    pub fn refusals(&self) -> &Arc<Refusals> {
+        &self.refusals
     }
 
     pub async fn raw_config(&self) -> Value {
@@ -111,16 +134,20 @@ impl Control {
     pub async fn start(&self) -> Result<(), ConfigError> {
         let mut state = self.state.lock().await;
         let histograms = Histograms::default();
-        let http = match &state.loaded.config.http_laddr {
-            Some(laddr) => Some(self.endpoint(laddr, &state.loaded.config, &histograms)?),
+        let config = &state.loaded.config;
+        let http = match &config.http_laddr {
+            Some(laddr) => {
+                let token = config.http_bearer_token.clone();
+                Some(Endpoint::start(laddr, token, &self.source, &histograms)?)
+            }
             None => None,
         };
         let loaded = &state.loaded;
         let node_id = self.scx.node.id();
         let pipeline =
             Pipeline::start(&loaded.config, node_id, &loaded.modules, &histograms).await?;
-        self.refusals.prepare_for(&pipeline).await;
-        *self.hooks.running.write() = Some(Arc::new(pipeline));
+        self.registration.prepare_for(&pipeline).await;
+        self.running.replace(Some(Arc::new(pipeline)));
         state.http = http;
         state.histograms = Some(histograms);
         Ok(())
@@ -135,8 +162,7 @@ impl Control {
         for drain in state.drains.drain(..) {
             let _ = drain.await;
         }
-        let running = self.hooks.running.write().take();
-        if let Some(pipeline) = running {
+        if let Some(pipeline) = self.running.replace(None) {
             let last = tokio::task::spawn_blocking(move || {
                 pipeline.shut_down();
                 pipeline.to_json()
@@ -144,7 +170,7 @@ impl Control {
             .await;
             *self.stopped.lock() = last.ok();
         }
-        self.refusals.stop().await;
+        self.registration.stop().await;
     }
 
     /// Re-reads the file and, while running, applies it: see the README's "Changing
@@ -161,15 +187,18 @@ impl Control {
 
     async fn reload_locked(&self, state: &mut State) -> Result<Value, String> {
         let loaded = Loaded::read(&self.scx, self.name).map_err(|e| format!("{e}"))?;
-        let running = self.hooks.running.read().clone();
-        let (Some(old), Some(histograms)) = (running, &state.histograms) else {
+        let (Some(old), Some(histograms)) = (self.running.get(), &state.histograms) else {
             state.loaded = loaded;
             return Ok(json!({"reloaded": true, "running": false}));
         };
         let refuse = |e: ConfigError| format!("{}: {e}", self.name);
-        let endpoint = self
-            .next_endpoint(state, &loaded.config, histograms)
-            .map_err(refuse)?;
+        let endpoint = Endpoint::change(
+            state.http.as_ref(),
+            &loaded.config,
+            &self.source,
+            histograms,
+        )
+        .map_err(refuse)?;
         let node_id = self.scx.node.id();
         let reloaded = old
             .reload(&loaded.config, node_id, &loaded.modules, histograms)
@@ -177,10 +206,10 @@ impl Control {
             .map_err(refuse)?;
         // Everything is built and checked: switch.
         let (pipeline, retired, changes) = reloaded.commit();
-        self.refusals.prepare_for(&pipeline).await;
-        *self.hooks.running.write() = Some(Arc::new(pipeline));
+        self.registration.prepare_for(&pipeline).await;
+        self.running.replace(Some(Arc::new(pipeline)));
         state.loaded = loaded;
-        let endpoint_moved = endpoint.apply(state);
+        let endpoint_moved = endpoint.apply(&mut state.http);
         state.drains.retain(|d| !d.is_finished());
         state.drains.push(tokio::spawn(retire(old, retired)));
         Ok(json!({
@@ -193,113 +222,16 @@ impl Control {
 
     /// The `attrs()` document, also served as `/status`.
     pub fn status(&self) -> Value {
-        let running = self.hooks.running.read().clone();
-        let (is_running, bridges) = match running {
+        let (is_running, bridges) = match self.running.get() {
             Some(p) => (true, Some(p.to_json())),
             None => (false, self.stopped.lock().clone()),
         };
         json!({
             "running": is_running,
             "node_id": self.scx.node.id(),
-            "refusals": self.hooks.refusals.to_json(),
+            "refusals": self.refusals.to_json(),
             "bridges": bridges.unwrap_or_else(|| Value::Array(Vec::new())),
         })
-    }
-
-    /// Binds `laddr` with its routes over this plugin's state.
-    fn endpoint(
-        &self,
-        laddr: &str,
-        config: &PluginConfig,
-        histograms: &Histograms,
-    ) -> Result<Endpoint, ConfigError> {
-        let registry = prometheus::Registry::new();
-        let collector = PipelineCollector::new(self.hooks.clone());
-        registry
-            .register(Box::new(collector))
-            .and_then(|()| histograms.register(&registry))
-            .map_err(|e| ConfigError::field("http_laddr", format!("metrics: {e}")))?;
-        let health = Arc::new(Health::new(self.hooks.clone()));
-        let sampler = health.clone().sample_forever();
-        let token = Arc::new(RwLock::new(config.http_bearer_token.clone()));
-        let (status, reload) = (self.me.clone(), self.me.clone());
-        let routes = Routes {
-            registry,
-            token: token.clone(),
-            status: Box::new(move || status.upgrade().map_or(Value::Null, |c| c.status())),
-            health: Box::new(move || health.check()),
-            reload: Box::new(move || {
-                let control = reload.upgrade();
-                Box::pin(async move {
-                    match control {
-                        Some(c) => c.reload().await,
-                        None => Err("the plugin is gone".into()),
-                    }
-                })
-            }),
-        };
-        let mut server = HttpServer::start(laddr, routes)?;
-        server.run_alongside(sampler);
-        log::info!(
-            "{}: serving /metrics, /health, /status and POST /reload on {}",
-            self.name,
-            server.local_addr()
-        );
-        Ok(Endpoint {
-            server,
-            laddr: laddr.to_owned(),
-            token,
-        })
-    }
-
-    /// What the endpoint becomes under `config`: a new address is bound now, so that a
-    /// busy one refuses the reload before anything changed.
-    fn next_endpoint(
-        &self,
-        state: &State,
-        config: &PluginConfig,
-        histograms: &Histograms,
-    ) -> Result<EndpointChange, ConfigError> {
-        let current = state.http.as_ref().map(|e| e.laddr.as_str());
-        Ok(match (current, &config.http_laddr) {
-            (Some(a), Some(b)) if a == b => EndpointChange::Token(config.http_bearer_token.clone()),
-            (None, None) => EndpointChange::Token(None),
-            (_, Some(laddr)) => {
-                EndpointChange::Move(Some(self.endpoint(laddr, config, histograms)?))
-            }
-            (Some(_), None) => EndpointChange::Move(None),
-        })
-    }
-}
-
-/// How a reload changes the endpoint.
-enum EndpointChange {
-    /// Same address: only the token may change, in place.
-    Token(Option<String>),
-    /// Another address (already bound), or none.
-    Move(Option<Endpoint>),
-}
-
-impl EndpointChange {
-    /// Applies the change; whether the endpoint moved.
-    fn apply(self, state: &mut State) -> bool {
-        match self {
-            EndpointChange::Token(token) => {
-                if let Some(e) = &state.http {
-                    *e.token.write() = token;
-                }
-                false
-            }
-            EndpointChange::Move(next) => {
-                if let Some(old) = std::mem::replace(&mut state.http, next) {
-                    tokio::spawn(async move {
-                        tokio::time::sleep(ENDPOINT_GRACE).await;
-                        drop(old.server);
-                    });
-                }
-                true
-            }
-        }
     }
 }
 

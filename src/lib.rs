@@ -4,21 +4,32 @@
 //! Its configuration format is that of RMQTT's own Kafka egress bridge, extended; see
 //! `plugins/rmqtt-bridge-egress-kafka.toml` and the README.
 //!
-//! Where things live: `plugin` and `hooks` (rmqtt adapters) on top; `control` owns the
-//! configuration and what runs from it (start, reload, stop, the HTTP endpoint);
-//! `pipeline` routes a publish (`route`) through its entries and their transforms
-//! (`transform`); `kafka::ledger` owns each record from reservation to its one counted
-//! outcome (`observe`); `config` reads and checks the file; `ack` holds ack mode.
+//! Where things live, in layers: a folder uses only the folders below it (checked by
+//! `tests/layers.rs`).
+//!
+//! ```text
+//! plugin                      the rmqtt Plugin: registration, the trait's calls
+//! control                     the configuration and what runs from it: start, reload, stop
+//! hooks                       rmqtt's publish and ACL hooks; refused publishes
+//! endpoint                    /metrics, /health, /status, POST /reload
+//! pipeline                    the running bridges: routing, entries, build, reload, retire
+//! delivery                    a record's life: the ledger, acks, in-flight bound, the pump
+//! kafka  spool  transform     librdkafka's producers · the disk spool · the WebAssembly host
+//! config                      the file, read and checked
+//! route  record  observe      topic tree and templates · the record · counters and clocks
+//! ```
 #![deny(unsafe_code)]
 
-mod ack;
 pub mod config;
 mod control;
+mod delivery;
+mod endpoint;
 mod hooks;
 mod kafka;
 mod observe;
 mod pipeline;
 mod plugin;
+mod record;
 pub mod route;
 mod spool;
 mod thread_index;

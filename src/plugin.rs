@@ -13,12 +13,11 @@ use rmqtt::plugin::{PackageInfo, Plugin};
 use serde_json::Value;
 
 use crate::control::Control;
-use crate::hooks::{HookState, PublishHook};
+use crate::hooks::PublishHook;
 
 pub struct BridgePlugin {
     name: &'static str,
     register: Box<dyn Register>,
-    hooks: Arc<HookState>,
     control: Arc<Control>,
 }
 
@@ -26,12 +25,10 @@ impl BridgePlugin {
     /// The factory `register!` calls.
     pub async fn new(scx: ServerContext, name: &'static str) -> rmqtt::Result<Self> {
         let register = scx.extends.hook_mgr().register();
-        let hooks = Arc::new(HookState::default());
-        let control = Control::new(scx, name, hooks.clone())?;
+        let control = Control::new(scx, name)?;
         Ok(BridgePlugin {
             name,
             register,
-            hooks,
             control,
         })
     }
@@ -54,7 +51,10 @@ impl PackageInfo for BridgePlugin {
 #[async_trait]
 impl Plugin for BridgePlugin {
     async fn init(&mut self) -> rmqtt::Result<()> {
-        let publish = Box::new(PublishHook(self.hooks.clone()));
+        let publish = Box::new(PublishHook {
+            running: self.control.running().clone(),
+            refusals: self.control.refusals().clone(),
+        });
         self.register.add(Type::MessagePublish, publish).await;
         Ok(())
     }

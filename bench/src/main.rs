@@ -9,6 +9,7 @@
 
 mod broker;
 mod canary;
+mod config;
 mod kafka;
 mod load;
 mod owners;
@@ -25,8 +26,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::broker::PluginKind;
+use crate::config::Config;
 use crate::load::Load;
-use crate::run::Config;
 
 #[derive(Parser)]
 #[command(
@@ -99,11 +100,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
     /// MQTT publishers (each its own connection).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub publishers: u32,
     /// Configurations to run: a (no bridge), b (upstream 0.24), c (this plugin),
-    /// d (passthrough module), e (key_headers module).
-    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e")]
+    /// d (passthrough module), e (key_headers module), f (disk spool, acknowledged when
+    /// written), g (disk spool, acknowledged when synced).
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,f,g")]
     pub only: Vec<Config>,
     /// Loads to run: qos0-256, qos0-4k, qos1-256, qos1-4k.
     #[arg(
@@ -133,8 +135,8 @@ pub struct RunArgs {
     /// half a second of it, and leaves that second out of the other latencies.
     #[arg(long, value_parser = parse_duration)]
     pub reload_at: Option<Duration>,
-    /// `buffer.flush_interval` of f (the disk spool's group commit), e.g. `1ms`; the
-    /// plugin's default (5 ms) if absent.
+    /// `buffer.flush_interval` of f and g (the longest a written record waits for its
+    /// sync), e.g. `1s`; the plugin's default (100 ms) if absent.
     #[arg(long)]
     pub flush_interval: Option<String>,
     /// Freezes Kafka (SIGSTOP to tansu) this long into the measured window, for

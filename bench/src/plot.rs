@@ -56,7 +56,7 @@ pub fn write_svg(path: &Path, title: &str, loads: &[(String, Vec<&RunResult>)]) 
     let (head, body) = root.split_vertically(60);
     head.draw_text(title, &("sans-serif", 18).into_text_style(&head), (10, 10))
         .map_err(plot_error)?;
-    let legend = "a no bridge · b upstream 0.24 · c ours · d ours+passthrough · e ours+key_headers · f ours+disk spool";
+    let legend = "a no bridge · b upstream 0.24 · c ours · d ours+passthrough · e ours+key_headers · f ours+spool written · g ours+spool synced";
     head.draw_text(legend, &("sans-serif", 14).into_text_style(&head), (10, 36))
         .map_err(plot_error)?;
     for (row, (load, results)) in body.split_evenly((loads.len(), 1)).iter().zip(loads) {
@@ -218,7 +218,7 @@ fn plot_error(e: impl std::fmt::Display) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Config;
+    use crate::config::Config;
 
     fn run(config: Config, rate: f64, us: f64, p99: Option<f64>) -> RunResult {
         let metrics = Metrics {

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::Config;
 use crate::kafka::Received;
 use crate::load::{Load, Published};
 use crate::process::CpuUse;
-use crate::run::Config;
 
 /// The metrics of one configuration under one load.
 #[derive(Serialize, Deserialize)]
@@ -412,11 +412,12 @@ fn render(out: &mut String, rows: &[Vec<String>], columns: usize) {
 }
 
 /// The configurations compared at equal load: what each adds to broker CPU per message.
-const DIFFERENCES: [(Config, Config, &str); 4] = [
+const DIFFERENCES: [(Config, Config, &str); 5] = [
     (Config::C, Config::A, "what the bridge adds"),
     (Config::D, Config::C, "passthrough module"),
     (Config::E, Config::C, "key_headers module"),
-    (Config::F, Config::C, "disk spool"),
+    (Config::F, Config::C, "spool, written"),
+    (Config::G, Config::C, "spool, synced"),
 ];
 
 /// The equal-load table of one load (`--rate`): CPU per delivered message of each

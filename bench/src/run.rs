@@ -1,21 +1,20 @@
 //! `bridge-bench run`: every (load × configuration), each on a fresh tansu and broker.
 
-use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Serialize;
+
 use serde_json::{json, Value};
 
 use crate::broker::PluginKind;
 use crate::canary::Canary;
+use crate::config::{plugin_config, Config, TOPIC};
 use crate::kafka::{Drain, Reader, Tansu, Window};
 use crate::load::{now_us, Load, Publishers};
 use crate::owners::Profiler;
@@ -24,162 +23,8 @@ use crate::process::{CpuSnapshot, Proc, RssSampler};
 use crate::report::{equal_load_table, median_runs, table, Measured, Metrics, RunResult};
 use crate::RunArgs;
 
-/// The Kafka topic every bridge writes to, and its partitions.
-const TOPIC: &str = "bench";
+/// The partitions of the Kafka topic every bridge writes to.
 const PARTITIONS: u32 = 4;
-
-/// The configurations of the benchmark.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Config {
-    /// The broker with no bridge (the ceiling).
-    A,
-    /// The upstream crate `rmqtt-bridge-egress-kafka` 0.24.
-    B,
-    /// This plugin, configuration only.
-    C,
-    /// This plugin with the `passthrough` example module.
-    D,
-    /// This plugin with the `key_headers` example module.
-    E,
-    /// This plugin, configuration only, with the disk spool (`buffer.mode = "disk"`).
-    F,
-}
-
-impl Config {
-    pub fn letter(self) -> char {
-        match self {
-            Config::A => 'a',
-            Config::B => 'b',
-            Config::C => 'c',
-            Config::D => 'd',
-            Config::E => 'e',
-            Config::F => 'f',
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Config::A => "a no bridge",
-            Config::B => "b upstream 0.24",
-            Config::C => "c ours",
-            Config::D => "d ours+passthrough",
-            Config::E => "e ours+key_headers",
-            Config::F => "f ours+disk spool",
-        }
-    }
-
-    fn plugin(self) -> PluginKind {
-        match self {
-            Config::A => PluginKind::None,
-            Config::B => PluginKind::Upstream,
-            Config::C | Config::D | Config::E | Config::F => PluginKind::Ours,
-        }
-    }
-
-    /// The transform of the entry: module file name and `transform.config`.
-    fn transform(self) -> Option<(&'static str, Option<&'static str>)> {
-        match self {
-            Config::D => Some(("passthrough.wasm", None)),
-            Config::E => Some((
-                "key_headers.wasm",
-                Some(r#"{ key_field = "device_id", topic_headers = "site:1,line:2" }"#),
-            )),
-            _ => None,
-        }
-    }
-}
-
-impl FromStr for Config {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Config, String> {
-        match s.trim() {
-            "a" => Ok(Config::A),
-            "b" => Ok(Config::B),
-            "c" => Ok(Config::C),
-            "d" => Ok(Config::D),
-            "e" => Ok(Config::E),
-            "f" => Ok(Config::F),
-            _ => Err(format!("`{s}` is not a configuration (a to f)")),
-        }
-    }
-}
-
-impl fmt::Display for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
-}
-
-impl Serialize for Config {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.label())
-    }
-}
-
-/// From the label written to the results file (`c ours`): its letter.
-impl<'de> serde::Deserialize<'de> for Config {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Config, D::Error> {
-        let label = String::deserialize(d)?;
-        let letter = label.split(' ').next().unwrap_or_default();
-        letter.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// The plugin configuration of b to f: the seed's bridge settings, identical for the
-/// upstream plugin and this one (`enable` defaults to false upstream), one entry that
-/// takes every benchmark topic, for d and e a transform, and for f a spool in `spool`.
-fn plugin_config(
-    config: Config,
-    bootstrap: &str,
-    modules: &Path,
-    spool: &Path,
-    flush_interval: Option<&str>,
-    properties: &[(String, String)],
-    queue_timeout: Option<&str>,
-) -> String {
-    let extra: String = properties
-        .iter()
-        .map(|(k, v)| format!("{k:?} = {v:?}\n"))
-        .collect();
-    let flush = flush_interval.map_or(String::new(), |f| format!(", flush_interval = {f:?}"));
-    let buffer = match config {
-        Config::F => format!(
-            "buffer = {{ mode = \"disk\", dir = {:?}{flush} }}\n",
-            spool.display().to_string()
-        ),
-        _ => String::new(),
-    };
-    let mut toml = format!(
-        r#"[[bridges]]
-enable = true
-name = "bench"
-servers = "{bootstrap}"
-client_id_prefix = "bench"
-concurrent_client_limit = 3
-{buffer}
-[bridges.properties]
-"message.timeout.ms" = "5000"
-{extra}
-[[bridges.entries]]
-local.topic_filter = "bench/#"
-remote.topic = "{TOPIC}"
-"#
-    );
-    if let Some(t) = queue_timeout {
-        toml.push_str(&format!("remote.queue_timeout = {t:?}\n"));
-    }
-    if let Some((module, module_config)) = config.transform() {
-        toml.push_str(&format!(
-            "transform.module = \"{}\"\ntransform.instances = 2\ntransform.timeout = \"100ms\"\n",
-            modules.join(module).display()
-        ));
-        if let Some(c) = module_config {
-            toml.push_str(&format!("transform.config = {c}\n"));
-        }
-    }
-    toml
-}
 
 pub fn main(args: RunArgs) -> Result<()> {
     if !args.tansu.is_file() {
@@ -593,36 +438,4 @@ fn one_run(
         canary_us,
         owner_cores,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn configurations_parse() {
-        assert_eq!("c".parse::<Config>(), Ok(Config::C));
-        assert_eq!("f".parse::<Config>(), Ok(Config::F));
-        assert!("g".parse::<Config>().is_err());
-    }
-
-    #[test]
-    fn plugin_configs_differ_only_by_the_transform_or_the_buffer() {
-        let props = [("linger.ms".to_owned(), "20".to_owned())];
-        let config = |c| {
-            let (dir, spool) = (Path::new("/m"), Path::new("/s"));
-            plugin_config(c, "127.0.0.1:1", dir, spool, None, &props, Some("5s"))
-        };
-        let b = config(Config::B);
-        assert_eq!(b, config(Config::C));
-        assert!(b.contains("\"linger.ms\" = \"20\"\n"));
-        assert!(b.contains("remote.queue_timeout = \"5s\"\n"));
-        let e = config(Config::E);
-        assert!(e.starts_with(&b));
-        assert!(e.contains("transform.module = \"/m/key_headers.wasm\""));
-        let buffer = "buffer = { mode = \"disk\", dir = \"/s\" }\n";
-        let f = config(Config::F);
-        assert!(f.contains(buffer));
-        assert_eq!(f.replace(buffer, ""), b);
-    }
 }

@@ -1,8 +1,9 @@
-//! The disk spool through `kill -9`: rmqttd as a process, publishers that send one QoS 1
-//! message at a time and resend what was not acknowledged (rumqttc does, after it
-//! reconnects), and a tansu. After the restart, every acknowledged message is in Kafka
-//! at least once, each key's first copies are in order, and the duplicates are bounded
-//! by what the spool counted as possibly redelivered plus one resend per publisher.
+//! The disk spool through `kill -9`, at `remote.ack = "written"` and `"synced"`: rmqttd
+//! as a process, publishers that send one QoS 1 message at a time and resend what was
+//! not acknowledged (rumqttc does, after it reconnects), and a tansu. After the restart,
+//! every acknowledged message is in Kafka at least once, each key's first copies are in
+//! order, and the duplicates are bounded by what the spool counted as possibly
+//! redelivered plus one resend per publisher.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +19,9 @@ use serde_json::Value;
 const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
 const PUBLISHERS: usize = 4;
 
-fn config(tansu: &Tansu, http: u16) -> String {
+fn config(tansu: &Tansu, http: u16, level: &str) -> String {
     format!(
-        "http_laddr = \"127.0.0.1:{http}\"\n[[bridges]]\nname = \"b1\"\nservers = \"{}\"\nclient_id_prefix = \"s\"\nbuffer = {{ mode = \"disk\", dir = \"spool\" }}\n[bridges.properties]\n\"linger.ms\" = \"5\"\n[[bridges.entries]]\nlocal.topic_filter = \"t/#\"\nremote.topic = \"spooled\"\nremote.key = \"${{local.topic}}\"\n",
+        "http_laddr = \"127.0.0.1:{http}\"\n[[bridges]]\nname = \"b1\"\nservers = \"{}\"\nclient_id_prefix = \"s\"\nbuffer = {{ mode = \"disk\", dir = \"spool\" }}\n[bridges.properties]\n\"linger.ms\" = \"5\"\n[[bridges.entries]]\nlocal.topic_filter = \"t/#\"\nremote.topic = \"spooled\"\nremote.key = \"${{local.topic}}\"\nremote.ack = \"{level}\"\n",
         tansu.bootstrap
     )
 }
@@ -51,11 +52,20 @@ fn spool_status(http: u16) -> Value {
 }
 
 #[test]
-fn kill_9_mid_stream_loses_no_acknowledged_message() {
+fn kill_9_mid_stream_loses_no_message_acknowledged_as_written() {
+    kill_9_mid_stream_loses_no_acknowledged_message("written");
+}
+
+#[test]
+fn kill_9_mid_stream_loses_no_message_acknowledged_as_synced() {
+    kill_9_mid_stream_loses_no_acknowledged_message("synced");
+}
+
+fn kill_9_mid_stream_loses_no_acknowledged_message(level: &str) {
     let tansu = start_tansu();
     tansu.create_topic("spooled", 1);
     let http = free_port();
-    let site = Site::new(RMQTTD, &config(&tansu, http));
+    let site = Site::new(RMQTTD, &config(&tansu, http, level));
     let first = site.start();
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -126,7 +136,7 @@ fn kill_9_mid_stream_loses_no_acknowledged_message() {
         "the load ran on both sides of the crash: {total}"
     );
     eprintln!(
-        "kill -9: {total} acknowledged, {} records in Kafka, {duplicates} duplicates, spool after restart {spool}",
+        "kill -9 at \"{level}\": {total} acknowledged, {} records in Kafka, {duplicates} duplicates, spool after restart {spool}",
         recs.len()
     );
 }

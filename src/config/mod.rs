@@ -16,6 +16,13 @@ use units::{byte_size, duration};
 
 use crate::route::{KafkaTopic, KeyTemplate, TopicFilter, TopicTemplate};
 
+/// The most records a bridge may hold in flight (`max_inflight_messages`): what a
+/// record's delivery tag has room to number.
+pub const MAX_INFLIGHT_MESSAGES: usize = 1 << 20;
+/// The most entries that may share a bridge's producers: what a delivery tag has room
+/// to number.
+pub const MAX_SHARED_ENTRIES: usize = 1 << 10;
+
 /// The file rmqtt reads this plugin's configuration from, inside `plugins.dir`.
 pub const CONFIG_FILE: &str = "rmqtt-bridge-egress-kafka.toml";
 
@@ -90,8 +97,9 @@ pub struct BufferConfig {
     /// Most bytes the spool's segments may take on disk.
     #[serde(default = "default_buffer_max_bytes", deserialize_with = "byte_size")]
     pub max_bytes: u64,
-    /// The least time between two group commits (one fsync each); 0 syncs as soon as
-    /// the previous sync ended, so that a batch holds what arrived meanwhile.
+    /// The longest a record written to the spool waits for its `fdatasync`: the window
+    /// a power loss can take at `remote.ack = "written"`. A publish at `"synced"` asks
+    /// for a sync at once instead.
     #[serde(default = "default_flush_interval", deserialize_with = "duration")]
     pub flush_interval: Duration,
 }
@@ -118,6 +126,15 @@ pub enum BufferMode {
     Disk,
 }
 
+impl BufferMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BufferMode::Memory => "memory",
+            BufferMode::Disk => "disk",
+        }
+    }
+}
+
 fn default_buffer_dir() -> PathBuf {
     PathBuf::from("data/kafka-spool")
 }
@@ -126,11 +143,11 @@ fn default_buffer_max_bytes() -> u64 {
     1 << 30
 }
 
-/// rmqtt handles a connection's publishes one at a time and sends each PUBACK after the
-/// bridge's hook, so a wait between syncs caps every publisher at one message per wait:
-/// 200/s at 5 ms (docs/spool.md).
+/// A tenth of a second bounds what a power loss takes at `"written"` to what arrives in
+/// that time, and costs ten syncs a second, which a spool under load makes anyway: every
+/// page it writes reaches the disk within seconds (docs/spool.md, "The sync window").
 fn default_flush_interval() -> Duration {
-    Duration::ZERO
+    Duration::from_millis(100)
 }
 
 /// `producer_pool`: who owns a bridge's librdkafka producers.
@@ -173,9 +190,61 @@ pub struct RemoteConfig {
     pub skip_levels: usize,
     #[serde(default)]
     pub key: Option<KeyTemplate>,
-    /// Acknowledge QoS 1/2 publishes only after Kafka acknowledged every record.
+    /// When a QoS 1/2 publish is acknowledged; see [`AckLevel`]. Unset: `"delivered"`
+    /// with `ack_after_delivery = true`, else the buffer mode's default.
     #[serde(default)]
-    pub ack_after_delivery: bool,
+    pub ack: Option<AckLevel>,
+    /// The older name of `ack = "delivered"`, kept working.
+    #[serde(default)]
+    pub ack_after_delivery: Option<bool>,
+}
+
+/// `remote.ack`: when the PUBACK (QoS 1) or PUBREC (QoS 2) of a publish goes out, and so
+/// what a publisher may forget once it has it. QoS 0 never waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckLevel {
+    /// The bridge accepted the record: nothing survives beyond memory (memory mode's
+    /// default).
+    Received,
+    /// The record is in the spool file, in the kernel: it survives the broker process
+    /// dying, not a power loss (disk mode's default).
+    Written,
+    /// An `fdatasync` covering the record returned: it survives a power loss.
+    Synced,
+    /// Kafka acknowledged every record of the publish.
+    Delivered,
+}
+
+impl AckLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckLevel::Received => "received",
+            AckLevel::Written => "written",
+            AckLevel::Synced => "synced",
+            AckLevel::Delivered => "delivered",
+        }
+    }
+
+    /// The level of an entry that names none.
+    pub fn default_for(mode: BufferMode) -> AckLevel {
+        match mode {
+            BufferMode::Memory => AckLevel::Received,
+            BufferMode::Disk => AckLevel::Written,
+        }
+    }
+}
+
+impl RemoteConfig {
+    /// The entry's level in a bridge of buffer mode `mode` (checked at load: the two
+    /// keys agree, and the level fits the mode).
+    pub fn ack_level(&self, mode: BufferMode) -> AckLevel {
+        match (self.ack, self.ack_after_delivery) {
+            (Some(level), _) => level,
+            (None, Some(true)) => AckLevel::Delivered,
+            (None, _) => AckLevel::default_for(mode),
+        }
+    }
 }
 
 /// `transform.*`: the WebAssembly module an entry runs its messages through.
@@ -269,6 +338,19 @@ impl PluginConfig {
     /// The enabled bridges with their index in the file.
     pub fn enabled_bridges(&self) -> impl Iterator<Item = (usize, &BridgeConfig)> {
         self.bridges.iter().enumerate().filter(|(_, b)| b.enable)
+    }
+}
+
+/// How log lines and errors name an entry: `bridge "x" entry N`.
+pub fn entry_label(bridge: &str, entry: usize) -> String {
+    format!("bridge \"{bridge}\" entry {entry}")
+}
+
+impl EntryConfig {
+    /// The entry's `entry` label in `/metrics`: its index and topic filter, as
+    /// `0:sensors/#`.
+    pub fn metrics_label(&self, index: usize) -> String {
+        format!("{index}:{}", self.local.topic_filter.as_str())
     }
 }
 
@@ -487,6 +569,87 @@ remote.queue_timeout = "5 parsecs"
             "[[bridges]]\nname = \"a/b\"\nservers = \"k\"\nbuffer = { mode = \"disk\" }\n",
         );
         assert_eq!(e.field, "name");
+    }
+
+    #[test]
+    fn ack_levels_resolve_per_mode_and_contradictions_name_both_fields() {
+        let disk = "buffer = { mode = \"disk\", dir = \"/s\" }\n";
+        let config = |bridge: &str, remote: &str| {
+            PluginConfig::from_toml(&format!(
+                "[[bridges]]\nname = \"x\"\nservers = \"k\"\n{bridge}[[bridges.entries]]\nlocal.topic_filter = \"a\"\nremote.topic = \"t\"\n{remote}"
+            ))
+        };
+        let level = |bridge: &str, remote: &str| {
+            let c = config(bridge, remote).unwrap();
+            let b = &c.bridges[0];
+            b.entries[0].remote.ack_level(b.buffer.mode)
+        };
+        assert_eq!(level("", ""), AckLevel::Received, "memory mode's default");
+        assert_eq!(level(disk, ""), AckLevel::Written, "disk mode's default");
+        let alias = "remote.ack_after_delivery = true\n";
+        assert_eq!(level("", alias), AckLevel::Delivered, "the old name");
+        assert_eq!(level(disk, alias), AckLevel::Delivered);
+        assert_eq!(
+            level("", "remote.ack_after_delivery = false\n"),
+            AckLevel::Received
+        );
+        for (name, want) in [
+            ("received", AckLevel::Received),
+            ("written", AckLevel::Written),
+            ("synced", AckLevel::Synced),
+            ("delivered", AckLevel::Delivered),
+        ] {
+            assert_eq!(level(disk, &format!("remote.ack = \"{name}\"\n")), want);
+        }
+        assert_eq!(
+            level(
+                "",
+                "remote.ack = \"delivered\"\nremote.ack_after_delivery = true\n"
+            ),
+            AckLevel::Delivered,
+            "both keys, agreeing"
+        );
+        for (bridge, remote, names) in [
+            (
+                "",
+                "remote.ack = \"written\"\n",
+                &["remote.ack", "buffer.mode"][..],
+            ),
+            (
+                "",
+                "remote.ack = \"synced\"\n",
+                &["remote.ack", "buffer.mode"],
+            ),
+            (
+                disk,
+                "remote.ack = \"written\"\nremote.ack_after_delivery = true\n",
+                &["remote.ack", "remote.ack_after_delivery = true"],
+            ),
+            (
+                "",
+                "remote.ack = \"received\"\nremote.ack_after_delivery = true\n",
+                &["remote.ack", "remote.ack_after_delivery = true"],
+            ),
+            (
+                "",
+                "remote.ack = \"delivered\"\nremote.ack_after_delivery = false\n",
+                &["remote.ack", "remote.ack_after_delivery = false"],
+            ),
+        ] {
+            let e = config(bridge, remote).unwrap_err();
+            assert_eq!(
+                (e.entry, e.field.as_str()),
+                (Some(0), "remote.ack"),
+                "{remote}"
+            );
+            let msg = e.to_string();
+            for name in names {
+                assert!(msg.contains(name), "{remote}: {msg}");
+            }
+        }
+        let e = config("", "remote.ack = \"fsynced\"\n").unwrap_err();
+        assert_eq!(e.field, "remote.ack");
+        assert!(e.problem.contains("unknown variant"), "{}", e.problem);
     }
 
     #[test]

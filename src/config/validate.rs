@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{
-    BridgeConfig, BufferMode, ConfigError, EntryConfig, OnError, PluginConfig, ProducerPool,
-    TransformConfig,
+    AckLevel, BridgeConfig, BufferMode, ConfigError, EntryConfig, OnError, PluginConfig,
+    ProducerPool, RemoteConfig, TransformConfig,
 };
 
 /// A failed check: the field (relative to the bridge or entry) and the problem.
@@ -27,7 +27,8 @@ impl PluginConfig {
                 return Err(ConfigError::at(at, None, "name", problem));
             }
             for (ei, e) in b.entries.iter().enumerate() {
-                check_entry(e).map_err(|(f, p)| ConfigError::at(at, Some(ei), f, p))?;
+                check_entry(e, b.buffer.mode)
+                    .map_err(|(f, p)| ConfigError::at(at, Some(ei), f, p))?;
             }
         }
         Ok(())
@@ -90,15 +91,15 @@ fn check_bridge(b: &BridgeConfig) -> Result<(), Problem> {
             return Err((field, why.into()));
         }
     }
-    if b.max_inflight_messages == 0 || b.max_inflight_messages > crate::kafka::MAX_ACK_SLOTS {
-        let max = crate::kafka::MAX_ACK_SLOTS;
+    if b.max_inflight_messages == 0 || b.max_inflight_messages > super::MAX_INFLIGHT_MESSAGES {
+        let max = super::MAX_INFLIGHT_MESSAGES;
         return Err(("max_inflight_messages", format!("must be 1 to {max}")));
     }
     if b.max_inflight_bytes < 1024 {
         return Err(("max_inflight_bytes", "must be at least 1KiB".into()));
     }
     check_buffer(b)?;
-    let shared_max = crate::kafka::MAX_SHARED_ENTRIES;
+    let shared_max = super::MAX_SHARED_ENTRIES;
     if b.producer_pool == ProducerPool::Bridge && b.entries.len() > shared_max {
         let n = b.entries.len();
         let why = format!(
@@ -136,14 +137,40 @@ fn check_buffer(b: &BridgeConfig) -> Result<(), Problem> {
 /// The smallest `buffer.max_bytes`: room for a few segments.
 const MIN_SPOOL_BYTES: u64 = 1 << 20;
 
-/// The fields of one entry.
-fn check_entry(e: &EntryConfig) -> Result<(), Problem> {
+/// The fields of one entry of a bridge in buffer mode `mode`.
+fn check_entry(e: &EntryConfig, mode: BufferMode) -> Result<(), Problem> {
     if let Some(p) = e.remote.partition {
         if p < 0 {
             return Err(("remote.partition", format!("must be 0 or more, got {p}")));
         }
     }
+    check_ack(&e.remote, mode)?;
     e.transform.as_ref().map_or(Ok(()), check_transform)
+}
+
+/// `remote.ack` and its older alias `remote.ack_after_delivery`: they must agree, and
+/// the spool's levels need a spool.
+fn check_ack(r: &RemoteConfig, mode: BufferMode) -> Result<(), Problem> {
+    match (r.ack, r.ack_after_delivery) {
+        (Some(level), Some(true)) if level != AckLevel::Delivered => {
+            let why = format!("\"{}\" contradicts remote.ack_after_delivery = true (which means \"delivered\"); remove one of the two", level.as_str());
+            return Err(("remote.ack", why));
+        }
+        (Some(AckLevel::Delivered), Some(false)) => {
+            let why = "\"delivered\" contradicts remote.ack_after_delivery = false; remove one of the two";
+            return Err(("remote.ack", why.into()));
+        }
+        _ => {}
+    }
+    let level = r.ack_level(mode);
+    if mode == BufferMode::Memory && matches!(level, AckLevel::Written | AckLevel::Synced) {
+        let why = format!(
+            "\"{}\" needs a spool to write to: set buffer.mode = \"disk\" on the bridge, or use \"received\" or \"delivered\"",
+            level.as_str()
+        );
+        return Err(("remote.ack", why));
+    }
+    Ok(())
 }
 
 /// `transform.*`.

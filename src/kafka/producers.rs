@@ -1,7 +1,8 @@
 //! The Kafka producers of an entry, or shared by a bridge's entries:
 //! `concurrent_client_limit` librdkafka clients.
 //! Producing never waits for Kafka: records are handed to librdkafka, and their delivery
-//! reports arrive on its polling thread, where the entry's [`Ledger`] settles them.
+//! reports arrive on its polling thread, where whoever created the producers
+//! ([`Reports`]) settles them.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
@@ -9,23 +10,29 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
-use rdkafka::message::DeliveryResult;
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
 use super::client_stats::{ClientStats, Summary, DEFAULT_INTERVAL_MS};
-use super::ledger::{Ledger, Tag};
 use super::partitions::{Partitioner, Topics, TrackedTopic};
 use crate::config::{BridgeConfig, BufferMode, PluginConfig, ProducerPool};
 use crate::log_limited;
 use crate::observe::LogLimiter;
+use crate::record::Record;
 
-/// librdkafka's callbacks: each delivery report goes to the ledger its tag names, logs
+/// Where the delivery reports of a set of producers go, with the opaque value each
+/// record was sent with.
+pub trait Reports: Send + Sync {
+    fn report(&self, opaque: usize, result: &DeliveryResult<'_>);
+}
+
+/// librdkafka's callbacks: each delivery report goes to the producers' [`Reports`], logs
 /// to the producers' shared rate limiter, statistics to this producer's summary and
 /// the partition counts of the producers' topics.
 pub struct DeliveryContext {
-    ledgers: Arc<[Arc<Ledger>]>,
+    reports: Arc<dyn Reports>,
     log: Arc<ClientLog>,
     stats: ClientStats,
     topics: Arc<Topics>,
@@ -75,22 +82,14 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let tag = Tag::decode(opaque);
-        // Tags are written by the ledgers of these very producers.
-        let Some(ledger) = self.ledgers.get(tag.ledger) else {
-            return log::error!("{}: a delivery report for no entry", self.log.label);
-        };
-        match result {
-            Ok(m) => ledger.report(tag, m, None),
-            Err((e, m)) => ledger.report(tag, m, Some(e)),
-        }
+        self.reports.report(opaque, result);
     }
 }
 
 type KafkaProducer = ThreadedProducer<DeliveryContext>;
 
-/// A record on its way to librdkafka; its opaque is an encoded ledger tag.
-pub type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
+/// A record as librdkafka takes it; its opaque comes back with its delivery report.
+type Base<'a> = BaseRecord<'a, [u8], [u8], usize>;
 
 /// The producers of one entry.
 pub struct Producers {
@@ -106,30 +105,29 @@ pub struct Producers {
 
 impl Producers {
     /// Creates `concurrent_client_limit` producers whose delivery reports go to
-    /// `ledgers` (by the position in their tags): an entry's own, with the seed's client
-    /// ids (`entry` is its index), or a bridge's shared ones (`entry` is `None`).
+    /// `reports`: an entry's own, with the seed's client ids (`entry` is its index), or a
+    /// bridge's shared ones (`entry` is `None`).
     pub fn create(
         bridge: &BridgeConfig,
         node_id: u64,
         entry: Option<usize>,
-        ledgers: Vec<Arc<Ledger>>,
+        reports: Arc<dyn Reports>,
     ) -> Result<Producers, String> {
         let owner = match entry {
-            Some(i) => format!("bridge \"{}\" entry {i}", bridge.name),
+            Some(i) => crate::config::entry_label(&bridge.name, i),
             None => format!("bridge \"{}\" shared producers", bridge.name),
         };
         let log = Arc::new(ClientLog {
             label: owner,
             limiter: LogLimiter::default(),
         });
-        let ledgers: Arc<[Arc<Ledger>]> = ledgers.into();
         let topics = Arc::new(Topics::default());
         let mut clients = Vec::with_capacity(bridge.concurrent_client_limit);
         let mut client_ids = Vec::with_capacity(bridge.concurrent_client_limit);
         for client_no in 1..=bridge.concurrent_client_limit {
             let id = bridge.client_id(node_id, entry, client_no);
             let context = DeliveryContext {
-                ledgers: ledgers.clone(),
+                reports: reports.clone(),
                 log: log.clone(),
                 stats: ClientStats::default(),
                 topics: topics.clone(),
@@ -180,7 +178,7 @@ impl Producers {
     #[inline]
     fn pick(
         &self,
-        record: &mut Record<'_>,
+        record: &mut Base<'_>,
         received_ms: u32,
         topic: Option<&TrackedTopic>,
     ) -> &KafkaProducer {
@@ -210,7 +208,7 @@ impl Producers {
     #[inline]
     fn partition_of(
         &self,
-        record: &Record<'_>,
+        record: &Base<'_>,
         key: &[u8],
         topic: Option<&TrackedTopic>,
     ) -> Option<i32> {
@@ -247,17 +245,28 @@ impl Producers {
         Ok(())
     }
 
-    /// Hands a record to librdkafka; on error the record comes back for a retry.
-    /// `received_ms`: when the broker received its publish (ms, wrapping at 32 bits);
-    /// `topic`: the sending entry's constant topic, if it has one.
-    #[allow(clippy::result_large_err)]
-    pub fn send<'a>(
+    /// Hands a record to librdkafka, with `opaque` for its delivery report. `topic`: the
+    /// sending entry's constant topic, if it has one.
+    pub fn send(
         &self,
-        mut record: Record<'a>,
-        received_ms: u32,
+        record: &Record<'_>,
+        opaque: usize,
         topic: Option<&TrackedTopic>,
-    ) -> Result<(), (KafkaError, Record<'a>)> {
-        self.pick(&mut record, received_ms, topic).send(record)
+    ) -> Result<(), KafkaError> {
+        let headers = record.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(record.headers.len()),
+            |h, &(key, value)| h.insert(Header { key, value }),
+        );
+        let mut base = Base::with_opaque_to(record.topic, opaque)
+            .timestamp(record.timestamp)
+            .headers(headers);
+        base.key = record.key;
+        base.payload = record.payload;
+        base.partition = record.partition;
+        // Keyless records take turns by the receive time's low 32 bits.
+        let received_ms = record.received_ms as u32;
+        let producer = self.pick(&mut base, received_ms, topic);
+        producer.send(base).map_err(|(e, _)| e)
     }
 
     /// Waits up to `timeout` for in-flight records, then purges the rest, whose
@@ -393,6 +402,16 @@ fn client_config(bridge: &BridgeConfig, client_id: &str) -> ClientConfig {
 mod tests {
     use super::*;
 
+    struct NoReports;
+
+    impl Reports for NoReports {
+        fn report(&self, _: usize, _: &DeliveryResult<'_>) {}
+    }
+
+    fn no_reports() -> Arc<dyn Reports> {
+        Arc::new(NoReports)
+    }
+
     fn config(pool: &str, entries: usize) -> PluginConfig {
         let entry = "[[bridges.entries]]\nlocal.topic_filter = \"t/#\"\nremote.topic = \"t\"\n";
         let toml = format!(
@@ -409,7 +428,7 @@ mod tests {
         received_ms: u32,
         tracked: Option<&TrackedTopic>,
     ) -> (usize, Option<i32>) {
-        let mut record = Record::with_opaque_to(topic, 0);
+        let mut record = Base::with_opaque_to(topic, 0);
         record.key = key;
         record.partition = partition;
         let c = p.pick(&mut record, received_ms, tracked);
@@ -420,7 +439,7 @@ mod tests {
     #[test]
     fn keys_keep_their_producer_and_keyless_records_take_turns() {
         let bridge = &config("bridge", 3).bridges[0];
-        let p = Producers::create(bridge, 1, None, Vec::new()).unwrap();
+        let p = Producers::create(bridge, 1, None, no_reports()).unwrap();
         let keyless = |ms| pick(&p, ("t", None, None), ms, None);
         assert_eq!(p.turn_ms, 15, "the default linger.ms");
         // Received in the same turn: one producer; in the next turns: the next ones.
@@ -443,7 +462,7 @@ mod tests {
     #[test]
     fn keyed_records_of_a_topic_with_a_known_count_take_their_partitions_producer() {
         let bridge = &config("bridge", 1).bridges[0];
-        let p = Producers::create(bridge, 1, None, Vec::new()).unwrap();
+        let p = Producers::create(bridge, 1, None, no_reports()).unwrap();
         let tracked = p.track("t").unwrap();
         p.topics.learn("t", 6);
         let mut producers_of = [None; 6];
@@ -479,7 +498,7 @@ mod tests {
     #[test]
     fn a_topic_whose_count_came_late_keeps_routing_by_key_hash() {
         let bridge = &config("bridge", 1).bridges[0];
-        let p = Producers::create(bridge, 1, None, Vec::new()).unwrap();
+        let p = Producers::create(bridge, 1, None, no_reports()).unwrap();
         let tracked = p.track("t").unwrap();
         let first = pick(&p, ("t", Some(b"k1"), None), 0, Some(&tracked));
         assert_eq!(first.1, None);
@@ -498,14 +517,14 @@ mod tests {
             &bridge("concurrent_client_limit = 1\n"),
             1,
             Some(0),
-            Vec::new(),
+            no_reports(),
         );
         let p = one.unwrap();
         assert!(p.track("t").is_none(), "one producer takes every record");
         assert_eq!(pick(&p, ("t", Some(b"k"), None), 0, None), (0, None));
         let random =
             "concurrent_client_limit = 4\n[bridges.properties]\npartitioner = \"random\"\n";
-        let p = Producers::create(&bridge(random), 1, Some(0), Vec::new()).unwrap();
+        let p = Producers::create(&bridge(random), 1, Some(0), no_reports()).unwrap();
         assert!(
             p.track("t").is_none(),
             "random: keys have no partition of their own"

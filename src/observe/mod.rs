@@ -1,16 +1,18 @@
-//! What an operator sees: per-entry counters, rate-limited logging, and the plugin's own
-//! HTTP endpoint with its Prometheus series and health verdicts.
+//! The instruments the message path writes into: per-entry counters, histograms, the
+//! call timer, the clocks they read, and rate-limited logging. They sit low, so that
+//! every layer may count; the scrape side that reads them is `endpoint/`.
 
 pub mod clock;
-pub mod health;
 pub mod histogram;
-pub mod http;
+pub mod histograms;
 pub mod log_limit;
-pub mod metrics;
 pub mod stats;
 
-pub use health::Health;
-pub use http::{HttpServer, Routes};
+pub use histograms::{CallTimer, Histograms};
 pub use log_limit::LogLimiter;
-pub use metrics::{CallTimer, Histograms, PipelineCollector};
 pub use stats::{EntryStats, Outcome, Snapshot};
+
+/// The prefix of every series of this plugin.
+pub const PREFIX: &str = "rmqtt_kafka_bridge_";
+/// The labels of an entry's series.
+pub const ENTRY_LABELS: &[&str] = &["bridge", "entry"];

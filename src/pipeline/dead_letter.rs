@@ -2,34 +2,20 @@
 //! "dead_letter"`): the original payload, the standard headers, and four headers that
 //! say where and why it failed.
 
-use rdkafka::message::{Header, OwnedHeaders};
-
-use super::publish::PublishInfo;
+use crate::record::Headers;
 use crate::transform::Failure;
 
 /// Most bytes of the failure message that go into the `error_message` header.
 const MAX_ERROR_MESSAGE: usize = 1024;
 
-/// The standard headers plus `error_bridge`, `error_entry`, `error_cause` and
-/// `error_message`.
-pub fn headers(p: &PublishInfo<'_>, bridge: &str, entry: usize, failure: &Failure) -> OwnedHeaders {
-    let mut index = itoa::Buffer::new();
-    [
-        ("error_bridge", bridge),
-        ("error_entry", index.format(entry)),
-        ("error_cause", failure.cause.as_str()),
-        (
-            "error_message",
-            truncate(&failure.message, MAX_ERROR_MESSAGE),
-        ),
-    ]
-    .into_iter()
-    .fold(p.standard_headers(4), |h, (key, value)| {
-        h.insert(Header {
-            key,
-            value: Some(value),
-        })
-    })
+/// Adds `error_bridge`, `error_entry` (the entry's index, as text), `error_cause` and
+/// `error_message` after the standard headers.
+pub fn add_headers<'a>(h: &mut Headers<'a>, bridge: &'a str, entry: &'a str, failure: &'a Failure) {
+    h.push(("error_bridge", Some(bridge.as_bytes())));
+    h.push(("error_entry", Some(entry.as_bytes())));
+    h.push(("error_cause", Some(failure.cause.as_str().as_bytes())));
+    let message = truncate(&failure.message, MAX_ERROR_MESSAGE);
+    h.push(("error_message", Some(message.as_bytes())));
 }
 
 /// `s` cut to at most `max` bytes, on a character boundary.

@@ -1,24 +1,21 @@
 //! One entry of a bridge: for each publish its filter matched, it renders the Kafka
 //! topic and key, runs the transform if it has one (applying `on_error` when that
-//! fails), and hands each record to its ledger.
+//! fails), and submits each record to its ledger.
 
 use std::sync::Arc;
 
-use rdkafka::message::Header;
 use serde_json::{json, Value};
 
 use super::dead_letter;
-use super::handover::Handover;
-use super::modules::metrics_label;
 use super::publish::PublishInfo;
-use crate::ack::AckWait;
 use crate::config::{EntryConfig, OnError};
+use crate::delivery::{AckWait, Ledger, Outlet, Policy, Target};
 use crate::kafka::partitions::TrackedTopic;
-use crate::kafka::{Ledger, Outgoing, Producers};
+use crate::kafka::Producers;
 use crate::log_limited;
 use crate::observe::{CallTimer, EntryStats, LogLimiter, Outcome};
+use crate::record::Record;
 use crate::route::{check_kafka_topic, skip_levels, RenderBuf, Vars};
-use crate::spool::Target;
 use crate::transform::{Failure, TransformPool};
 
 /// The entry's `remote.topic` for one publish, or why it is not a valid Kafka topic.
@@ -30,13 +27,10 @@ pub struct Entry {
     pub(super) bridge_name: Arc<str>,
     pub(super) config: EntryConfig,
     pub(super) ledger: Arc<Ledger>,
-    pub(super) producers: Arc<Producers>,
-    /// Its constant topic, tracked by its producers (with more than one).
-    pub(super) topic: Option<TrackedTopic>,
+    pub(super) outlet: Outlet,
+    /// Its `remote.ack` level and `remote.queue_timeout`.
+    pub(super) policy: Policy,
     pub(super) transform: Option<Arc<TransformPool>>,
-    /// Set when a reload gave the entry new producers: its records wait for the old
-    /// ones to drain.
-    pub(super) handover: Option<Arc<Handover>>,
     /// Its transform calls' durations (with `transform`).
     pub(super) transform_duration: Option<CallTimer>,
     pub(super) transform_log: LogLimiter,
@@ -50,7 +44,7 @@ impl Entry {
 
     /// The entry's series label: its index and topic filter, as `0:sensors/#`.
     pub fn metrics_label(&self) -> String {
-        metrics_label(self.index, &self.config)
+        self.config.metrics_label(self.index)
     }
 
     /// Its counters, read at scrape time.
@@ -63,23 +57,21 @@ impl Entry {
         self.transform.as_deref()
     }
 
-    /// Whether the publishes of this entry wait for Kafka's acknowledgement.
-    pub fn acks_after_delivery(&self) -> bool {
-        self.config.remote.ack_after_delivery
+    pub(super) fn producers(&self) -> &Arc<Producers> {
+        &self.outlet.producers
     }
 
-    /// Whether a QoS 1/2 publish waits for this entry's records: for Kafka in ack mode,
-    /// else for the spool's disk in disk mode.
+    /// Whether a QoS 1/2 publish waits for this entry's records: its level is above
+    /// `"received"` (which acknowledges at once).
     pub fn holds_the_ack(&self) -> bool {
-        self.acks_after_delivery() || self.ledger.spool().is_some()
+        self.policy.level > crate::config::AckLevel::Received
     }
 
     /// Where the spool's pump sends this entry's records.
     pub(super) fn target(&self) -> Target {
         Target {
             ledger: self.ledger.clone(),
-            producers: self.producers.clone(),
-            handover: self.handover.clone(),
+            outlet: self.outlet.clone(),
         }
     }
 
@@ -126,17 +118,11 @@ impl Entry {
         let Some(topic) = self.resolve(topic, &mut wait) else {
             return;
         };
-        let record = Outgoing {
-            topic,
-            key,
-            payload: Some(&p.publish.payload),
+        let record = Record {
             partition: self.config.remote.partition,
-            timestamp: p.timestamp_ms,
-            received_ms: p.timestamp_ms,
-            headers: p.standard_headers(0),
-            dead_letter: false,
+            ..p.record(topic, key)
         };
-        self.send(record, wait).await;
+        self.submit(&record, wait).await;
     }
 
     async fn forward_transformed(
@@ -167,24 +153,17 @@ impl Entry {
             let Some(topic) = self.resolve(topic, &mut wait) else {
                 continue;
             };
-            let headers = r.headers.iter().flatten().fold(
-                p.standard_headers(r.headers.len()),
-                |h, (name, value)| {
-                    let key = std::str::from_utf8(name).unwrap_or_default();
-                    h.insert(Header { key, value })
-                },
-            );
-            let record = Outgoing {
-                topic,
-                key: r.key.or(key),
+            let mut record = Record {
                 payload: r.payload,
                 partition: r.partition.or(self.config.remote.partition),
                 timestamp: r.timestamp.unwrap_or(p.timestamp_ms),
-                received_ms: p.timestamp_ms,
-                headers,
-                dead_letter: false,
+                ..p.record(topic, r.key.or(key))
             };
-            self.send(record, wait.as_deref_mut()).await;
+            let names = r.headers.iter().flatten();
+            record.headers.extend(
+                names.map(|(name, value)| (std::str::from_utf8(name).unwrap_or_default(), value)),
+            );
+            self.submit(&record, wait.as_deref_mut()).await;
         }
     }
 
@@ -216,17 +195,13 @@ impl Entry {
                 else {
                     return;
                 };
-                let record = Outgoing {
-                    topic,
-                    key,
-                    payload: Some(&p.publish.payload),
-                    partition: None,
-                    timestamp: p.timestamp_ms,
-                    received_ms: p.timestamp_ms,
-                    headers: dead_letter::headers(p, &self.bridge_name, self.index, &failure),
+                let index = itoa::Buffer::new().format(self.index).to_owned();
+                let mut record = Record {
                     dead_letter: true,
+                    ..p.record(topic, key)
                 };
-                self.send(record, wait).await;
+                dead_letter::add_headers(&mut record.headers, &self.bridge_name, &index, &failure);
+                self.submit(&record, wait).await;
             }
         }
     }
@@ -249,20 +224,10 @@ impl Entry {
         }
     }
 
-    async fn send(&self, record: Outgoing<'_>, wait: Option<&mut AckWait>) {
-        let timeout = self.config.remote.queue_timeout;
-        if let Some(spool) = self.ledger.spool() {
-            let ack_mode = self.acks_after_delivery();
-            return self
-                .ledger
-                .spool_record(spool, self.index, record, timeout, wait, ack_mode)
-                .await;
-        }
-        if let Some(handover) = &self.handover {
-            handover.wait().await;
-        }
-        let producers = (&*self.producers, self.topic.as_ref());
-        self.ledger.send(producers, record, timeout, wait).await;
+    async fn submit(&self, record: &Record<'_>, wait: Option<&mut AckWait>) {
+        self.ledger
+            .submit(&self.outlet, self.index, record, self.policy, wait)
+            .await;
     }
 
     pub(super) fn to_json(&self) -> Value {
@@ -272,9 +237,9 @@ impl Entry {
             "topic_filter": self.config.local.topic_filter.as_str(),
             "remote_topic": r.topic.as_str(),
             "remote_key": r.key.as_ref().map(|k| k.as_str()),
-            "ack_after_delivery": r.ack_after_delivery,
-            "client_ids": self.producers.client_ids(),
-            "partitions": self.topic.as_ref().map(TrackedTopic::to_json),
+            "ack": self.policy.level.as_str(),
+            "client_ids": self.outlet.producers.client_ids(),
+            "partitions": self.outlet.topic.as_ref().map(TrackedTopic::to_json),
             "stats": self.ledger.stats().snapshot().to_json(),
             "transform": self.transform.as_deref().map(TransformPool::to_json),
         })

@@ -1,14 +1,15 @@
-//! One MQTT publish as the bridge sees it, and its two mappings: to Kafka headers and to
-//! the transform ABI's input document.
+//! One MQTT publish as the bridge sees it, and its two mappings: to a Kafka record with
+//! the standard headers, and to the transform ABI's input document.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
 
 use bytestring::ByteString;
-use rdkafka::message::{Header, OwnedHeaders, ToBytes};
 use rmqtt::codec::v5::PublishProperties;
-use rmqtt::types::{From, Publish};
+use rmqtt::types::{From, FromType, Publish};
 use smallvec::SmallVec;
+
+use crate::record::{Headers, Record};
 
 /// Everything about a publish that the entries share; built once per publish.
 pub struct PublishInfo<'a> {
@@ -16,9 +17,44 @@ pub struct PublishInfo<'a> {
     pub publish: &'a Publish,
     /// When the broker received the publish (ms since the epoch): the Kafka timestamp.
     pub timestamp_ms: i64,
-    /// When the bridge handled it (ms since the epoch): the `time` header.
-    pub now_ms: i64,
     peer: SmallVec<[u8; 64]>,
+    /// The numbers among the standard headers, as text; `time` is when the bridge
+    /// handled the publish.
+    numbers: Numbers,
+}
+
+/// The standard headers' numbers, written once per publish.
+struct Numbers {
+    from_type: FromType,
+    node: Decimal,
+    qos: Decimal,
+    packet_id: Option<Decimal>,
+    ts: Option<Decimal>,
+    time: Decimal,
+    expiry: Option<Decimal>,
+}
+
+/// An integer's decimal text, held inline.
+struct Decimal {
+    bytes: [u8; 20],
+    len: u8,
+}
+
+impl Decimal {
+    fn of(n: impl itoa::Integer) -> Decimal {
+        let mut buf = itoa::Buffer::new();
+        let text = buf.format(n).as_bytes();
+        let mut bytes = [0; 20];
+        bytes[..text.len()].copy_from_slice(text);
+        Decimal {
+            bytes,
+            len: text.len() as u8,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 impl<'a> PublishInfo<'a> {
@@ -28,12 +64,22 @@ impl<'a> PublishInfo<'a> {
         if let Some(addr) = from.remote_addr {
             write_addr(&mut peer, &addr);
         }
+        let props = publish.properties.as_ref();
+        let numbers = Numbers {
+            from_type: from.typ(),
+            node: Decimal::of(from.node()),
+            qos: Decimal::of(publish.qos.value()),
+            packet_id: publish.packet_id.map(|id| Decimal::of(id.get())),
+            ts: publish.create_time.map(Decimal::of),
+            time: Decimal::of(now_ms),
+            expiry: props.and_then(|p| p.message_expiry_interval.map(|e| Decimal::of(e.get()))),
+        };
         PublishInfo {
             from,
             publish,
             timestamp_ms: publish.create_time.unwrap_or(now_ms),
-            now_ms,
             peer,
+            numbers,
         }
     }
 
@@ -50,43 +96,78 @@ impl<'a> PublishInfo<'a> {
         (!self.peer.is_empty()).then(|| std::str::from_utf8(&self.peer).unwrap_or_default())
     }
 
+    /// A record of this publish: its payload unless `payload` says otherwise, the
+    /// publish time as its timestamp, and the standard headers.
+    pub fn record<'r>(&'r self, topic: &'r str, key: Option<&'r [u8]>) -> Record<'r> {
+        Record {
+            topic,
+            key,
+            payload: Some(&self.publish.payload),
+            partition: None,
+            timestamp: self.timestamp_ms,
+            received_ms: self.timestamp_ms,
+            headers: self.standard_headers(),
+            dead_letter: false,
+        }
+    }
+
     /// The standard headers, in this order: the upstream set (`from_type`, `from_node`,
     /// `from_ipaddress`, `from_clientid`, `from_username`, `dup`, `retain`, `qos`,
     /// `packet_id`, `ts`, `time`, `topic`), then the MQTT v5 properties
     /// (`content_type`, `response_topic`, `correlation_data`, `payload_format_indicator`,
-    /// `message_expiry_interval`), then every user property. `extra` reserves room for
-    /// headers the caller appends.
-    pub fn standard_headers(&self, extra: usize) -> OwnedHeaders {
-        let props = self.publish.properties.as_ref();
-        let user_props = props.map_or(0, |pr| pr.user_properties.len());
-        let h = OwnedHeaders::new_with_capacity(17 + user_props + extra);
-        let h = self.upstream_headers(h);
-        match props {
-            Some(pr) => v5_headers(h, pr),
-            None => h,
+    /// `message_expiry_interval`), then every user property.
+    pub fn standard_headers(&self) -> Headers<'_> {
+        let mut h = Headers::new();
+        self.upstream_headers(&mut h);
+        if let Some(pr) = &self.publish.properties {
+            self.v5_headers(&mut h, pr);
         }
+        h
     }
 
     /// The headers upstream's plugin sets, with its names and formats.
-    fn upstream_headers(&self, h: OwnedHeaders) -> OwnedHeaders {
+    fn upstream_headers<'s>(&'s self, h: &mut Headers<'s>) {
         let p = self.publish;
-        let mut num = itoa::Buffer::new();
-        let h = put(h, "from_type", Some(self.from.typ().as_str()));
-        let h = put(h, "from_node", Some(num.format(self.from.node())));
-        let h = put(h, "from_ipaddress", self.peer());
-        let h = put(h, "from_clientid", Some(self.client_id()));
-        let h = put(h, "from_username", Some(self.from.username_ref()));
-        let h = put(h, "dup", Some(bool_str(p.dup)));
-        let h = put(h, "retain", Some(bool_str(p.retain)));
-        let mut h = put(h, "qos", Some(num.format(p.qos.value())));
-        if let Some(id) = p.packet_id {
-            h = put(h, "packet_id", Some(num.format(id.get())));
+        let n = &self.numbers;
+        h.push(("from_type", Some(n.from_type.as_str().as_bytes())));
+        h.push(("from_node", Some(n.node.as_bytes())));
+        h.push(("from_ipaddress", self.peer().map(str::as_bytes)));
+        h.push(("from_clientid", Some(self.client_id().as_bytes())));
+        h.push(("from_username", Some(self.from.username_ref().as_bytes())));
+        h.push(("dup", Some(bool_str(p.dup))));
+        h.push(("retain", Some(bool_str(p.retain))));
+        h.push(("qos", Some(n.qos.as_bytes())));
+        if let Some(id) = &n.packet_id {
+            h.push(("packet_id", Some(id.as_bytes())));
         }
-        if let Some(ts) = p.create_time {
-            h = put(h, "ts", Some(num.format(ts)));
+        if let Some(ts) = &n.ts {
+            h.push(("ts", Some(ts.as_bytes())));
         }
-        let h = put(h, "time", Some(num.format(self.now_ms)));
-        put(h, "topic", Some(self.topic()))
+        h.push(("time", Some(n.time.as_bytes())));
+        h.push(("topic", Some(self.topic().as_bytes())));
+    }
+
+    /// The MQTT v5 properties, then every user property.
+    fn v5_headers<'s>(&'s self, h: &mut Headers<'s>, pr: &'s PublishProperties) {
+        if let Some(ct) = &pr.content_type {
+            h.push(("content_type", Some(ct.as_bytes())));
+        }
+        if let Some(rt) = &pr.response_topic {
+            h.push(("response_topic", Some(rt.as_bytes())));
+        }
+        if let Some(cd) = &pr.correlation_data {
+            h.push(("correlation_data", Some(&cd[..])));
+        }
+        h.push((
+            "payload_format_indicator",
+            Some(bool_digit(pr.is_utf8_payload)),
+        ));
+        if let Some(e) = &self.numbers.expiry {
+            h.push(("message_expiry_interval", Some(e.as_bytes())));
+        }
+        for (k, v) in &pr.user_properties {
+            h.push((k.as_ref(), Some(v.as_bytes())));
+        }
     }
 
     /// The transform ABI's input document fields for this publish.
@@ -137,52 +218,19 @@ fn write_addr(out: &mut SmallVec<[u8; 64]>, addr: &SocketAddr) {
     }
 }
 
-/// The MQTT v5 properties, then every user property.
-fn v5_headers(mut h: OwnedHeaders, pr: &PublishProperties) -> OwnedHeaders {
-    if let Some(ct) = &pr.content_type {
-        h = put(h, "content_type", Some(&ct[..]));
-    }
-    if let Some(rt) = &pr.response_topic {
-        h = put(h, "response_topic", Some(&rt[..]));
-    }
-    if let Some(cd) = &pr.correlation_data {
-        h = put(h, "correlation_data", Some(&cd[..]));
-    }
-    h = put(
-        h,
-        "payload_format_indicator",
-        Some(bool_digit(pr.is_utf8_payload)),
-    );
-    if let Some(e) = pr.message_expiry_interval {
-        h = put(
-            h,
-            "message_expiry_interval",
-            Some(itoa::Buffer::new().format(e.get())),
-        );
-    }
-    for (k, v) in &pr.user_properties {
-        h = put(h, k, Some(&v[..]));
-    }
-    h
-}
-
-fn put<V: ToBytes + ?Sized>(h: OwnedHeaders, key: &str, value: Option<&V>) -> OwnedHeaders {
-    h.insert(Header { key, value })
-}
-
-fn bool_digit(b: bool) -> &'static str {
+fn bool_digit(b: bool) -> &'static [u8] {
     if b {
-        "1"
+        b"1"
     } else {
-        "0"
+        b"0"
     }
 }
 
-fn bool_str(b: bool) -> &'static str {
+fn bool_str(b: bool) -> &'static [u8] {
     if b {
-        "true"
+        b"true"
     } else {
-        "false"
+        b"false"
     }
 }
 

@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{
-    limits, metrics_label, warm_up, Bridge, Build, Entry, Handover, Modules, Pipeline, Shared,
-};
+use super::build::{limits, warm_up, Build, Shared};
+use super::retire::Retired;
+use super::{Bridge, Entry, Pipeline};
 use crate::config::{BridgeConfig, BufferMode, ConfigError, PluginConfig, ProducerPool};
+use crate::delivery::{Handover, Inflight};
 use crate::kafka::producers::same_clients;
-use crate::kafka::{Inflight, Ledger, Producers};
-use crate::observe::{Histograms, Outcome};
-use crate::spool::Spool;
+use crate::observe::Histograms;
+use crate::transform::Modules;
 
 /// A new pipeline, built and not yet running.
 pub struct Reloaded {
@@ -31,24 +31,6 @@ pub struct Reloaded {
     changes: Changes,
     /// In-flight bounds shared with the old pipeline whose limits changed.
     limits: Vec<(Arc<Inflight>, (usize, usize))>,
-}
-
-/// Producers the new pipeline replaced or dropped, to drain once no publish uses the
-/// old pipeline any more.
-#[derive(Default)]
-pub struct Retired {
-    entries: Vec<RetiredEntry>,
-    /// Spools of removed bridges: their pumps stop before the drain, and they close
-    /// after it.
-    spools: Vec<Arc<Spool>>,
-}
-
-struct RetiredEntry {
-    ledger: Arc<Ledger>,
-    producers: Arc<Producers>,
-    shutdown_timeout: Duration,
-    /// The entry that succeeds this one, waiting for the drain.
-    successor: Option<Arc<Handover>>,
 }
 
 /// What a reload changed: bridges by name, entries as `bridge/index:filter`.
@@ -77,62 +59,7 @@ impl Reloaded {
     }
 }
 
-impl Retired {
-    /// Flushes every retired set of producers at once, each up to its bridge's
-    /// `shutdown_timeout`, counts what is left (`delivery_failed` or
-    /// `possibly_delivered`), and lets the successors send. Blocks; run it off the
-    /// async threads.
-    pub fn drain(self) {
-        for spool in &self.spools {
-            tokio::runtime::Handle::current().block_on(spool.stop_pump());
-        }
-        // Entries of a bridge with shared producers retire the same producers.
-        let mut groups: Vec<Vec<&RetiredEntry>> = Vec::new();
-        for r in &self.entries {
-            match groups
-                .iter_mut()
-                .find(|g| Arc::ptr_eq(&g[0].producers, &r.producers))
-            {
-                Some(g) => g.push(r),
-                None => groups.push(vec![r]),
-            }
-        }
-        std::thread::scope(|s| {
-            for group in &groups {
-                s.spawn(move || drain_group(group));
-            }
-        });
-        for spool in &self.spools {
-            spool.close();
-        }
-    }
-}
-
-/// Drains one set of producers, then settles each entry that used them.
-fn drain_group(group: &[&RetiredEntry]) {
-    let timeout = group
-        .iter()
-        .map(|r| r.shutdown_timeout)
-        .max()
-        .unwrap_or_default();
-    group[0].producers.shut_down(timeout);
-    for r in group {
-        r.ledger.fail_waiting_acks();
-        let s = r.ledger.stats().snapshot();
-        log::info!(
-            "{}: replaced producers drained; delivery_failed {}, possibly_delivered {} in all",
-            r.ledger.label(),
-            s.get(Outcome::DeliveryFailed),
-            s.get(Outcome::PossiblyDelivered)
-        );
-        if let Some(successor) = &r.successor {
-            successor.drained();
-        }
-    }
-}
-
 /// The new pipeline as it is being built.
-#[derive(Default)]
 struct Next {
     bridges: Vec<Bridge>,
     entries: Vec<Entry>,
@@ -159,7 +86,14 @@ impl Pipeline {
             modules,
             histograms,
         };
-        let mut next = Next::default();
+        let mut next = Next {
+            bridges: Vec::new(),
+            entries: Vec::new(),
+            retired: Retired::for_reload(),
+            changes: Changes::default(),
+            limits: Vec::new(),
+            fresh: Vec::new(),
+        };
         let mut carried = vec![false; self.entries.len()];
         for (bi, b) in config.enabled_bridges() {
             self.reload_bridge(&build, (bi, b), &mut next, &mut carried)
@@ -186,7 +120,8 @@ impl Pipeline {
         let shared = match old {
             Some(o) => {
                 same_buffer(&o.config, (bi, b))?;
-                next.limits.push((o.shared.inflight.clone(), limits(b)));
+                next.limits
+                    .push((o.shared.parts.inflight.clone(), limits(b)));
                 o.shared.clone()
             }
             None => {
@@ -260,7 +195,7 @@ impl Pipeline {
         next: &mut Next,
         carried: &mut [bool],
     ) -> Result<Entry, ConfigError> {
-        let label = format!("{}/{}", b.name, metrics_label(ei, &b.entries[ei]));
+        let label = format!("{}/{}", b.name, b.entries[ei].metrics_label(ei));
         let Some(i) = prev else {
             next.changes.entries_added.push(label);
             next.fresh.push(next.entries.len());
@@ -287,9 +222,7 @@ impl Pipeline {
         let e = build
             .entry((bi, b), ei, shared, stats, Some(handover.clone()))
             .await?;
-        next.retired
-            .entries
-            .push(retire(prev, timeout, Some(handover)));
+        next.retired.entry(prev, timeout, Some(handover));
         Ok(e)
     }
 
@@ -316,15 +249,15 @@ impl Pipeline {
             .bridge((bi, b), shared, stats, handover.clone())
             .await?;
         for (ei, prev) in prevs.iter().enumerate() {
-            let label = format!("{}/{}", b.name, metrics_label(ei, &b.entries[ei]));
+            let label = format!("{}/{}", b.name, b.entries[ei].metrics_label(ei));
             next.fresh.push(next.entries.len() + ei);
             match prev {
                 None => next.changes.entries_added.push(label),
                 Some(i) => {
                     carried[*i] = true;
                     next.changes.entries_changed.push(label);
-                    let r = retire(&self.entries[*i], timeout, handover.clone());
-                    next.retired.entries.push(r);
+                    let successor = handover.clone();
+                    next.retired.entry(&self.entries[*i], timeout, successor);
                 }
             }
         }
@@ -337,15 +270,13 @@ impl Pipeline {
         for b in &self.bridges {
             if !next.bridges.iter().any(|n| n.config.name == b.config.name) {
                 next.changes.bridges_removed.push(b.config.name.clone());
-                next.retired.spools.extend(b.shared.spool.clone());
+                next.retired.bridge(&b.shared);
             }
             for i in b.entries.clone().filter(|&i| !carried[i]) {
                 let e = &self.entries[i];
                 let label = format!("{}/{}", b.config.name, e.metrics_label());
                 next.changes.entries_removed.push(label);
-                next.retired
-                    .entries
-                    .push(retire(e, b.config.shutdown_timeout, None));
+                next.retired.entry(e, b.config.shutdown_timeout, None);
             }
         }
     }
@@ -359,14 +290,15 @@ async fn reuse(
     (bi, b): (usize, &BridgeConfig),
     ei: usize,
 ) -> Result<Entry, ConfigError> {
-    let module = build.modules.by_entry.get(&(bi, ei));
+    let module = build.modules.get(bi, ei);
     let same_transform = prev.config.transform == b.entries[ei].transform;
     let transform = match (&prev.transform, module) {
         (Some(pool), Some(m)) if same_transform && pool.module().same_code(m) => Some(pool.clone()),
         _ => build.pool((bi, b), ei).await?,
     };
-    let (ledger, producers) = (prev.ledger.clone(), prev.producers.clone());
-    Ok(build.assemble(b, ei, ledger, producers, transform, prev.handover.clone()))
+    let (ledger, producers) = (prev.ledger.clone(), prev.producers().clone());
+    let handover = prev.outlet.handover.clone();
+    Ok(build.assemble(b, ei, ledger, producers, transform, handover))
 }
 
 /// A running bridge keeps its buffer: its spool's directory stays locked and its
@@ -386,14 +318,5 @@ fn same_pool(e: &Entry, prev: &Entry) -> bool {
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         (None, None) => true,
         _ => false,
-    }
-}
-
-fn retire(e: &Entry, shutdown_timeout: Duration, successor: Option<Arc<Handover>>) -> RetiredEntry {
-    RetiredEntry {
-        ledger: e.ledger.clone(),
-        producers: e.producers.clone(),
-        shutdown_timeout,
-        successor,
     }
 }

@@ -6,14 +6,17 @@
 //! - **acked**: sequence numbers Kafka has settled, which recovery does not replay.
 //! - **sending**: records below this sequence number may have been handed to Kafka, so a
 //!   replayed one may be a duplicate (counted `redelivered`).
-//! - **unsent**: records a stop purged before they were sent, so not duplicates.
 //! - **superseded**: recovery copied every record below this sequence number into newer
 //!   segments; older segments are garbage even if a crash kept them.
 //!
-//! A frame whose length runs past the end of the file or whose CRC does not match ends
-//! what can be trusted of a segment.
+//! - **unsent**: records a stop purged before they were sent, or that the pump had not
+//!   handed over when it stopped, so not duplicates.
+//!
+//! Segment files are allocated ahead and filled with zeros, so eight zero bytes where a
+//! frame would start end a segment's frames. A frame whose length runs past the end of
+//! the file or whose CRC does not match ends what can be trusted of a segment.
 
-use crate::kafka::Outgoing;
+use crate::record::{Headers, Record};
 
 /// Bytes before a frame's body: length and CRC.
 pub const HEADER: usize = 8;
@@ -35,72 +38,41 @@ const HAS_PARTITION: u8 = 4;
 /// A decoded frame, borrowing from the bytes it was read from.
 #[derive(Debug, PartialEq)]
 pub enum Frame<'a> {
-    Record(StoredRecord<'a>),
+    /// Boxed: recovery reads frames one by one; the pump reads records without it.
+    Record(Box<Stored<'a>>),
     Acked(Vec<u64>),
     Unsent(Vec<u64>),
     Sending(u64),
     Superseded(u64),
 }
 
-/// A record as the spool keeps it.
+/// A record as the spool keeps it: the record, and whose it is.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredRecord<'a> {
+pub struct Stored<'a> {
     /// The entry of its bridge that sent it.
     pub entry: u16,
-    pub dead_letter: bool,
     /// Replayed after a restart although it may already be in Kafka.
     pub redelivery: bool,
-    pub topic: &'a str,
-    pub key: Option<&'a [u8]>,
-    pub payload: Option<&'a [u8]>,
-    pub partition: Option<i32>,
-    pub timestamp: i64,
-    pub received_ms: i64,
-    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
+    pub record: Record<'a>,
 }
 
-/// Appends one record frame to `out`.
-pub fn put_record(out: &mut Vec<u8>, entry: u16, r: &Outgoing<'_>) {
-    use rdkafka::message::Headers as _;
-    let fields = StoredRecord {
-        entry,
-        dead_letter: r.dead_letter,
-        redelivery: false,
-        topic: r.topic,
-        key: r.key,
-        payload: r.payload,
-        partition: r.partition,
-        timestamp: r.timestamp,
-        received_ms: r.received_ms,
-        headers: Vec::new(),
-    };
-    let headers = r.headers.iter().map(|h| (h.key, h.value));
-    put_fields(out, &fields, r.headers.count(), headers);
+/// Appends one record frame of entry `entry` to `out`.
+pub fn put_record(out: &mut Vec<u8>, entry: u16, record: &Record<'_>) {
+    put_fields(out, entry, false, record);
 }
 
 /// Appends a record frame copied from a stored one, marked as a possible redelivery if
 /// `redelivery` (or if it was one already).
-pub fn put_stored(out: &mut Vec<u8>, r: &StoredRecord<'_>, redelivery: bool) {
-    let fields = StoredRecord {
-        redelivery: r.redelivery || redelivery,
-        headers: Vec::new(),
-        ..r.clone()
-    };
-    put_fields(out, &fields, r.headers.len(), r.headers.iter().copied());
+pub fn put_stored(out: &mut Vec<u8>, s: &Stored<'_>, redelivery: bool) {
+    put_fields(out, s.entry, s.redelivery || redelivery, &s.record);
 }
 
-/// Appends a record frame of `r`'s fields (its own `headers` ignored) and `headers`.
-fn put_fields<'h>(
-    out: &mut Vec<u8>,
-    r: &StoredRecord<'_>,
-    header_count: usize,
-    headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>,
-) {
+fn put_fields(out: &mut Vec<u8>, entry: u16, redelivery: bool, r: &Record<'_>) {
     let start = begin(out, RECORD);
     let flags = (u8::from(r.dead_letter) * DEAD_LETTER)
-        | (u8::from(r.redelivery) * REDELIVERY)
+        | (u8::from(redelivery) * REDELIVERY)
         | (u8::from(r.partition.is_some()) * HAS_PARTITION);
-    out.extend_from_slice(&r.entry.to_le_bytes());
+    out.extend_from_slice(&entry.to_le_bytes());
     out.push(flags);
     out.extend_from_slice(&r.partition.unwrap_or(0).to_le_bytes());
     out.extend_from_slice(&r.timestamp.to_le_bytes());
@@ -108,10 +80,10 @@ fn put_fields<'h>(
     put_bytes(out, Some(r.topic.as_bytes()));
     put_bytes(out, r.key);
     put_bytes(out, r.payload);
-    out.extend_from_slice(&(header_count as u32).to_le_bytes());
-    for (name, value) in headers {
+    out.extend_from_slice(&(r.headers.len() as u32).to_le_bytes());
+    for (name, value) in &r.headers {
         put_bytes(out, Some(name.as_bytes()));
-        put_bytes(out, value);
+        put_bytes(out, *value);
     }
     finish(out, start);
 }
@@ -176,34 +148,6 @@ fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
     }
 }
 
-/// Where to cut `frames` (whole frames, as appended) so that the first part fits `room`
-/// bytes, or holds one frame if even that does not fit, and the records in that part.
-pub fn records_within(frames: &[u8], room: usize) -> (usize, u64) {
-    let (mut at, mut records) = (0, 0);
-    while at + HEADER < frames.len() {
-        let len =
-            HEADER + u32::from_le_bytes(frames[at..at + 4].try_into().expect("4 bytes")) as usize;
-        if at > 0 && at + len > room {
-            break;
-        }
-        records += u64::from(frames[at + HEADER] == RECORD);
-        at += len;
-    }
-    (at, records)
-}
-
-/// When the broker received the first record in `frames` (whole frames, as appended).
-pub fn first_received_ms(frames: &[u8]) -> Option<i64> {
-    let mut at = 0;
-    while at + HEADER < frames.len() {
-        if let Read::Frame(Frame::Record(r), _) = read(&frames[at..]) {
-            return Some(r.received_ms);
-        }
-        at += HEADER + u32::from_le_bytes(frames[at..at + 4].try_into().ok()?) as usize;
-    }
-    None
-}
-
 /// What reading a frame at the start of some bytes found.
 #[derive(Debug, PartialEq)]
 pub enum Read<'a> {
@@ -213,28 +157,68 @@ pub enum Read<'a> {
     Short,
     /// The frame is damaged (CRC mismatch, impossible length or content).
     Bad(&'static str),
+    /// Zeros where a frame would start: the end of what was written into a segment whose
+    /// file was allocated ahead.
+    End,
 }
 
 /// Reads the frame at the start of `bytes`.
 pub fn read(bytes: &[u8]) -> Read<'_> {
+    match check(bytes) {
+        Ok(len) => match decode(&bytes[HEADER..len]) {
+            Some(frame) => Read::Frame(frame, len),
+            None => Read::Bad("malformed frame body"),
+        },
+        Err(NoFrame::Short) => Read::Short,
+        Err(NoFrame::End) => Read::End,
+        Err(NoFrame::Bad(why)) => Read::Bad(why),
+    }
+}
+
+/// Why there is no whole frame: [`Read`]'s other cases.
+enum NoFrame {
+    Short,
+    End,
+    Bad(&'static str),
+}
+
+/// Checks the length and checksum of the frame at the start of `bytes`; its length,
+/// header included.
+fn check(bytes: &[u8]) -> Result<usize, NoFrame> {
     if bytes.len() < HEADER {
-        return Read::Short;
+        return Err(match bytes.iter().all(|&b| b == 0) {
+            true if !bytes.is_empty() => NoFrame::End,
+            _ => NoFrame::Short,
+        });
+    }
+    if bytes[..HEADER] == [0; HEADER] {
+        return Err(NoFrame::End);
     }
     let len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
     if len == 0 || len > MAX_BODY {
-        return Read::Bad("impossible frame length");
+        return Err(NoFrame::Bad("impossible frame length"));
     }
     let Some(body) = bytes.get(HEADER..HEADER + len) else {
-        return Read::Short;
+        return Err(NoFrame::Short);
     };
     if checksum(bytes[0..4].try_into().expect("4 bytes"), body) != crc {
-        return Read::Bad("checksum mismatch");
+        return Err(NoFrame::Bad("checksum mismatch"));
     }
-    match decode(body) {
-        Some(frame) => Read::Frame(frame, HEADER + len),
-        None => Read::Bad("malformed frame body"),
-    }
+    Ok(HEADER + len)
+}
+
+/// Whether the whole frame `bytes` is an intact record frame (a damaged one, or a mark,
+/// is not).
+pub fn is_record(bytes: &[u8]) -> bool {
+    check(bytes).is_ok() && bytes[HEADER] == RECORD
+}
+
+/// The record in the whole frame `bytes`, which [`is_record`] checked.
+pub fn record_in(bytes: &[u8]) -> Option<Stored<'_>> {
+    let mut c = Cursor(bytes.get(HEADER + 1..)?);
+    let r = record(&mut c)?;
+    c.0.is_empty().then_some(r)
 }
 
 /// The CRC-32 of a frame: its length field too, so that a damaged length is caught.
@@ -248,7 +232,7 @@ fn checksum(len: [u8; 4], body: &[u8]) -> u32 {
 fn decode(body: &[u8]) -> Option<Frame<'_>> {
     let mut c = Cursor(&body[1..]);
     let frame = match body[0] {
-        RECORD => Frame::Record(record(&mut c)?),
+        RECORD => Frame::Record(Box::new(record(&mut c)?)),
         ACKED => Frame::Acked(c.seqs()?),
         UNSENT => Frame::Unsent(c.seqs()?),
         SENDING => Frame::Sending(c.u64()?),
@@ -258,7 +242,7 @@ fn decode(body: &[u8]) -> Option<Frame<'_>> {
     c.0.is_empty().then_some(frame)
 }
 
-fn record<'a>(c: &mut Cursor<'a>) -> Option<StoredRecord<'a>> {
+fn record<'a>(c: &mut Cursor<'a>) -> Option<Stored<'a>> {
     let entry = u16::from_le_bytes(c.take(2)?.try_into().ok()?);
     let flags = c.take(1)?[0];
     let partition = c.u32()? as i32;
@@ -268,22 +252,24 @@ fn record<'a>(c: &mut Cursor<'a>) -> Option<StoredRecord<'a>> {
     let key = c.bytes()?;
     let payload = c.bytes()?;
     let n = c.u32()? as usize;
-    let mut headers = Vec::with_capacity(n.min(64));
+    let mut headers = Headers::new();
     for _ in 0..n {
         let name = std::str::from_utf8(c.bytes()?.unwrap_or_default()).ok()?;
         headers.push((name, c.bytes()?));
     }
-    Some(StoredRecord {
+    Some(Stored {
         entry,
-        dead_letter: flags & DEAD_LETTER != 0,
         redelivery: flags & REDELIVERY != 0,
-        topic,
-        key,
-        payload,
-        partition: (flags & HAS_PARTITION != 0).then_some(partition),
-        timestamp,
-        received_ms,
-        headers,
+        record: Record {
+            topic,
+            key,
+            payload,
+            partition: (flags & HAS_PARTITION != 0).then_some(partition),
+            timestamp,
+            received_ms,
+            headers,
+            dead_letter: flags & DEAD_LETTER != 0,
+        },
     })
 }
 
@@ -320,61 +306,47 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::message::{Header, OwnedHeaders};
+    use smallvec::smallvec;
 
     use super::*;
 
-    fn outgoing(payload: &[u8]) -> Outgoing<'_> {
-        Outgoing {
+    fn record(payload: &[u8]) -> Record<'_> {
+        Record {
             topic: "t",
             key: Some(b"k"),
             payload: Some(payload),
             partition: Some(2),
             timestamp: 1_700_000_000_000,
             received_ms: 1_700_000_000_001,
-            headers: OwnedHeaders::new()
-                .insert(Header {
-                    key: "a",
-                    value: Some("1"),
-                })
-                .insert(Header::<&[u8]> {
-                    key: "b",
-                    value: None,
-                }),
+            headers: smallvec![("a", Some(&b"1"[..])), ("b", None)],
             dead_letter: true,
         }
     }
 
     #[test]
     fn records_and_marks_roundtrip() {
+        // Declared first: the records read back borrow from both.
+        let mut again = Vec::new();
         let mut out = Vec::new();
-        put_record(&mut out, 3, &outgoing(b"payload"));
+        put_record(&mut out, 3, &record(b"payload"));
         put_acked(&mut out, &[5, 9]);
         put_unsent(&mut out, &[6]);
         put_sending(&mut out, 42);
         put_superseded(&mut out, 7);
-        let Read::Frame(Frame::Record(r), n) = read(&out) else {
+        let Read::Frame(Frame::Record(s), n) = read(&out) else {
             panic!("a record")
         };
-        assert_eq!(
-            (r.entry, r.topic, r.key, r.payload),
-            (3, "t", Some(&b"k"[..]), Some(&b"payload"[..]))
-        );
-        assert_eq!(
-            (r.partition, r.dead_letter, r.redelivery),
-            (Some(2), true, false)
-        );
-        assert_eq!(r.headers, vec![("a", Some(&b"1"[..])), ("b", None)]);
-        let mut again = Vec::new();
-        put_stored(&mut again, &r, true);
+        assert_eq!((s.entry, s.redelivery), (3, false));
+        assert_eq!(s.record, record(b"payload"));
+        put_stored(&mut again, &s, true);
         let Read::Frame(Frame::Record(copy), _) = read(&again) else {
             panic!("a copy")
         };
         assert_eq!(
-            copy,
-            StoredRecord {
+            *copy,
+            Stored {
                 redelivery: true,
-                ..r
+                ..*s
             }
         );
         let rest = &out[n..];
@@ -400,7 +372,7 @@ mod tests {
     #[test]
     fn a_torn_frame_is_short_and_a_flipped_bit_is_bad() {
         let mut out = Vec::new();
-        put_record(&mut out, 0, &outgoing(&[7; 300]));
+        put_record(&mut out, 0, &record(&[7; 300]));
         for cut in [0, 3, HEADER, out.len() - 1] {
             assert_eq!(read(&out[..cut]), Read::Short, "cut at {cut}");
         }
@@ -419,5 +391,21 @@ mod tests {
         let mut zero = out.clone();
         zero[..4].copy_from_slice(&0u32.to_le_bytes());
         assert!(matches!(read(&zero), Read::Bad(_)));
+    }
+
+    #[test]
+    fn zeros_where_a_frame_would_start_end_the_segment() {
+        assert_eq!(read(&[0; 64]), Read::End);
+        assert_eq!(
+            read(&[0; 3]),
+            Read::End,
+            "a zero tail shorter than a header"
+        );
+        let mut out = Vec::new();
+        put_sending(&mut out, 1);
+        let n = out.len();
+        out.resize(n + 100, 0);
+        assert!(matches!(read(&out), Read::Frame(Frame::Sending(1), m) if m == n));
+        assert_eq!(read(&out[n..]), Read::End);
     }
 }

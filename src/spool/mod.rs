@@ -1,53 +1,42 @@
-//! A bridge's disk spool (`buffer.mode = "disk"`): every record is appended to a
-//! segment log before it goes to Kafka, and stays there until Kafka settled it. A QoS 1/2
-//! publish is acknowledged once its records are durable; a pump sends them, in order,
-//! as the in-flight bound allows, so that Kafka being slow or down fills the disk up to
+//! A bridge's disk spool (`buffer.mode = "disk"`): storage only. Every record is written
+//! to a segment log before it goes to Kafka, and stays there until Kafka settled it; a
+//! reader hands the records back in order, for the pump that sends them
+//! (`delivery/pump.rs`), so that Kafka being slow or down fills the disk up to
 //! `buffer.max_bytes` instead of memory. What a stop, crash or `kill -9` leaves behind
 //! is replayed at the next start.
 
 mod frame;
 mod log;
-mod pump;
+mod reader;
 mod recover;
+mod window;
 
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use slab::Slab;
-use tokio::sync::oneshot;
 
 pub use self::log::Refused;
-pub use frame::StoredRecord;
-pub use pump::Target;
+pub use frame::Stored;
+pub use reader::Reader;
 
 use self::log::Log;
 use crate::config::BufferConfig;
-use crate::kafka::Outgoing;
-
-type Completion = oneshot::Sender<Result<(), String>>;
-pub type AckReceiver = oneshot::Receiver<Result<(), String>>;
+use crate::record::Record;
 
 /// The spool of one bridge.
 pub struct Spool {
-    label: String,
+    label: Arc<str>,
     dir: PathBuf,
     config: BufferConfig,
     log: Arc<Log>,
-    /// Records handed to Kafka, by the slot in their ledger tag: sequence numbers.
-    slots: Mutex<Slab<u64>>,
-    /// Ack-mode publishes waiting for their records, by sequence number.
-    acks: Mutex<HashMap<u64, Completion>>,
-    /// Lets settlements skip the `acks` lock while no ack-mode record waits.
-    ack_count: AtomicUsize,
-    pump: pump::Pump,
-    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    syncer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Held while the spool is open, so that no other process uses the directory.
     lock: Mutex<Option<File>>,
     stats: SpoolStats,
@@ -64,20 +53,11 @@ pub struct SpoolStats {
     pub torn_bytes: AtomicU64,
     /// Segments moved aside as corrupt at start.
     pub corrupt_segments: AtomicU64,
-    /// Records left in the spool at a stop or on an unanswered send, for the next start.
+    /// Records left in the spool at a stop (purged unsent, or sent and unanswered), for
+    /// the next start.
     pub kept: AtomicU64,
-}
-
-/// What becomes of a spooled record once librdkafka reported on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fate {
-    /// Delivered, dead-lettered or failed for good: removed from the spool.
-    Settled,
-    /// Purged before it was sent (a stop): sent at the next start, not a duplicate.
-    KeptUnsent,
-    /// Sent, but Kafka's answer never came: sent again at the next start, possibly a
-    /// duplicate.
-    KeptMaybeSent,
+    /// Records a reload purged from the producers it replaced, sent again in this run.
+    pub requeued: AtomicU64,
 }
 
 /// A spool that could not open, with the field it is about.
@@ -86,10 +66,15 @@ pub struct OpenError {
     pub problem: String,
 }
 
+thread_local! {
+    /// Where a record's frame is encoded before it is copied into the spool.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Spool {
     /// Opens the spool of bridge `name` under `config.dir`: locks the directory,
-    /// recovers what a previous run left, and starts the committer. The pump starts
-    /// once the pipeline gives it targets.
+    /// recovers what a previous run left, and starts the syncer. Its pump starts once
+    /// the pipeline gives it targets.
     pub fn open(name: &str, label: String, config: &BufferConfig) -> Result<Arc<Spool>, OpenError> {
         let dir = config.dir.join(name);
         let at = |e: io::Error| OpenError {
@@ -117,23 +102,16 @@ impl Spool {
                 recovered.redelivered
             );
         }
-        let log = Arc::new(Log::new(
-            dir.clone(),
-            config,
-            recovered.segments,
-            recovered.next_seq,
-        ));
-        let committer = start_committer(&label, log.clone(), recovered.active);
+        let log =
+            Log::open(dir.clone(), config, recovered.segments, recovered.next_seq).map_err(at)?;
+        let log = Arc::new(log);
+        let syncer = start_syncer(&label, log.clone());
         Ok(Arc::new(Spool {
-            label,
+            label: label.into(),
             dir,
             config: config.clone(),
             log,
-            slots: Mutex::new(Slab::new()),
-            acks: Mutex::new(HashMap::new()),
-            ack_count: AtomicUsize::new(0),
-            pump: pump::Pump::default(),
-            committer: Mutex::new(Some(committer)),
+            syncer: Mutex::new(Some(syncer)),
             lock: Mutex::new(Some(lock)),
             stats,
         }))
@@ -144,98 +122,108 @@ impl Spool {
         &self.config
     }
 
-    /// Appends a record, waiting up to `timeout` for room on disk. With `ack`, the
-    /// returned receiver completes once Kafka settled the record.
-    pub async fn append(
+    /// Writes a record of entry `entry`, waiting up to `timeout` for room. Returns its
+    /// sequence number, and what `on_seq` made of it: `on_seq` runs before any reader
+    /// can see the record, so that whatever waits for the record is registered before
+    /// its delivery report can come. When this returns, the record survives the process
+    /// dying; [`Spool::synced`] waits for it to survive a power loss.
+    pub async fn append<R>(
         &self,
         entry: usize,
-        record: &Outgoing<'_>,
+        record: &Record<'_>,
         timeout: Duration,
-        ack: bool,
-    ) -> Result<(u64, Option<AckReceiver>), Refused> {
+        on_seq: impl FnOnce(u64) -> R,
+    ) -> Result<(u64, R), Refused> {
         let entry = u16::try_from(entry).map_err(|_| Refused::Closed)?;
-        if !ack {
-            let seq = self.log.append_within(entry, record, timeout).await?;
-            return Ok((seq, None));
-        }
-        // Registered under the lock that settlements take, so that no settlement can
-        // come between the append and the registration.
-        let mut acks = self.acks.lock();
-        let seq = self.log.append(entry, record)?;
-        let (tx, rx) = oneshot::channel();
-        acks.insert(seq, tx);
-        self.ack_count.fetch_add(1, Ordering::AcqRel);
-        Ok((seq, Some(rx)))
-    }
-
-    /// Waits until record `seq` is durable; `false` if it never will be.
-    pub async fn durable(&self, seq: u64) -> bool {
-        self.log.durable(seq).await
-    }
-
-    /// Takes a slot for a record the pump hands to Kafka.
-    pub(crate) fn take_slot(&self, seq: u64) -> usize {
-        self.slots.lock().insert(seq)
-    }
-
-    /// Settles the record in `slot`: removed from the spool, or kept for the next start
-    /// (known unsent, or possibly sent), and its ack-mode publish completed with
-    /// `result`.
-    pub fn settle(&self, slot: usize, fate: Fate, result: Result<(), String>) {
-        let Some(seq) = self.slots.lock().try_remove(slot) else {
-            return ::log::error!("{}: a delivery report for no spooled record", self.label);
-        };
-        match fate {
-            Fate::Settled => self.log.settled(seq),
-            Fate::KeptUnsent => {
-                self.stats.kept.fetch_add(1, Ordering::Relaxed);
-                self.log.unsent(seq);
+        let mut on_seq = Some(on_seq);
+        let first = SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            frame::put_record(buf, entry, record);
+            let appended = self.log.append(buf, record.received_ms, &mut on_seq);
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
             }
-            Fate::KeptMaybeSent => {
-                self.stats.kept.fetch_add(1, Ordering::Relaxed);
+            appended
+        });
+        match first {
+            Err(Refused::Full) if !timeout.is_zero() => {
+                let mut buf = Vec::new();
+                frame::put_record(&mut buf, entry, record);
+                let received_ms = record.received_ms;
+                self.log
+                    .append_within(&buf, received_ms, timeout, &mut on_seq)
+                    .await
             }
-        }
-        if self.ack_count.load(Ordering::Acquire) > 0 {
-            if let Some(tx) = self.acks.lock().remove(&seq) {
-                self.ack_count.fetch_sub(1, Ordering::AcqRel);
-                let _ = tx.send(result);
-            }
+            appended => appended,
         }
     }
 
-    /// Settles a record the pump read but could not hand to Kafka at all.
-    pub(crate) fn settle_unsent(&self, seq: u64, result: Result<(), String>) {
-        let slot = self.take_slot(seq);
-        self.settle(slot, Fate::Settled, result);
+    /// Waits until record `seq` is synced; `false` if it never will be.
+    pub async fn synced(&self, seq: u64) -> bool {
+        self.log.synced(seq).await
     }
 
-    /// Points the pump at the pipeline's entries (at start and after a reload), and
-    /// starts it the first time.
-    pub fn aim(self: &Arc<Spool>, targets: Vec<Target>) {
-        self.pump.aim(self, targets);
+    /// Removes a settled record (delivered, dead-lettered or failed for good).
+    pub fn settled(&self, seq: u64) {
+        self.log.settled(seq);
     }
 
-    /// Stops the pump; records it has not handed to Kafka stay spooled.
-    pub async fn stop_pump(&self) {
-        self.pump.stop().await;
+    /// Leaves a record for the next start: it was purged at a stop, before it was sent
+    /// (`unsent`) or while Kafka's answer was due (a possible duplicate then).
+    pub fn keep(&self, seq: u64, unsent: bool) {
+        self.stats.kept.fetch_add(1, Ordering::Relaxed);
+        if unsent {
+            self.log.unsent([seq]);
+        }
     }
 
-    /// Commits what is pending, stops the committer and unlocks the directory. Run it
-    /// after the producers drained, so that their settlements are committed.
+    /// Records that the records from `from` up to (not including) `below` were never
+    /// handed to Kafka: what the pump had not reached when it stopped.
+    pub fn never_sent(&self, from: u64, below: u64) {
+        self.log.unsent(from..below);
+    }
+
+    /// A reader from the first record on disk.
+    pub fn reader(&self) -> Reader {
+        self.reader_from(0)
+    }
+
+    /// A reader from the start of the segment that holds record `seq`.
+    pub fn reader_from(&self, seq: u64) -> Reader {
+        let segment = self.log.segment_of(seq);
+        Reader::new(self.log.clone(), self.label.clone(), segment)
+    }
+
+    /// The sequence number the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.log.next_seq()
+    }
+
+    /// Asks for a synced mark saying that records below `below` may be sent.
+    pub fn request_sending(&self, below: u64) {
+        self.log.request_sending(below);
+    }
+
+    /// Waits for a synced sending mark that covers records below `below`.
+    pub async fn sending_synced(&self, below: u64) -> Option<u64> {
+        self.log.sending_synced(below).await
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Syncs what is written, stops the syncer and unlocks the directory. Run it after
+    /// the pump stopped and the producers drained, so that their settlements are synced.
     pub fn close(&self) {
-        self.pump.forget_targets();
-        for (_, tx) in self.acks.lock().drain() {
-            let _ = tx.send(Err("the bridge stopped".into()));
-        }
-        self.ack_count.store(0, Ordering::Release);
         self.log.close();
-        if let Some(committer) = self.committer.lock().take() {
-            let _ = committer.join();
+        if let Some(syncer) = self.syncer.lock().take() {
+            let _ = syncer.join();
         }
-        let (bytes, records, _) = self.log.usage();
+        let (_, records, _) = self.log.usage();
         if records > 0 {
             ::log::info!(
-                "{}: {records} records ({bytes} bytes) stay in spool {} for the next start",
+                "{}: {records} records stay in spool {} for the next start",
                 self.label,
                 self.dir.display()
             );
@@ -247,7 +235,12 @@ impl Spool {
         &self.stats
     }
 
-    /// Bytes on disk, records not yet settled, and the age of the oldest.
+    /// `fdatasync` calls made so far.
+    pub fn syncs(&self) -> u64 {
+        self.log.syncs()
+    }
+
+    /// Bytes of its segment files, records not yet settled, and the age of the oldest.
     pub fn usage(&self) -> (u64, u64, Option<Duration>) {
         let (bytes, records, oldest_ms) = self.log.usage();
         let now = rmqtt::utils::timestamp_millis();
@@ -262,19 +255,22 @@ impl Spool {
             "dir": self.dir.display().to_string(),
             "bytes": bytes,
             "max_bytes": self.config.max_bytes,
+            "flush_interval_ms": self.config.flush_interval.as_millis() as u64,
             "records": records,
             "oldest_record_age_seconds": age.map(|a| a.as_secs_f64()),
+            "syncs": self.syncs(),
             "replayed": s.replayed.load(Ordering::Relaxed),
             "redelivered": s.redelivered.load(Ordering::Relaxed),
             "torn_bytes": s.torn_bytes.load(Ordering::Relaxed),
             "corrupt_segments": s.corrupt_segments.load(Ordering::Relaxed),
             "kept": s.kept.load(Ordering::Relaxed),
+            "requeued": s.requeued.load(Ordering::Relaxed),
         })
     }
 }
 
 impl Drop for Spool {
-    /// A spool dropped without `close` (a refused reload built it) ends its committer.
+    /// A spool dropped without `close` (a refused reload built it) ends its syncer.
     fn drop(&mut self) {
         self.log.close();
     }
@@ -297,14 +293,14 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
     Ok(file)
 }
 
-/// Runs the group commit on its own thread: fsync blocks, so it stays off the async
+/// Runs the syncer on its own thread: `fdatasync` blocks, so it stays off the async
 /// workers.
-fn start_committer(label: &str, log: Arc<Log>, active: File) -> std::thread::JoinHandle<()> {
+fn start_syncer(label: &str, log: Arc<Log>) -> std::thread::JoinHandle<()> {
     let label = label.to_owned();
     std::thread::Builder::new()
         .name("kafka-spool".into())
         .spawn(move || {
-            if let Err(e) = log.commit_loop(active) {
+            if let Err(e) = log.sync_loop() {
                 ::log::error!("{label}: the spool cannot write any more ({e}); new records are refused, what is on disk stays for the next start");
                 log.break_down();
             }

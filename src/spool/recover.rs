@@ -15,15 +15,13 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use super::frame::{self, Frame, Read};
-use super::log::{create_segment, segment_path, sync_dir, Segment};
+use super::log::{segment_path, sync_dir, Segment};
 
 /// What recovery found and left.
 pub struct Recovered {
-    /// The segments now on disk: the copy (if any records were left) and a new, empty
-    /// active one.
+    /// The segments now on disk: the copy, if any records were left.
     pub segments: VecDeque<Segment>,
-    /// The active segment, open for appends.
-    pub active: File,
+    /// The sequence number of the next record: after every old segment's and the copy's.
     pub next_seq: u64,
     /// Records left unsettled by the previous run, now queued again.
     pub replayed: u64,
@@ -86,19 +84,9 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
         None => (0, 0),
     };
     let corrupt = retire(&old)?;
-    let active_seq = next_seq + replayed;
-    let active = create_segment(dir, active_seq)?;
-    segments.push_back(Segment {
-        first_seq: active_seq,
-        len: 0,
-        records: 0,
-        acked: 0,
-        first_received_ms: None,
-    });
     Ok(Recovered {
         segments,
-        active,
-        next_seq: active_seq,
+        next_seq: next_seq + replayed,
         replayed,
         redelivered,
         torn_bytes: marks.torn_bytes,
@@ -141,6 +129,10 @@ fn scan(first_seq: u64, path: PathBuf, last: bool, marks: &mut Marks) -> io::Res
     let (mut at, mut records, mut corrupt) = (0, 0, false);
     while at < bytes.len() {
         match frame::read(&bytes[at..]) {
+            // The rest of a file allocated ahead; what follows a stretch of zeros there
+            // (a write the page cache had not yet flushed at a power loss) was never
+            // acknowledged as synced.
+            Read::End => break,
             Read::Frame(f, n) => {
                 match f {
                     Frame::Record(_) => records += 1,
@@ -152,7 +144,7 @@ fn scan(first_seq: u64, path: PathBuf, last: bool, marks: &mut Marks) -> io::Res
                 at += n;
             }
             bad if last => {
-                let cut = bytes.len() - at;
+                let cut = written_len(&bytes) - at;
                 log::warn!(
                     "spool {}: torn tail of {cut} bytes at offset {at} cut off ({}); records there were never acknowledged",
                     path.display(),
@@ -185,8 +177,14 @@ fn describe(r: &Read<'_>) -> &'static str {
     match r {
         Read::Short => "the last frame is incomplete",
         Read::Bad(why) => why,
-        Read::Frame(..) => "valid",
+        Read::Frame(..) | Read::End => "valid",
     }
+}
+
+/// Where the written bytes of a segment end: past its last non-zero byte (its file may
+/// have been allocated longer).
+fn written_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }
 
 /// Copies the records no acked frame settled into a new segment at `first_seq`; returns
@@ -223,7 +221,7 @@ fn copy_unsettled(
             frame::put_stored(&mut buf, &r, maybe_sent);
             redelivered += u64::from(maybe_sent || r.redelivery);
             records += 1;
-            first_received_ms.get_or_insert(r.received_ms);
+            first_received_ms.get_or_insert(r.record.received_ms);
             if buf.len() >= 1 << 20 {
                 len += flush(&mut out, &mut buf)?;
             }
@@ -238,13 +236,7 @@ fn copy_unsettled(
     out.sync_data()?;
     fs::rename(&tmp, segment_path(dir, first_seq))?;
     sync_dir(dir)?;
-    let copy = Segment {
-        first_seq,
-        len,
-        records,
-        acked: 0,
-        first_received_ms,
-    };
+    let copy = Segment::sealed(first_seq, len, records, first_received_ms);
     Ok(Some((copy, redelivered)))
 }
 
@@ -277,20 +269,18 @@ fn retire(old: &[Old]) -> io::Result<Vec<PathBuf>> {
 mod tests {
     use std::collections::HashSet;
 
-    use rdkafka::message::OwnedHeaders;
-
     use super::*;
-    use crate::kafka::Outgoing;
+    use crate::record::{Headers, Record};
 
-    fn record(payload: &str) -> Outgoing<'_> {
-        Outgoing {
+    fn record(payload: &str) -> Record<'_> {
+        Record {
             topic: "t",
             key: None,
             payload: Some(payload.as_bytes()),
             partition: None,
             timestamp: 1,
             received_ms: 1,
-            headers: OwnedHeaders::new(),
+            headers: Headers::new(),
             dead_letter: false,
         }
     }
@@ -317,7 +307,7 @@ mod tests {
         let mut out = Vec::new();
         while let Read::Frame(f, n) = frame::read(&bytes[at..]) {
             if let Frame::Record(r) = f {
-                let text = String::from_utf8(r.payload.unwrap().to_vec()).unwrap();
+                let text = String::from_utf8(r.record.payload.unwrap().to_vec()).unwrap();
                 out.push((text, r.redelivery));
             }
             at += n;
@@ -347,10 +337,7 @@ mod tests {
         let want = [("a", true), ("c", false), ("e", false)];
         let want: Vec<_> = want.iter().map(|(p, m)| (p.to_string(), *m)).collect();
         assert_eq!(copied(dir.path(), &r), want);
-        assert_eq!(
-            files(dir.path()),
-            HashSet::from([format!("{:020}.log", 5), format!("{:020}.log", 8)])
-        );
+        assert_eq!(files(dir.path()), HashSet::from([format!("{:020}.log", 5)]));
     }
 
     #[test]
@@ -358,7 +345,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut torn = Vec::new();
         frame::put_record(&mut torn, 0, &record("torn"));
-        torn.truncate(torn.len() - 3);
+        torn.truncate(torn.len() - 5);
         write_segment(dir.path(), 0, &["a", "b"], &torn);
         let r = recover(dir.path()).unwrap();
         assert_eq!((r.replayed, r.torn_bytes), (2, torn.len() as u64));
@@ -404,6 +391,24 @@ mod tests {
     fn an_empty_or_missing_directory_starts_at_zero() {
         let dir = tempfile::tempdir().unwrap();
         let r = recover(&dir.path().join("new")).unwrap();
-        assert_eq!((r.replayed, r.next_seq, r.segments.len()), (0, 0, 1));
+        assert_eq!((r.replayed, r.next_seq, r.segments.len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_segment_allocated_ahead_ends_at_its_zeros_and_a_torn_frame_before_them_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut torn = Vec::new();
+        frame::put_record(&mut torn, 0, &record("torn"));
+        torn.truncate(torn.len() - 5);
+        let mut tail = torn.clone();
+        tail.resize(torn.len() + (64 << 10), 0);
+        write_segment(dir.path(), 0, &["a", "b"], &vec![0; 64 << 10]);
+        write_segment(dir.path(), 2, &["c"], &tail);
+        let r = recover(dir.path()).unwrap();
+        assert_eq!((r.replayed, r.next_seq), (3, 6));
+        assert_eq!(r.torn_bytes, torn.len() as u64, "the zeros are not torn");
+        let texts: Vec<_> = copied(dir.path(), &r).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(texts, ["a", "b", "c"]);
+        assert!(r.corrupt.is_empty(), "zeros end a sealed segment cleanly");
     }
 }

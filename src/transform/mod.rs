@@ -1,14 +1,15 @@
 //! The WebAssembly host: modules compiled once, pooled instances reused across messages,
 //! and every way a guest can fail contained and classified. The ABI is in docs/abi.md.
 //!
-//! Dependencies run one way: `pool` → `instance` → `module` → `engine` → `imports` →
-//! `state` → `ticker`, `failure`.
+//! Dependencies run one way: `modules` → `pool` → `instance` → `module` → `engine` →
+//! `imports` → `state` → `ticker`, `failure`.
 
 mod engine;
 mod failure;
 mod imports;
 mod instance;
 mod module;
+mod modules;
 mod pool;
 mod slots;
 mod state;
@@ -17,5 +18,6 @@ mod ticker;
 pub use engine::{TransformEngine, MAX_WASM_STACK};
 pub use failure::{Cause, Failure};
 pub use module::TransformModule;
+pub use modules::Modules;
 pub use pool::{TransformPool, Transformed, QUICK_CALLS_TO_RETURN};
 pub use ticker::EPOCH_TICK;

@@ -3,34 +3,33 @@
 //! - `MessagePublish`: forwards the publish. rmqtt runs it *before* its publish ACL
 //!   check, so the bridge asks the session's ACL itself and never forwards a publish
 //!   the broker will deny.
-//! - `MessagePublishCheckAcl`: answers with the refusal of an ack-mode publish whose
-//!   records Kafka did not take (see `ack.rs`). It is registered only once a pipeline
-//!   can refuse ([`RefusalRegistration`]).
+//! - `MessagePublishCheckAcl`: answers with the refusal of a publish whose records did
+//!   not get where their entry's `remote.ack` level needs them (`refusals.rs`). It is
+//!   registered only once a pipeline can refuse ([`RefusalRegistration`]).
+
+mod refusals;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use parking_lot::RwLock;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, Register, ReturnType, Type};
 use rmqtt::session::Session;
 use rmqtt::types::{From, Publish, PublishAclResult, QoS};
 
-use crate::ack::{AckFailure, Refusals};
+pub use refusals::Refusals;
+
+use crate::delivery::AckFailure;
 use crate::log_limited;
 use crate::observe::LogLimiter;
-use crate::pipeline::{Pipeline, PublishInfo};
+use crate::pipeline::{Pipeline, PublishInfo, Running};
 
-/// What the hooks share with the plugin.
-#[derive(Default)]
-pub struct HookState {
-    /// The running pipeline; `None` while the plugin is stopped.
-    pub running: RwLock<Option<Arc<Pipeline>>>,
-    pub refusals: Refusals,
+/// Forwards every publish through the running pipeline.
+pub struct PublishHook {
+    pub running: Arc<Running>,
+    pub refusals: Arc<Refusals>,
 }
-
-pub struct PublishHook(pub Arc<HookState>);
 
 #[async_trait]
 impl Handler for PublishHook {
@@ -41,8 +40,7 @@ impl Handler for PublishHook {
                 Some(HookResult::Publish(p)) => p,
                 _ => publish,
             };
-            let pipeline = self.0.running.read().clone();
-            if let Some(pipeline) = pipeline {
+            if let Some(pipeline) = self.running.get() {
                 self.forward(&pipeline, *session, from, publish).await;
             }
         }
@@ -87,27 +85,27 @@ impl PublishHook {
             log_limited!(
                 SUPERUSER_LOG,
                 log::Level::Warn,
-                "{:?}: ack-mode publish of a superuser failed ({failure:?}) but cannot be refused",
+                "{:?}: a publish of a superuser failed ({failure:?}) but cannot be refused",
                 s.id
             );
             return;
         }
         let protocol = s.protocol().await.unwrap_or(4);
         let client_id = from.client_id.clone();
-        self.0
-            .refusals
+        self.refusals
             .refuse(client_id, packet_id, &failure, protocol);
     }
 }
 
-pub struct RefusalHook(pub Arc<HookState>);
+/// Answers the session's ACL check with the refusal recorded for its publish.
+pub struct RefusalHook(Arc<Refusals>);
 
 #[async_trait]
 impl Handler for RefusalHook {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         if let Parameter::MessagePublishCheckAcl(session, publish) = param {
             if let Some(id) = publish.packet_id {
-                if let Some(result) = self.0.refusals.take(&session.id.client_id, id.get()) {
+                if let Some(result) = self.0.take(&session.id.client_id, id.get()) {
                     let refusal = HookResult::PublishAclResult(PublishAclResult(result));
                     return (false, Some(refusal));
                 }
@@ -124,16 +122,16 @@ impl Handler for RefusalHook {
 /// chain and a handler call each time (docs/benchmarks.md measures what that saves).
 pub struct RefusalRegistration {
     register: Box<dyn Register>,
-    state: Arc<HookState>,
+    refusals: Arc<Refusals>,
     /// Whether the handler was added; it then stays, enabled while the plugin runs.
     added: AtomicBool,
 }
 
 impl RefusalRegistration {
-    pub fn new(scx: &ServerContext, state: Arc<HookState>) -> RefusalRegistration {
+    pub fn new(scx: &ServerContext, refusals: Arc<Refusals>) -> RefusalRegistration {
         RefusalRegistration {
             register: scx.extends.hook_mgr().register(),
-            state,
+            refusals,
             added: AtomicBool::new(false),
         }
     }
@@ -144,7 +142,7 @@ impl RefusalRegistration {
             return;
         }
         if !self.added.swap(true, Ordering::AcqRel) {
-            let handler = Box::new(RefusalHook(self.state.clone()));
+            let handler = Box::new(RefusalHook(self.refusals.clone()));
             // First among the ACL handlers, so that a refusal ends the chain.
             self.register
                 .add_priority(Type::MessagePublishCheckAcl, u32::MAX, handler)

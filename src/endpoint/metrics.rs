@@ -1,45 +1,36 @@
 //! `/metrics`: the bridge's Prometheus series. The counters and gauges already exist as
-//! atomics (each entry's [`EntryStats`](super::EntryStats), each bridge's in-flight bound,
-//! each transform pool's counters); a [`Collector`] reads them when Prometheus scrapes,
-//! so the per-message path pays nothing for being exported.
+//! atomics (each entry's [`EntryStats`](crate::observe::EntryStats), each bridge's
+//! in-flight bound, each transform pool's counters); a [`Collector`] reads them when
+//! Prometheus scrapes, so the per-message path pays nothing for being exported.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 
-use super::clock;
-use super::histogram::{HistogramFamily, ShardedHistogram};
-use crate::hooks::HookState;
 use crate::kafka::Summary;
-use crate::observe::Outcome;
-use crate::pipeline::{BridgeView, Entry};
+use crate::observe::{Outcome, ENTRY_LABELS, PREFIX};
+use crate::pipeline::{BridgeView, Entry, Running};
 use crate::spool::Spool;
 use crate::transform::{Cause, TransformPool};
-
-/// The prefix of every series of this plugin.
-pub const PREFIX: &str = "rmqtt_kafka_bridge_";
-
-const ENTRY_LABELS: &[&str] = &["bridge", "entry"];
 
 /// Reads the running pipeline at scrape time; while the plugin is stopped it reports
 /// nothing (the series vanish rather than freeze).
 pub struct PipelineCollector {
-    hooks: Arc<HookState>,
+    running: Arc<Running>,
     descs: Vec<Desc>,
 }
 
 impl PipelineCollector {
-    pub fn new(hooks: Arc<HookState>) -> PipelineCollector {
+    pub fn new(running: Arc<Running>) -> PipelineCollector {
         let descs = Series::new()
             .parts()
             .iter()
             .flat_map(|c| c.desc())
             .cloned()
             .collect();
-        PipelineCollector { hooks, descs }
+        PipelineCollector { running, descs }
     }
 }
 
@@ -49,7 +40,7 @@ impl Collector for PipelineCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let Some(pipeline) = self.hooks.running.read().clone() else {
+        let Some(pipeline) = self.running.get() else {
             return Vec::new();
         };
         let series = Series::new();
@@ -86,6 +77,8 @@ struct SpoolSeries {
     replayed: IntCounterVec,
     redelivered: IntCounterVec,
     kept: IntCounterVec,
+    requeued: IntCounterVec,
+    syncs: IntCounterVec,
     torn_bytes: IntCounterVec,
     corrupt_segments: IntCounterVec,
 }
@@ -98,7 +91,7 @@ impl SpoolSeries {
             "Age of the first record of the oldest spool segment still holding unsettled records",
         );
         SpoolSeries {
-            bytes: gauge("spool_bytes", "Bytes of the spool's segments on disk", b),
+            bytes: gauge("spool_bytes", "Bytes of the spool's segment files on disk (allocated a segment at a time)", b),
             bytes_limit: gauge("spool_bytes_limit", "buffer.max_bytes", b),
             records: gauge("spool_records", "Spooled records Kafka has not settled", b),
             oldest_age: GaugeVec::new(age, b)
@@ -118,6 +111,16 @@ impl SpoolSeries {
                 "Records left in the spool for the next start: purged unsent at stop, or possibly delivered",
                 b,
             ),
+            requeued: counter(
+                "spool_requeued_total",
+                "Records a reload purged from the producers it replaced, sent again in the same run",
+                b,
+            ),
+            syncs: counter(
+                "spool_syncs_total",
+                "fdatasync calls of the spool: on demand for remote.ack = \"synced\", else at least every buffer.flush_interval",
+                b,
+            ),
             torn_bytes: counter("spool_torn_bytes_total", "Bytes of a torn tail cut off at start", b),
             corrupt_segments: counter(
                 "spool_corrupt_segments_total",
@@ -127,7 +130,7 @@ impl SpoolSeries {
         }
     }
 
-    fn parts(&self) -> [&dyn Collector; 9] {
+    fn parts(&self) -> [&dyn Collector; 11] {
         [
             &self.bytes,
             &self.bytes_limit,
@@ -136,6 +139,8 @@ impl SpoolSeries {
             &self.replayed,
             &self.redelivered,
             &self.kept,
+            &self.requeued,
+            &self.syncs,
             &self.torn_bytes,
             &self.corrupt_segments,
         ]
@@ -159,6 +164,8 @@ impl SpoolSeries {
             .with_label_values(l)
             .inc_by(load(&s.redelivered));
         self.kept.with_label_values(l).inc_by(load(&s.kept));
+        self.requeued.with_label_values(l).inc_by(load(&s.requeued));
+        self.syncs.with_label_values(l).inc_by(spool.syncs());
         self.torn_bytes
             .with_label_values(l)
             .inc_by(load(&s.torn_bytes));
@@ -399,115 +406,10 @@ impl Series {
     }
 }
 
-/// Delivery latency buckets: a healthy local Kafka acks in milliseconds; seconds mean
-/// retries or a slow cluster.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-/// Transform call buckets: a typical call takes microseconds; `transform.timeout`
-/// defaults to 100 ms.
-const TRANSFORM_BUCKETS: &[f64] = &[
-    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
-    0.01, 0.025, 0.1, 1.0,
-];
-
-/// The two histograms updated on the message path. Each entry resolves its label
-/// handles once at start ([`Histograms::for_entry`]), so an observation is two atomic
-/// adds on its thread's shard: no lookup, lock or allocation per message.
-#[derive(Clone)]
-pub struct Histograms {
-    delivery_latency: HistogramFamily,
-    transform_duration: HistogramFamily,
-}
-
-/// One entry's histogram handles.
-pub struct EntryHistograms {
-    /// From the broker receiving the publish to Kafka's ack, of delivered records.
-    pub delivery_latency: ShardedHistogram,
-    /// One `TransformPool::run`, waiting for an instance included.
-    pub transform_duration: CallTimer,
-}
-
-/// Observes how long calls take, timed with the CPU's time-stamp counter
-/// ([`super::clock::tsc`]): two system-clock reads per call cost as much as the
-/// passthrough module.
-pub struct CallTimer(ShardedHistogram);
-
-impl CallTimer {
-    /// Runs `call` and observes how long it took.
-    pub async fn time<T>(&self, call: impl Future<Output = T>) -> T {
-        let clock = clock::tsc();
-        let start = clock.raw();
-        let out = call.await;
-        let took = clock.delta(start, clock.raw());
-        self.0.observe(took.as_secs_f64());
-        out
-    }
-}
-
-fn histogram(name: &str, help: &str, buckets: &'static [f64]) -> HistogramFamily {
-    HistogramFamily::new(format!("{PREFIX}{name}"), help, ENTRY_LABELS, buckets)
-}
-
-impl Default for Histograms {
-    fn default() -> Histograms {
-        Histograms {
-            delivery_latency: histogram(
-                "delivery_latency_seconds",
-                "From the broker receiving the publish to Kafka acknowledging the record",
-                LATENCY_BUCKETS,
-            ),
-            transform_duration: histogram(
-                "transform_duration_seconds",
-                "Duration of one transform call, waiting for an instance included",
-                TRANSFORM_BUCKETS,
-            ),
-        }
-    }
-}
-
-impl Histograms {
-    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.delivery_latency.clone()))?;
-        registry.register(Box::new(self.transform_duration.clone()))
-    }
-
-    pub fn for_entry(&self, bridge: &str, entry: &str) -> EntryHistograms {
-        EntryHistograms {
-            delivery_latency: self.delivery_latency.with_labels(&[bridge, entry]),
-            transform_duration: CallTimer(self.transform_duration.with_labels(&[bridge, entry])),
-        }
-    }
-}
-
 fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn to_i64_u64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    /// One observation per call, in seconds, and the call's output passed through. The
-    /// bounds check the unit (ticks or nanoseconds would be millions), and leave room for
-    /// a calibration made on a busy machine.
-    #[tokio::test]
-    async fn a_timed_call_is_observed_once_in_seconds() {
-        let timer = Histograms::default()
-            .for_entry("b", "0:t/#")
-            .transform_duration;
-        // The sleep starts inside the timed call, so at least 20 ms pass between its reads.
-        let slept = timer.time(async { std::thread::sleep(Duration::from_millis(20)) });
-        assert_eq!(slept.await, ());
-        assert_eq!(timer.time(async { 7 }).await, 7);
-        assert_eq!(timer.0.sample_count(), 2);
-        let sum = timer.0.sample_sum();
-        assert!((0.015..5.0).contains(&sum), "observed {sum} s");
-    }
 }

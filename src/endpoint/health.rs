@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::hooks::HookState;
 use crate::observe::{Outcome, Snapshot};
-use crate::pipeline::BridgeView;
+use crate::pipeline::{BridgeView, Running};
 
 /// How often [`Health::sample`] should run: finer than any sensible statistics
 /// interval, and a few atomic loads per entry when it does.
@@ -29,7 +28,7 @@ struct Sample {
 }
 
 pub struct Health {
-    hooks: Arc<HookState>,
+    running: Arc<Running>,
     windows: Mutex<HashMap<String, Window>>,
 }
 
@@ -52,10 +51,10 @@ enum State {
 impl Health {
     /// Bridges already running (an endpoint moved by a reload) start their windows
     /// now; bridges that start later, from zero.
-    pub fn new(hooks: Arc<HookState>) -> Health {
+    pub fn new(running: Arc<Running>) -> Health {
         let now = Instant::now();
-        let running = hooks.running.read().clone();
         let windows = running
+            .get()
             .iter()
             .flat_map(|p| {
                 p.bridges()
@@ -73,14 +72,14 @@ impl Health {
             })
             .collect();
         Health {
-            hooks,
+            running,
             windows: Mutex::new(windows),
         }
     }
 
     /// Takes a new sample of each bridge whose newest one is a statistics interval old.
     pub fn sample(&self) {
-        let Some(pipeline) = self.hooks.running.read().clone() else {
+        let Some(pipeline) = self.running.get() else {
             return;
         };
         let now = Instant::now();
@@ -114,7 +113,7 @@ impl Health {
 
     /// The health document, and whether every bridge is up.
     pub fn check(&self) -> (Value, bool) {
-        let Some(pipeline) = self.hooks.running.read().clone() else {
+        let Some(pipeline) = self.running.get() else {
             return (json!({"running": false, "bridges": []}), false);
         };
         let windows = self.windows.lock();

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{ConfigError, EntryConfig, PluginConfig};
-use crate::transform::{TransformEngine, TransformModule};
+use super::{TransformEngine, TransformModule};
+use crate::config::{entry_label, ConfigError, PluginConfig};
 
 /// Compiled modules by `(bridge index, entry index)`; each keeps its engine.
 #[derive(Default, Clone)]
 pub struct Modules {
-    pub(super) by_entry: HashMap<(usize, usize), Arc<TransformModule>>,
+    by_entry: HashMap<(usize, usize), Arc<TransformModule>>,
 }
 
 impl Modules {
@@ -39,14 +39,9 @@ impl Modules {
         }
         Ok(Modules { by_entry })
     }
-}
 
-/// How log lines name an entry: `bridge "x" entry N`.
-pub fn entry_label(bridge: &str, entry: usize) -> String {
-    format!("bridge \"{bridge}\" entry {entry}")
-}
-
-/// An entry's `entry` label in `/metrics`: its index and topic filter, as `0:sensors/#`.
-pub fn metrics_label(entry: usize, config: &EntryConfig) -> String {
-    format!("{entry}:{}", config.local.topic_filter.as_str())
+    /// The module of entry `entry` of bridge `bridge` (indexes in the file).
+    pub fn get(&self, bridge: usize, entry: usize) -> Option<&Arc<TransformModule>> {
+        self.by_entry.get(&(bridge, entry))
+    }
 }
