@@ -19,19 +19,7 @@ use rmqtt_bridge_egress_kafka::transform::{TransformEngine, TransformModule, Tra
 const SIZES: [usize; 3] = [64, 256, 4096];
 
 fn input(payload: &[u8]) -> InputFields<'_, &'static [u8]> {
-    InputFields {
-        qos: 1,
-        retain: false,
-        dup: false,
-        timestamp_ms: 1_700_000_000_000,
-        node_id: 1,
-        topic: b"bench/site/line/telemetry",
-        payload,
-        client_id: b"bench-client",
-        username: None,
-        peer_addr: Some(b"127.0.0.1:50000"),
-        properties: None,
-    }
+    bridge_testkit::publish_input(b"bench/site/line/telemetry", payload)
 }
 
 fn passthrough() -> PathBuf {

@@ -17,6 +17,7 @@
 //! kafka  spool  transform     librdkafka's producers · the disk spool · the WebAssembly host
 //! config                      the file, read and checked
 //! route  record  observe      topic tree and templates · the record · counters and clocks
+//! thread_index                a small number per thread, for sharded counters
 //! ```
 #![deny(unsafe_code)]
 

@@ -119,19 +119,7 @@ async fn pool(body: &str) -> Setup {
 }
 
 fn input(payload: &[u8]) -> InputFields<'_, &'static [u8]> {
-    InputFields {
-        qos: 1,
-        retain: false,
-        dup: false,
-        timestamp_ms: 1_700_000_000_000,
-        node_id: 1,
-        topic: b"sensors/a",
-        payload,
-        client_id: b"c1",
-        username: None,
-        peer_addr: None,
-        properties: None,
-    }
+    bridge_testkit::publish_input(b"sensors/a", payload)
 }
 
 fn payloads(out: &Transformed<'_>) -> Vec<Vec<u8>> {

@@ -1,4 +1,4 @@
-//! The configurations the benchmark compares (a to g), and the plugin configuration
+//! The configurations the benchmark compares (a to h), and the plugin configuration
 //! each of them runs.
 
 use std::fmt;
@@ -30,6 +30,9 @@ pub enum Config {
     F,
     /// As f, acknowledging once the record is synced (`remote.ack = "synced"`).
     G,
+    /// As c, acknowledging once Kafka has the record (`remote.ack = "delivered"`); not in
+    /// the default set.
+    H,
 }
 
 impl Config {
@@ -42,6 +45,7 @@ impl Config {
             Config::E => 'e',
             Config::F => 'f',
             Config::G => 'g',
+            Config::H => 'h',
         }
     }
 
@@ -54,6 +58,7 @@ impl Config {
             Config::E => "e ours+key_headers",
             Config::F => "f ours+spool written",
             Config::G => "g ours+spool synced",
+            Config::H => "h ours acked on delivery",
         }
     }
 
@@ -61,7 +66,9 @@ impl Config {
         match self {
             Config::A => PluginKind::None,
             Config::B => PluginKind::Upstream,
-            Config::C | Config::D | Config::E | Config::F | Config::G => PluginKind::Ours,
+            Config::C | Config::D | Config::E | Config::F | Config::G | Config::H => {
+                PluginKind::Ours
+            }
         }
     }
 
@@ -90,7 +97,8 @@ impl FromStr for Config {
             "e" => Ok(Config::E),
             "f" => Ok(Config::F),
             "g" => Ok(Config::G),
-            _ => Err(format!("`{s}` is not a configuration (a to g)")),
+            "h" => Ok(Config::H),
+            _ => Err(format!("`{s}` is not a configuration (a to h)")),
         }
     }
 }
@@ -116,26 +124,39 @@ impl<'de> serde::Deserialize<'de> for Config {
     }
 }
 
-/// The plugin configuration of b to g: the seed's bridge settings, identical for the
+/// What the command line sets in every bridge (b to h alike, where it applies).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Settings<'a> {
+    /// Extra librdkafka properties.
+    pub properties: &'a [(String, String)],
+    /// `remote.queue_timeout`.
+    pub queue_timeout: Option<&'a str>,
+    /// `buffer.flush_interval` of f and g.
+    pub flush_interval: Option<&'a str>,
+    /// `max_inflight_messages` of this plugin's bridge (c to h).
+    pub max_inflight_messages: Option<u32>,
+}
+
+/// The plugin configuration of b to h: the seed's bridge settings, identical for the
 /// upstream plugin and this one (`enable` defaults to false upstream), one entry that
-/// takes every benchmark topic, for d and e a transform, and for f and g a spool in
-/// `spool`, with their `remote.ack`.
-#[allow(clippy::too_many_arguments)]
+/// takes every benchmark topic, for d and e a transform, for f and g a spool in
+/// `spool`, and for f to h their `remote.ack`.
 pub fn plugin_config(
     config: Config,
     bootstrap: &str,
     modules: &Path,
     spool: &Path,
-    flush_interval: Option<&str>,
-    properties: &[(String, String)],
-    queue_timeout: Option<&str>,
+    settings: Settings<'_>,
 ) -> String {
-    let extra: String = properties
+    let extra: String = settings
+        .properties
         .iter()
         .map(|(k, v)| format!("{k:?} = {v:?}\n"))
         .collect();
-    let flush = flush_interval.map_or(String::new(), |f| format!(", flush_interval = {f:?}"));
-    let (buffer, ack) = match config {
+    let flush = settings
+        .flush_interval
+        .map_or(String::new(), |f| format!(", flush_interval = {f:?}"));
+    let (mut buffer, ack) = match config {
         Config::F | Config::G => (
             format!(
                 "buffer = {{ mode = \"disk\", dir = {:?}{flush} }}\n",
@@ -147,8 +168,12 @@ pub fn plugin_config(
                 "synced"
             },
         ),
+        Config::H => (String::new(), "delivered"),
         _ => (String::new(), ""),
     };
+    if let (Some(n), PluginKind::Ours) = (settings.max_inflight_messages, config.plugin()) {
+        buffer.push_str(&format!("max_inflight_messages = {n}\n"));
+    }
     let mut toml = format!(
         r#"[[bridges]]
 enable = true
@@ -165,7 +190,7 @@ local.topic_filter = "bench/#"
 remote.topic = "{TOPIC}"
 "#
     );
-    if let Some(t) = queue_timeout {
+    if let Some(t) = settings.queue_timeout {
         toml.push_str(&format!("remote.queue_timeout = {t:?}\n"));
     }
     if !ack.is_empty() {
@@ -194,7 +219,8 @@ mod tests {
         assert_eq!("c".parse::<Config>(), Ok(Config::C));
         assert_eq!("f".parse::<Config>(), Ok(Config::F));
         assert_eq!("g".parse::<Config>(), Ok(Config::G));
-        assert!("h".parse::<Config>().is_err());
+        assert_eq!("h".parse::<Config>(), Ok(Config::H));
+        assert!("i".parse::<Config>().is_err());
     }
 
     #[test]
@@ -202,7 +228,12 @@ mod tests {
         let props = [("linger.ms".to_owned(), "20".to_owned())];
         let config = |c| {
             let (dir, spool) = (Path::new("/m"), Path::new("/s"));
-            plugin_config(c, "127.0.0.1:1", dir, spool, None, &props, Some("5s"))
+            let settings = Settings {
+                properties: &props,
+                queue_timeout: Some("5s"),
+                ..Settings::default()
+            };
+            plugin_config(c, "127.0.0.1:1", dir, spool, settings)
         };
         let b = config(Config::B);
         assert_eq!(b, config(Config::C));

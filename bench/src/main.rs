@@ -104,7 +104,8 @@ pub struct RunArgs {
     pub publishers: u32,
     /// Configurations to run: a (no bridge), b (upstream 0.24), c (this plugin),
     /// d (passthrough module), e (key_headers module), f (disk spool, acknowledged when
-    /// written), g (disk spool, acknowledged when synced).
+    /// written), g (disk spool, acknowledged when synced), h (memory, acknowledged when
+    /// Kafka has the record; not in the default set).
     #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,f,g")]
     pub only: Vec<Config>,
     /// Loads to run: qos0-256, qos0-4k, qos1-256, qos1-4k.
@@ -139,6 +140,10 @@ pub struct RunArgs {
     /// sync), e.g. `1s`; the plugin's default (100 ms) if absent.
     #[arg(long)]
     pub flush_interval: Option<String>,
+    /// `max_inflight_messages` of this plugin's bridge (c to h); the plugin's default
+    /// (100,000) if absent.
+    #[arg(long)]
+    pub max_inflight_messages: Option<u32>,
     /// Freezes Kafka (SIGSTOP to tansu) this long into the measured window, for
     /// `--stall-for`, then lets it go on (SIGCONT): a hung Kafka under load.
     #[arg(long, value_parser = parse_duration)]
@@ -176,6 +181,18 @@ pub struct RunArgs {
     /// Directory for the logs and generated configuration files of each run.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench-logs"))]
     pub logs: PathBuf,
+}
+
+impl RunArgs {
+    /// The bridge settings the command line gives every configuration.
+    pub fn settings(&self) -> config::Settings<'_> {
+        config::Settings {
+            properties: &self.properties,
+            queue_timeout: self.queue_timeout.as_deref(),
+            flush_interval: self.flush_interval.as_deref(),
+            max_inflight_messages: self.max_inflight_messages,
+        }
+    }
 }
 
 /// `10s`, `1500ms`, `2m` (the plugin's duration syntax), or a number of seconds.

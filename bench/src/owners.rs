@@ -29,6 +29,20 @@ pub const OWNERS: [&str; 10] = [
     "stack not unwound",
 ];
 
+/// The code that marks a stack as the plugin's, as perf names symbols: crate, modules
+/// and items. A test checks that each still names a part of the source, so that a move
+/// of the plugin's files cannot silently charge their samples to someone else.
+const PLUGIN: &str = "rmqtt_bridge_egress_kafka::";
+/// Where delivery reports are settled (on librdkafka's delivery-report thread).
+const REPORTS: &str = "rmqtt_bridge_egress_kafka::delivery::ledger::Ledger::report";
+/// The host side of transforms: the pool, the instances, the ABI's encoding.
+const TRANSFORM_HOST: [&str; 2] = [
+    "rmqtt_bridge_egress_kafka::transform::",
+    "rmqtt_kafka_transform_abi::",
+];
+/// The publish hook, which asks rmqtt for the publisher's ACL.
+const PUBLISH_HOOK: &str = "rmqtt_bridge_egress_kafka::hooks::PublishHook::forward";
+
 /// The samples of one profile, by owner.
 #[derive(Debug, Default)]
 pub struct Profile {
@@ -175,11 +189,7 @@ fn owner(thread: &str, frames: &[Frame<'_>]) -> &'static str {
         return OWNERS[7];
     }
     if thread.starts_with("producer pollin") {
-        return if has("Ledger::report") {
-            OWNERS[3]
-        } else {
-            OWNERS[8]
-        };
+        return if has(REPORTS) { OWNERS[3] } else { OWNERS[8] };
     }
     if frames.iter().all(|f| f.sym == "[unknown]") {
         return OWNERS[9];
@@ -187,13 +197,13 @@ fn owner(thread: &str, frames: &[Frame<'_>]) -> &'static str {
     let jit = |f: &Frame<'_>| f.dso.contains("perf-") || f.dso.starts_with("[JIT]");
     if has("rd_kafka_") {
         OWNERS[6]
-    } else if has("message_publish_check_acl") && has("egress_kafka") {
+    } else if has("message_publish_check_acl") && has(PUBLISH_HOOK) {
         OWNERS[2]
     } else if has("wasmtime") || frames.first().is_some_and(jit) {
         OWNERS[5]
-    } else if has("egress_kafka::transform::") || has("rmqtt_kafka_transform_abi") {
+    } else if TRANSFORM_HOST.iter().any(|p| has(p)) {
         OWNERS[4]
-    } else if has("egress_kafka") {
+    } else if has(PLUGIN) {
         OWNERS[3]
     } else if has("DefaultHookManager::exec") && has("message_publish") {
         OWNERS[1]
@@ -245,7 +255,7 @@ rdk:broker111
 \t  5a5a5a rd_buf_write (/b/bridge-bench)
 
 producer pollin 
-\t  5a5a5b rmqtt_bridge_egress_kafka::kafka::ledger::Ledger::report (/b/bridge-bench)
+\t  5a5a5b rmqtt_bridge_egress_kafka::delivery::ledger::Ledger::report (/b/bridge-bench)
 \t  5a5a5c rdkafka::producer::base_producer::BaseProducer<C,Part>::poll (/b/bridge-bench)
 
 producer pollin 
@@ -332,5 +342,59 @@ producer pollin
         assert_eq!(cores.len(), OWNERS.len());
         assert_eq!(cores[6], (OWNERS[6].to_string(), 0.5));
         assert_eq!(cores[0].1, 0.0);
+    }
+
+    /// The file or folder a symbol path names, from the workspace's root: the crate's
+    /// source folder, then one level per module, and the items it names must be in it.
+    fn source_of(path: &str) -> Result<PathBuf, String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut parts = path.trim_end_matches("::").split("::");
+        let mut at = match parts.next() {
+            Some("rmqtt_bridge_egress_kafka") => root.join("src"),
+            Some("rmqtt_kafka_transform_abi") => root.join("guest-sdk/abi/src"),
+            other => return Err(format!("{other:?} is not a crate of this workspace")),
+        };
+        let mut items = Vec::new();
+        for part in parts {
+            let lower = part.starts_with(|c: char| c.is_ascii_lowercase());
+            if lower && items.is_empty() && at.is_dir() {
+                let file = at.join(format!("{part}.rs"));
+                at = if file.is_file() { file } else { at.join(part) };
+                if !at.exists() {
+                    return Err(format!("{path}: no module {}", at.display()));
+                }
+            } else {
+                items.push(part);
+            }
+        }
+        let text = if at.is_dir() {
+            std::fs::read_to_string(at.join("mod.rs")).unwrap_or_default()
+        } else {
+            std::fs::read_to_string(&at).unwrap_or_default()
+        };
+        for item in &items {
+            let declared = [format!("struct {item}"), format!("fn {item}")];
+            if !declared.iter().any(|d| text.contains(d.as_str())) {
+                return Err(format!("{path}: {item} is not in {}", at.display()));
+            }
+        }
+        Ok(at)
+    }
+
+    #[test]
+    fn every_path_that_marks_the_plugins_code_names_its_source() {
+        for path in [PLUGIN, REPORTS, PUBLISH_HOOK]
+            .into_iter()
+            .chain(TRANSFORM_HOST)
+        {
+            assert!(source_of(path).is_ok(), "{:?}", source_of(path));
+        }
+        let moved = source_of("rmqtt_bridge_egress_kafka::kafka::ledger::Ledger::report");
+        assert!(moved.is_err(), "a path that moved is caught: {moved:?}");
+        let renamed = source_of("rmqtt_bridge_egress_kafka::delivery::ledger::Ledger::reports");
+        assert!(
+            renamed.is_err(),
+            "a function renamed is caught: {renamed:?}"
+        );
     }
 }

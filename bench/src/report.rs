@@ -412,12 +412,13 @@ fn render(out: &mut String, rows: &[Vec<String>], columns: usize) {
 }
 
 /// The configurations compared at equal load: what each adds to broker CPU per message.
-const DIFFERENCES: [(Config, Config, &str); 5] = [
+const DIFFERENCES: [(Config, Config, &str); 6] = [
     (Config::C, Config::A, "what the bridge adds"),
     (Config::D, Config::C, "passthrough module"),
     (Config::E, Config::C, "key_headers module"),
     (Config::F, Config::C, "spool, written"),
     (Config::G, Config::C, "spool, synced"),
+    (Config::H, Config::C, "acked on delivery"),
 ];
 
 /// The equal-load table of one load (`--rate`): CPU per delivered message of each

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::broker::PluginKind;
 use crate::canary::Canary;
-use crate::config::{plugin_config, Config, TOPIC};
+use crate::config::{plugin_config, Config, Settings, TOPIC};
 use crate::kafka::{Drain, Reader, Tansu, Window};
 use crate::load::{now_us, Load, Publishers};
 use crate::owners::Profiler;
@@ -272,14 +272,16 @@ impl Broker {
 fn reload(args: &RunArgs, config: Config, bootstrap: &str, file: &Path, pid: u32) -> Result<()> {
     let mut properties = args.properties.clone();
     properties.push(("statistics.interval.ms".into(), "5001".into()));
+    let settings = Settings {
+        properties: &properties,
+        ..args.settings()
+    };
     let text = plugin_config(
         config,
         bootstrap,
         &args.modules,
         &spool_dir(args, config),
-        args.flush_interval.as_deref(),
-        &properties,
-        args.queue_timeout.as_deref(),
+        settings,
     );
     std::fs::write(file, text)?;
     signal(pid, "HUP")
@@ -335,9 +337,7 @@ fn one_run(
                 &tansu.bootstrap,
                 &args.modules,
                 &fresh_spool_dir(args, config)?,
-                args.flush_interval.as_deref(),
-                &args.properties,
-                args.queue_timeout.as_deref(),
+                args.settings(),
             ),
         )?;
         Some(f)

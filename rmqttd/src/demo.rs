@@ -1,16 +1,17 @@
 //! `rmqttd --demo`: the broker and bridge as configured, but pointed at an embedded
 //! Kafka (librdkafka's mock cluster), with every record that lands in it printed.
 
+mod kafka;
 mod printer;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use bridge_testkit::MockKafka;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
 use serde_json::Value;
 
+use kafka::EmbeddedKafka;
 use printer::Printer;
 
 /// rmqtt-http-api's configuration, read only to print where its API listens.
@@ -25,14 +26,14 @@ pub struct Demo {
     plugins_dir: tempfile::TempDir,
     /// The user's plugins.dir: read, and named in messages, instead of the copy.
     user_plugins_dir: PathBuf,
-    kafka: MockKafka,
+    kafka: EmbeddedKafka,
 }
 
 impl Demo {
     /// Starts the embedded Kafka and the printing consumer, and prepares a copy of
     /// `plugins_dir` whose bridges point at the embedded Kafka.
     pub fn start(plugins_dir: &str) -> Result<Demo> {
-        let kafka = MockKafka::try_start(1).context("cannot start the embedded Kafka")?;
+        let kafka = EmbeddedKafka::start().context("cannot start the embedded Kafka")?;
         let dir = redirect_plugins(plugins_dir, &kafka.bootstrap)?;
         let printer = Printer::start(&kafka.bootstrap)?;
         Ok(Demo {

@@ -1,9 +1,12 @@
 //! Binds the `[listener.*]` sections of rmqtt.toml: `tcp`, `tls`, `ws` and `wss`.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
+use rmqtt::context::ServerContext;
 use rmqtt::net::{Builder, Listener};
+use rmqtt::server::MqttServer;
 use rmqtt_conf::listener::{Listener as ListenerConf, Listeners};
 
 /// Binds every configured listener. QUIC is refused rather than left a silently missing
@@ -112,4 +115,16 @@ fn builder(l: &ListenerConf) -> Builder {
         .cert_cn_as_username(l.cert_cn_as_username)
         .cert_subject_dn_as_username(l.cert_subject_dn_as_username)
         .collect_cert_info(l.collect_cert_info)
+}
+
+/// Starts serving MQTT on `listeners`; returns their addresses in the same order.
+pub fn serve(scx: &ServerContext, listeners: Vec<Listener>) -> Result<Vec<SocketAddr>> {
+    let mut server = MqttServer::new(scx.clone());
+    let mut addrs = Vec::with_capacity(listeners.len());
+    for listener in listeners {
+        addrs.push(listener.local_addr()?);
+        server = server.listener(listener);
+    }
+    server.build().start();
+    Ok(addrs)
 }

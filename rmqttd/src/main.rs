@@ -13,14 +13,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
-use bridge_testkit::broker::serve;
-use bridge_testkit::ACL_PLUGIN;
 use clap::{Parser, Subcommand};
 use rmqtt::context::ServerContext;
 use rmqtt::node::Node;
 use rmqtt_bridge_egress_kafka::PLUGIN_NAME;
 use rmqtt_conf::Settings;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use listeners::serve;
 
 /// jemalloc for Rust and, unprefixed, for librdkafka's C allocations too.
 #[global_allocator]
@@ -217,6 +217,7 @@ async fn reload(scx: &ServerContext, demo: Option<&demo::Demo>) {
 }
 
 /// rmqtt's clustering plugins, under upstream's names.
+const ACL_PLUGIN: &str = "rmqtt-acl";
 const BROADCAST_PLUGIN: &str = "rmqtt-cluster-broadcast";
 const RAFT_PLUGIN: &str = "rmqtt-cluster-raft";
 

@@ -202,7 +202,7 @@ pub struct RemoteConfig {
 /// `remote.ack`: when the PUBACK (QoS 1) or PUBREC (QoS 2) of a publish goes out, and so
 /// what a publisher may forget once it has it. QoS 0 never waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(try_from = "String")]
 pub enum AckLevel {
     /// The bridge accepted the record: nothing survives beyond memory (memory mode's
     /// default).
@@ -216,7 +216,28 @@ pub enum AckLevel {
     Delivered,
 }
 
+impl TryFrom<String> for AckLevel {
+    type Error = String;
+
+    /// Names every level, whichever reader (TOML, environment) gave the text.
+    fn try_from(text: String) -> Result<Self, String> {
+        AckLevel::ALL
+            .into_iter()
+            .find(|level| level.as_str() == text)
+            .ok_or_else(|| {
+                format!("unknown level \"{text}\": expected one of received, written, synced, delivered")
+            })
+    }
+}
+
 impl AckLevel {
+    pub const ALL: [AckLevel; 4] = [
+        AckLevel::Received,
+        AckLevel::Written,
+        AckLevel::Synced,
+        AckLevel::Delivered,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AckLevel::Received => "received",
@@ -649,7 +670,9 @@ remote.queue_timeout = "5 parsecs"
         }
         let e = config("", "remote.ack = \"fsynced\"\n").unwrap_err();
         assert_eq!(e.field, "remote.ack");
-        assert!(e.problem.contains("unknown variant"), "{}", e.problem);
+        for named in ["fsynced", "received", "written", "synced", "delivered"] {
+            assert!(e.problem.contains(named), "{}", e.problem);
+        }
     }
 
     #[test]

@@ -9,14 +9,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use parking_lot::Mutex;
 use slab::Slab;
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
-use crate::spool::Spool;
+use crate::spool::SyncWait;
 
 /// Why a publish is refused.
 #[derive(Debug, Clone)]
@@ -109,8 +108,8 @@ impl Acks {
 pub struct AckWait {
     /// Records at `"delivered"`.
     receivers: SmallVec<[Receiver; 4]>,
-    /// The last record written to each spool, at `"synced"`.
-    synced: SmallVec<[(Arc<Spool>, u64); 1]>,
+    /// Records at `"synced"`.
+    synced: SmallVec<[SyncWait; 2]>,
     failure: Option<AckFailure>,
 }
 
@@ -120,12 +119,9 @@ impl AckWait {
         self.receivers.push(rx);
     }
 
-    /// Waits, too, for record `seq` of `spool` to be synced.
-    pub fn synced(&mut self, spool: &Arc<Spool>, seq: u64) {
-        match self.synced.iter_mut().find(|(s, _)| Arc::ptr_eq(s, spool)) {
-            Some((_, last)) => *last = (*last).max(seq),
-            None => self.synced.push((spool.clone(), seq)),
-        }
+    /// Waits, too, for a record's sync.
+    pub fn synced(&mut self, wait: SyncWait) {
+        self.synced.push(wait);
     }
 
     /// Records a failure of a record that never got where its level needs it.
@@ -136,8 +132,8 @@ impl AckWait {
     /// Waits for every tracked record; `Err` if any of them failed.
     pub async fn wait(self) -> Result<(), AckFailure> {
         let mut failure = self.failure;
-        for (spool, seq) in self.synced {
-            if !spool.synced(seq).await {
+        for wait in self.synced {
+            if !wait.await.unwrap_or(false) {
                 let why = "the spool could not sync the record".to_owned();
                 failure.get_or_insert(AckFailure::Delivery(why));
             }

@@ -209,12 +209,18 @@ impl Ledger {
             false => policy.queue_timeout,
         };
         let register = |seq| delivered.then(|| self.acks.wait_for_spooled(seq));
-        match disk.spool.append(entry, record, timeout, register).await {
-            Ok((seq, delivery)) => match (wait, delivery) {
-                (Some(w), Some(rx)) => w.track(rx),
-                (Some(w), None) if policy.level == AckLevel::Synced => w.synced(&disk.spool, seq),
-                _ => {}
-            },
+        let sync = policy.level == AckLevel::Synced && wait.is_some();
+        match disk
+            .spool
+            .append(entry, record, timeout, sync, register)
+            .await
+        {
+            Ok(appended) => {
+                if let Some(w) = wait {
+                    appended.made.into_iter().for_each(|rx| w.track(rx));
+                    appended.synced.into_iter().for_each(|s| w.synced(s));
+                }
+            }
             Err(refused) => {
                 let (outcome, why) = match refused {
                     Refused::Full => (Outcome::DroppedBufferFull, "spool full (buffer.max_bytes)"),

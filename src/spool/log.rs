@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
 use super::frame;
 use super::window::Mapped;
@@ -81,6 +81,9 @@ struct State {
     sending: Option<u64>,
     /// A waiter wants every record below this synced.
     sync_wanted: u64,
+    /// Who waits for a record to be synced, by its sequence number; completed (`true`)
+    /// by the sync that covers it, or `false` if the log broke.
+    sync_waiters: Vec<(u64, oneshot::Sender<bool>)>,
     /// A segment was created or renamed since the directory was last synced.
     dir_dirty: bool,
     /// Set when the spool stops: appends are refused, and the syncer exits once it has
@@ -109,6 +112,16 @@ pub struct Log {
     reader_waiting: AtomicBool,
     /// `fdatasync` calls made (`spool_syncs_total`).
     syncs: AtomicU64,
+}
+
+/// Completes with `true` once a record is synced, `false` if it never will be.
+pub type SyncWait = oneshot::Receiver<bool>;
+
+/// A record written: what the append's hook made of its sequence number, and with
+/// `sync`, the wait for its sync (already asked for).
+pub struct Appended<R> {
+    pub made: R,
+    pub synced: Option<SyncWait>,
 }
 
 /// Why an append did not happen.
@@ -162,6 +175,7 @@ impl Log {
                 unsent: Vec::new(),
                 sending: None,
                 sync_wanted: 0,
+                sync_waiters: Vec::new(),
                 dir_dirty: false,
                 closed: false,
             }),
@@ -178,13 +192,15 @@ impl Log {
 
     /// Writes one record frame (encoded by the caller) and returns its sequence number
     /// and what `on_seq` (taken from its option, run under the lock, before a reader can
-    /// see the record) returned. When it returns, the frame is in the page cache.
+    /// see the record) returned. When it returns, the frame is in the page cache. With
+    /// `sync`, a sync covering it is asked for now, and the wait for it returned.
     pub fn append<R>(
         &self,
         frame: &[u8],
         received_ms: i64,
+        sync: bool,
         on_seq: &mut Option<impl FnOnce(u64) -> R>,
-    ) -> Result<(u64, R), Refused> {
+    ) -> Result<Appended<R>, Refused> {
         let mut s = self.state.lock();
         if s.closed {
             return Err(Refused::Closed);
@@ -196,11 +212,29 @@ impl Log {
         active.records += 1;
         active.first_received_ms.get_or_insert(received_ms);
         let made = (on_seq.take().expect("an append succeeds once"))(seq);
+        let synced = sync.then(|| self.wait_for_sync(&mut s, seq));
         drop(s);
         if self.reader_waiting.load(Ordering::Acquire) {
             self.written.notify_one();
         }
-        Ok((seq, made))
+        Ok(Appended { made, synced })
+    }
+
+    /// Registers a wait for record `seq`'s sync and asks the syncer for it.
+    fn wait_for_sync(&self, s: &mut State, seq: u64) -> SyncWait {
+        let (tx, rx) = oneshot::channel();
+        if *self.synced.borrow() > seq {
+            let _ = tx.send(true);
+        } else if s.closed && self.broken.load(Ordering::Acquire) {
+            let _ = tx.send(false);
+        } else {
+            s.sync_waiters.push((seq, tx));
+            if s.sync_wanted <= seq {
+                s.sync_wanted = seq + 1;
+                self.wake_syncer.notify_one();
+            }
+        }
+        rx
     }
 
     /// Appends a record frame, waiting up to `timeout` for room.
@@ -209,17 +243,18 @@ impl Log {
         frame: &[u8],
         received_ms: i64,
         timeout: Duration,
+        sync: bool,
         on_seq: &mut Option<impl FnOnce(u64) -> R>,
-    ) -> Result<(u64, R), Refused> {
+    ) -> Result<Appended<R>, Refused> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let freed = self.room.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            match self.append(frame, received_ms, on_seq) {
+            match self.append(frame, received_ms, sync, on_seq) {
                 Err(Refused::Full) if tokio::time::Instant::now() < deadline => {
                     if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                        return self.append(frame, received_ms, on_seq);
+                        return self.append(frame, received_ms, sync, on_seq);
                     }
                 }
                 result => return result,
@@ -289,28 +324,6 @@ impl Log {
         Ok(())
     }
 
-    /// Waits until record `seq` is synced, asking the syncer for it; `false` if it never
-    /// will be (a write failed).
-    pub async fn synced(&self, seq: u64) -> bool {
-        if *self.synced.borrow() > seq {
-            return true;
-        }
-        let mut rx = self.synced.subscribe();
-        {
-            let mut s = self.state.lock();
-            if s.sync_wanted <= seq {
-                s.sync_wanted = seq + 1;
-                self.wake_syncer.notify_one();
-            }
-        }
-        let broken = || self.broken.load(Ordering::Acquire);
-        let synced = match rx.wait_for(|d| *d > seq || broken()).await {
-            Ok(d) => *d > seq,
-            Err(_) => false,
-        };
-        synced
-    }
-
     /// Records that `seq`, which stays spooled, was never sent, so that the next start
     /// does not count it as a possible duplicate.
     pub fn unsent(&self, seqs: impl IntoIterator<Item = u64>) {
@@ -341,7 +354,14 @@ impl Log {
     /// Marks the log broken after a failed write or sync, and wakes every waiter.
     pub fn break_down(&self) {
         self.broken.store(true, Ordering::Release);
-        self.state.lock().closed = true;
+        let waiters = {
+            let mut s = self.state.lock();
+            s.closed = true;
+            std::mem::take(&mut s.sync_waiters)
+        };
+        for (_, tx) in waiters {
+            let _ = tx.send(false);
+        }
         self.synced.send_modify(|_| {});
         self.sending_synced.send_modify(|_| {});
         self.room.notify_waiters();
@@ -439,11 +459,12 @@ impl Log {
     /// crash.
     pub fn sync_loop(self: &Arc<Log>) -> io::Result<()> {
         let mut last = Instant::now();
+        let mut woken = Vec::new();
         loop {
             let job = self.next_job(last);
             last = Instant::now();
             let closing = job.closing;
-            self.run(job)?;
+            self.run(job, &mut woken)?;
             self.allocate_spare()?;
             if closing {
                 return Ok(());
@@ -515,7 +536,7 @@ impl Log {
     }
 
     /// Syncs what `job` covers, then books it and wakes whoever waits.
-    fn run(&self, job: Job) -> io::Result<()> {
+    fn run(&self, job: Job, woken: &mut Vec<oneshot::Sender<bool>>) -> io::Result<()> {
         drop(job.unmapped);
         for (_, _, file) in &job.files {
             file.sync_data()?;
@@ -542,10 +563,16 @@ impl Log {
             for seq in &job.acked {
                 count_ack(&mut s.segments, *seq);
             }
+            // Waiters register in sequence order, under this lock.
+            let covered = s.sync_waiters.partition_point(|(seq, _)| *seq < job.below);
+            woken.extend(s.sync_waiters.drain(..covered).map(|(_, tx)| tx));
             settled_prefix(&mut s)
         };
         self.synced
             .send_if_modified(|b| replace_if_higher(b, job.below));
+        for tx in woken.drain(..) {
+            let _ = tx.send(true);
+        }
         if let Some(m) = job.sending {
             self.sending_synced
                 .send_if_modified(|b| replace_if_higher(b, m));
@@ -733,7 +760,14 @@ mod tests {
     }
 
     fn append(log: &Log, frame: &[u8]) -> Result<u64, Refused> {
-        log.append(frame, 1, &mut Some(|_| ())).map(|(seq, ())| seq)
+        log.append(frame, 1, false, &mut Some(|seq| seq))
+            .map(|a| a.made)
+    }
+
+    /// Waits until record `seq` is synced, asking the syncer for it.
+    async fn synced(log: &Log, seq: u64) -> bool {
+        let wait = log.wait_for_sync(&mut log.state.lock(), seq);
+        wait.await.unwrap_or(false)
     }
 
     /// A log over `dir` with its syncer running.
@@ -778,7 +812,7 @@ mod tests {
         let f = frame(&[7u8; 1024]);
         let seqs: Vec<u64> = (0..2000).map(|_| append(&log, &f).unwrap()).collect();
         assert_eq!(seqs, (0..2000).collect::<Vec<_>>());
-        assert!(log.synced(1999).await);
+        assert!(synced(&log, 1999).await);
         assert!(segment_files(dir.path()) >= 4, "rolled at 512 KiB");
         assert_eq!(log.usage().1, 2000);
         for s in seqs {
@@ -808,16 +842,16 @@ mod tests {
             "{} records fit",
             seqs.len()
         );
-        let no_hook = &mut Some(|_| ());
-        let late = log.append_within(&f, 1, Duration::from_millis(50), no_hook);
-        let late = late.await.map(|(s, ())| s);
+        let no_hook = &mut Some(|seq| seq);
+        let late = log.append_within(&f, 1, Duration::from_millis(50), false, no_hook);
+        let late = late.await.map(|a| a.made);
         assert_eq!(late, Err(Refused::Full));
-        assert!(log.synced(*seqs.last().unwrap()).await);
+        assert!(synced(&log, *seqs.last().unwrap()).await);
         for s in &seqs[..100] {
             log.settled(*s);
         }
         let waited = log
-            .append_within(&f, 1, Duration::from_secs(10), &mut Some(|_| ()))
+            .append_within(&f, 1, Duration::from_secs(10), false, &mut Some(|seq| seq))
             .await;
         assert!(waited.is_ok(), "room once settled segments went");
         log.close();

@@ -22,7 +22,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-pub use self::log::Refused;
+pub use self::log::{Appended, Refused, SyncWait};
 pub use frame::Stored;
 pub use reader::Reader;
 
@@ -126,20 +126,22 @@ impl Spool {
     /// sequence number, and what `on_seq` made of it: `on_seq` runs before any reader
     /// can see the record, so that whatever waits for the record is registered before
     /// its delivery report can come. When this returns, the record survives the process
-    /// dying; [`Spool::synced`] waits for it to survive a power loss.
+    /// dying; with `sync`, a sync is asked for at once, and the wait for it (the record
+    /// surviving a power loss) is returned.
     pub async fn append<R>(
         &self,
         entry: usize,
         record: &Record<'_>,
         timeout: Duration,
+        sync: bool,
         on_seq: impl FnOnce(u64) -> R,
-    ) -> Result<(u64, R), Refused> {
+    ) -> Result<Appended<R>, Refused> {
         let entry = u16::try_from(entry).map_err(|_| Refused::Closed)?;
         let mut on_seq = Some(on_seq);
         let first = SCRATCH.with_borrow_mut(|buf| {
             buf.clear();
             frame::put_record(buf, entry, record);
-            let appended = self.log.append(buf, record.received_ms, &mut on_seq);
+            let appended = self.log.append(buf, record.received_ms, sync, &mut on_seq);
             if buf.capacity() > 1 << 20 {
                 *buf = Vec::new();
             }
@@ -151,16 +153,11 @@ impl Spool {
                 frame::put_record(&mut buf, entry, record);
                 let received_ms = record.received_ms;
                 self.log
-                    .append_within(&buf, received_ms, timeout, &mut on_seq)
+                    .append_within(&buf, received_ms, timeout, sync, &mut on_seq)
                     .await
             }
             appended => appended,
         }
-    }
-
-    /// Waits until record `seq` is synced; `false` if it never will be.
-    pub async fn synced(&self, seq: u64) -> bool {
-        self.log.synced(seq).await
     }
 
     /// Removes a settled record (delivered, dead-lettered or failed for good).

@@ -9,8 +9,9 @@ use std::io;
 
 use memmap2::{MmapMut, MmapOptions};
 
-/// Bytes mapped at a time: a multiple of every page size Linux uses.
-const WINDOW: u64 = 4 << 20;
+/// Bytes mapped at a time: a multiple of every base page size Linux uses (4 to 64 KiB),
+/// and small, because the touched pages of mapped windows count in the broker's RSS.
+const WINDOW: u64 = 1 << 20;
 
 /// A segment file being appended to.
 pub struct Mapped {

@@ -86,51 +86,30 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// Raised by the epoch callback when a call passes its deadline.
+/// Why the host ended a guest call from one of its callbacks or imports: raised as the
+/// call's error, and read back by the instance to classify the failure.
 #[derive(Debug)]
-pub(crate) struct DeadlineExceeded;
+pub(crate) enum Stopped {
+    /// The epoch callback: the call passed its deadline.
+    Deadline,
+    /// The epoch callback: a call on the fast path (without a fiber) ran for more than
+    /// one tick; it cannot yield, so it is stopped and run again on a fiber.
+    NeedsFiber,
+    /// The `rmqtt.abort` import, with the guest's message.
+    Abort(String),
+    /// WASI `proc_exit`, with its code.
+    Exit(i32),
+}
 
-impl fmt::Display for DeadlineExceeded {
+impl fmt::Display for Stopped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("deadline exceeded")
+        match self {
+            Stopped::Deadline => f.write_str("deadline exceeded"),
+            Stopped::NeedsFiber => f.write_str("the call ran longer than the fast path allows"),
+            Stopped::Abort(message) => f.write_str(message),
+            Stopped::Exit(code) => write!(f, "the module called proc_exit({code})"),
+        }
     }
 }
 
-impl std::error::Error for DeadlineExceeded {}
-
-/// Raised by the epoch callback when a call on the fast path (without a fiber) has run
-/// for more than one tick: it cannot yield, so it is stopped and run again on a fiber.
-#[derive(Debug)]
-pub(crate) struct NeedsFiber;
-
-impl fmt::Display for NeedsFiber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the call ran longer than the fast path allows")
-    }
-}
-
-impl std::error::Error for NeedsFiber {}
-
-/// Raised by the `rmqtt.abort` import.
-#[derive(Debug)]
-pub(crate) struct GuestAbort(pub String);
-
-impl fmt::Display for GuestAbort {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for GuestAbort {}
-
-/// Raised by WASI `proc_exit`.
-#[derive(Debug)]
-pub(crate) struct GuestExit(pub i32);
-
-impl fmt::Display for GuestExit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the module called proc_exit({})", self.0)
-    }
-}
-
-impl std::error::Error for GuestExit {}
+impl std::error::Error for Stopped {}

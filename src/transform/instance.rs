@@ -5,7 +5,7 @@
 use abi::output::{read_output, Output};
 use wasmtime::{Memory, Store, Trap, TypedFunc};
 
-use super::failure::{Cause, DeadlineExceeded, Failure, GuestAbort, GuestExit, NeedsFiber};
+use super::failure::{Cause, Failure, Stopped};
 use super::module::TransformModule;
 use super::state::{Deadline, HostState, MemoryCap};
 
@@ -250,22 +250,21 @@ where
     store.set_epoch_deadline(1);
     match func.call(&mut *store, params) {
         Ok(r) => Ok(r),
-        Err(e) if e.is::<NeedsFiber>() => Err(None),
+        Err(e) if matches!(e.downcast_ref(), Some(Stopped::NeedsFiber)) => Err(None),
         Err(e) => Err(Some(classify(e, store.data()))),
     }
 }
 
 /// Classifies an error that a guest call (or instantiation) returned.
 fn classify(e: wasmtime::Error, state: &HostState) -> Failure {
-    if e.is::<DeadlineExceeded>() {
-        let timeout = state.deadline.timeout();
-        return Failure::new(
-            Cause::Timeout,
-            format!("the call ran past its {timeout:?} deadline"),
-        );
-    }
-    if let Some(GuestAbort(msg)) = e.downcast_ref::<GuestAbort>() {
-        return Failure::new(Cause::Panic, msg.clone());
+    match e.downcast_ref::<Stopped>() {
+        Some(Stopped::Deadline) => {
+            let timeout = state.deadline.timeout();
+            let why = format!("the call ran past its {timeout:?} deadline");
+            return Failure::new(Cause::Timeout, why);
+        }
+        Some(Stopped::Abort(message)) => return Failure::new(Cause::Panic, message.clone()),
+        _ => {}
     }
     if state.memory_cap.was_hit() {
         let max = state.memory_cap.max();
@@ -274,7 +273,7 @@ fn classify(e: wasmtime::Error, state: &HostState) -> Failure {
             format!("the module tried to grow its memory beyond max_memory ({max} bytes)"),
         );
     }
-    if let Some(exit) = e.downcast_ref::<GuestExit>() {
+    if let Some(exit @ Stopped::Exit(_)) = e.downcast_ref::<Stopped>() {
         return Failure::new(Cause::Trap, exit.to_string());
     }
     match e.downcast_ref::<Trap>() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use wasmtime::{Memory, ResourceLimiter, Result, UpdateDeadline};
 
-use super::failure::{DeadlineExceeded, NeedsFiber};
+use super::failure::Stopped;
 use super::ticker::{EpochState, EPOCH_TICK};
 use crate::observe::LogLimiter;
 
@@ -118,13 +118,13 @@ impl Deadline {
         self.ticks_left = self.ticks_left.saturating_sub(1);
         self.ticks_seen += 1;
         if self.ticks_left == 0 {
-            Err(DeadlineExceeded.into())
+            Err(Stopped::Deadline.into())
         } else if self.on_fiber {
             Ok(UpdateDeadline::Yield(1))
         } else if self.ticks_seen < FAST_PATH_TICKS {
             Ok(UpdateDeadline::Continue(1))
         } else {
-            Err(NeedsFiber.into())
+            Err(Stopped::NeedsFiber.into())
         }
     }
 }

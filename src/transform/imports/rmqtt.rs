@@ -4,7 +4,7 @@ use wasmtime::{Caller, Linker, Result};
 
 use super::{guest_text, memory};
 use crate::log_limited;
-use crate::transform::failure::GuestAbort;
+use crate::transform::failure::Stopped;
 use crate::transform::state::HostState;
 
 pub(super) fn define(linker: &mut Linker<HostState>) -> Result<()> {
@@ -33,7 +33,7 @@ fn log(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) {
 /// `rmqtt.abort(ptr, len)`: ends the call as a `panic` with the guest's message.
 fn abort(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> Result<()> {
     let text = memory(&mut caller).map_or_else(String::new, |(mem, _)| guest_text(mem, ptr, len));
-    Err(GuestAbort(text).into())
+    Err(Stopped::Abort(text).into())
 }
 
 fn log_level(level: i32) -> log::Level {

@@ -10,7 +10,7 @@ use wasmtime::{Caller, Linker, Result};
 
 use super::{memory, range, MAX_LOG_LINE};
 use crate::log_limited;
-use crate::transform::failure::GuestExit;
+use crate::transform::failure::Stopped;
 use crate::transform::state::HostState;
 
 const WASI: &str = "wasi_snapshot_preview1";
@@ -147,5 +147,5 @@ fn random_get(mut caller: Caller<'_, HostState>, buf: i32, len: i32) -> i32 {
 
 /// `proc_exit`: ends the call as a trap.
 fn proc_exit(code: i32) -> Result<()> {
-    Err(GuestExit(code).into())
+    Err(Stopped::Exit(code).into())
 }

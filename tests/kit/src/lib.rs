@@ -1,4 +1,4 @@
-//! Real parts for the tests, the benchmark and `rmqttd --demo`, each set up once: an
+//! Real parts for the tests and the benchmark, each set up once: an
 //! in-process RMQTT broker with chosen plugins, librdkafka's mock cluster on a thread of
 //! its own, a Kafka reader, rumqttc clients, separate processes (tansu, rmqttd's working directory), the example
 //! transform modules, and an HTTP client and test certificates for rmqttd's process tests.
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 pub use broker::{bridge_config, disk_buffer, outcome_total, Broker, BrokerBuilder, ACL_PLUGIN};
 pub use kafka_reader::{header_map, read, read_none, read_topic, Record};
 pub use mock_kafka::MockKafka;
-pub use modules::{example_module, example_module_for};
+pub use modules::{example_module, example_module_for, publish_input};
 pub use mqtt::{V3Client, V5Client};
 
 /// The repository's root (`examples/`, `scripts/`). This crate lives in `tests/kit`, so

@@ -1,4 +1,4 @@
-//! librdkafka's mock cluster: an in-process Kafka for fault injection and the demo.
+//! librdkafka's mock cluster: an in-process Kafka for fault injection.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
+use abi::input::InputFields;
+
 use crate::repo_root;
 
 /// An example module, built from source for wasm32-unknown-unknown (once per process).
@@ -35,5 +37,23 @@ pub fn example_module_for(name: &str, target: &'static str) -> PathBuf {
     match dir {
         Ok(d) => d.join(format!("{}.wasm", name.replace('-', "_"))),
         Err(e) => panic!("{e}"),
+    }
+}
+
+/// The input of a QoS 1 publish from client `c1` on `topic`, as the host hands it to a
+/// module: for driving a transform pool directly.
+pub fn publish_input<'a>(topic: &'a [u8], payload: &'a [u8]) -> InputFields<'a, &'static [u8]> {
+    InputFields {
+        qos: 1,
+        retain: false,
+        dup: false,
+        timestamp_ms: 1_700_000_000_000,
+        node_id: 1,
+        topic,
+        payload,
+        client_id: b"c1",
+        username: None,
+        peer_addr: Some(b"127.0.0.1:50000"),
+        properties: None,
     }
 }
