@@ -225,7 +225,8 @@ impl TryFrom<String> for AckLevel {
             .into_iter()
             .find(|level| level.as_str() == text)
             .ok_or_else(|| {
-                format!("unknown level \"{text}\": expected one of received, written, synced, delivered")
+                let levels = AckLevel::ALL.map(AckLevel::as_str).join(", ");
+                format!("unknown level \"{text}\": expected one of {levels}")
             })
     }
 }

@@ -79,10 +79,9 @@ struct State {
     unsent: Vec<u64>,
     /// A sending mark for the syncer to write and sync.
     sending: Option<u64>,
-    /// A waiter wants every record below this synced.
-    sync_wanted: u64,
-    /// Who waits for a record to be synced, by its sequence number; completed (`true`)
-    /// by the sync that covers it, or `false` if the log broke.
+    /// Who waits for a record to be synced, by its sequence number, in that order: the
+    /// syncer syncs while any wait; each is completed (`true`) by the sync that covers
+    /// it, or `false` if the log broke.
     sync_waiters: Vec<(u64, oneshot::Sender<bool>)>,
     /// A segment was created or renamed since the directory was last synced.
     dir_dirty: bool,
@@ -174,7 +173,6 @@ impl Log {
                 acked: Vec::new(),
                 unsent: Vec::new(),
                 sending: None,
-                sync_wanted: 0,
                 sync_waiters: Vec::new(),
                 dir_dirty: false,
                 closed: false,
@@ -228,11 +226,10 @@ impl Log {
         } else if s.closed && self.broken.load(Ordering::Acquire) {
             let _ = tx.send(false);
         } else {
-            s.sync_waiters.push((seq, tx));
-            if s.sync_wanted <= seq {
-                s.sync_wanted = seq + 1;
+            if s.sync_waiters.is_empty() {
                 self.wake_syncer.notify_one();
             }
+            s.sync_waiters.push((seq, tx));
         }
         rx
     }
@@ -459,12 +456,11 @@ impl Log {
     /// crash.
     pub fn sync_loop(self: &Arc<Log>) -> io::Result<()> {
         let mut last = Instant::now();
-        let mut woken = Vec::new();
         loop {
             let job = self.next_job(last);
             last = Instant::now();
             let closing = job.closing;
-            self.run(job, &mut woken)?;
+            self.run(job)?;
             self.allocate_spare()?;
             if closing {
                 return Ok(());
@@ -479,7 +475,7 @@ impl Log {
         loop {
             let urgent = s.closed
                 || s.sending.is_some()
-                || s.sync_wanted > *self.synced.borrow()
+                || !s.sync_waiters.is_empty()
                 || self.wants_spare(&s);
             if urgent {
                 break;
@@ -536,7 +532,7 @@ impl Log {
     }
 
     /// Syncs what `job` covers, then books it and wakes whoever waits.
-    fn run(&self, job: Job, woken: &mut Vec<oneshot::Sender<bool>>) -> io::Result<()> {
+    fn run(&self, job: Job) -> io::Result<()> {
         drop(job.unmapped);
         for (_, _, file) in &job.files {
             file.sync_data()?;
@@ -547,7 +543,7 @@ impl Log {
         if !job.files.is_empty() || job.dir {
             self.syncs.fetch_add(1, Ordering::Relaxed);
         }
-        let gone = {
+        let (gone, woken) = {
             let mut s = self.state.lock();
             for (first_seq, len, _) in &job.files {
                 if let Some(g) = s.segments.iter_mut().find(|g| g.first_seq == *first_seq) {
@@ -565,12 +561,12 @@ impl Log {
             }
             // Waiters register in sequence order, under this lock.
             let covered = s.sync_waiters.partition_point(|(seq, _)| *seq < job.below);
-            woken.extend(s.sync_waiters.drain(..covered).map(|(_, tx)| tx));
-            settled_prefix(&mut s)
+            let woken: Vec<_> = s.sync_waiters.drain(..covered).collect();
+            (settled_prefix(&mut s), woken)
         };
         self.synced
             .send_if_modified(|b| replace_if_higher(b, job.below));
-        for tx in woken.drain(..) {
+        for (_, tx) in woken {
             let _ = tx.send(true);
         }
         if let Some(m) = job.sending {
