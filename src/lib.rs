@@ -2,7 +2,7 @@
 //! Kafka, optionally through a WebAssembly transform per topic-filter entry.
 //!
 //! Its configuration format is that of RMQTT's own Kafka egress bridge, extended; see
-//! `plugins/rmqtt-bridge-egress-kafka.toml` and the README.
+//! `plugins/rmqtt-bridge-egress-kafka.toml` and docs/configuration.md.
 //!
 //! Where things live, in layers: a folder uses only the folders below it (checked by
 //! `tests/layers.rs`).

@@ -1,7 +1,7 @@
 //! The plugin's own HTTP endpoint (`http_laddr`) on a real broker and mock Kafka, asked
 //! with real HTTP requests: every outcome counter in `/metrics` equals what the test
-//! caused, the bearer token guards every route but `/health`, and a busy address refuses
-//! the start naming the field.
+//! caused, the bearer token guards every route but `/health`, a busy address refuses
+//! the start naming the field, and reloads are counted by result.
 
 use std::net::TcpListener;
 
@@ -156,6 +156,62 @@ async fn a_busy_http_laddr_refuses_the_start_naming_the_field() {
     let err = format!("{:#}", result.err().expect("the start is refused"));
     assert!(err.contains("field `http_laddr`"), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+/// A refused reload leaves the old configuration running, so the counts and the last
+/// reload's time and result are what an operator alerts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_are_counted_by_result_with_the_last_ones_time_and_error() {
+    let kafka = MockKafka::start(1);
+    let port = free_port();
+    let good = config(&kafka.bootstrap, port);
+    let broker = Broker::start(&good).await;
+    let metrics = || async { get(port, "/metrics", Some(TOKEN)).await.body };
+    let status = || async {
+        let body = get(port, "/status", Some(TOKEN)).await.body;
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["reloads"].clone()
+    };
+    let m = metrics().await;
+    assert_eq!(sample(&m, "reloads_total", "result=\"applied\""), 0.0);
+    assert_eq!(sample(&m, "reloads_total", "result=\"refused\""), 0.0);
+    assert_eq!(sample(&m, "last_reload_successful", ""), 1.0);
+    assert_eq!(sample(&m, "last_reload_timestamp_seconds", ""), 0.0);
+    assert_eq!(status().await["last"], serde_json::Value::Null);
+
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    broker.reload(&good).await.unwrap();
+    let m = metrics().await;
+    assert_eq!(sample(&m, "reloads_total", "result=\"applied\""), 1.0);
+    assert_eq!(sample(&m, "last_reload_successful", ""), 1.0);
+    let applied_at = sample(&m, "last_reload_timestamp_seconds", "");
+    assert!(applied_at >= started.floor(), "{applied_at} < {started}");
+
+    let bad = good.replace("remote.topic = \"plain\"", "remote.topik = \"plain\"");
+    broker.reload(&bad).await.expect_err("refused");
+    let m = metrics().await;
+    assert_eq!(sample(&m, "reloads_total", "result=\"applied\""), 1.0);
+    assert_eq!(sample(&m, "reloads_total", "result=\"refused\""), 1.0);
+    assert_eq!(sample(&m, "last_reload_successful", ""), 0.0);
+    assert!(sample(&m, "last_reload_timestamp_seconds", "") >= applied_at);
+    let doc = status().await;
+    assert_eq!(
+        (doc["applied"].as_u64(), doc["refused"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(doc["last"]["result"], "refused", "{doc}");
+    let error = doc["last"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("entry 1") && error.contains("remote.topik"),
+        "{error}"
+    );
+    assert!(doc["last"]["at_ms"].as_f64().unwrap() >= applied_at * 1000.0 - 1.0);
+    // rmqtt's HTTP API serves this configuration: the key to POST /reload is not in it.
+    let shown = broker.scx.plugins.get_config(PLUGIN_NAME).await.unwrap();
+    assert_eq!(shown["http_laddr"], format!("127.0.0.1:{port}"));
+    assert!(!shown.to_string().contains(TOKEN), "{shown}");
 }
 
 /// Polls `path` until `done` holds for the answer (20 s at most).

@@ -139,7 +139,7 @@ async fn threshold_filter_drops_low_readings_and_dead_letters_bad_ones() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn key_headers_takes_the_key_from_json_and_headers_from_properties_and_levels() {
+async fn key_headers_takes_the_key_from_json_and_headers_from_levels_after_the_hosts() {
     let kafka = MockKafka::start(1);
     kafka.create_topic("telemetry", 1);
     let extra =
@@ -180,9 +180,13 @@ async fn key_headers_takes_the_key_from_json_and_headers_from_properties_and_lev
     assert_eq!(r.payload_str(), "{\"device_id\":\"d-42\",\"value\":7}");
     assert_eq!(r.header("plant").as_deref(), Some("berlin"));
     assert_eq!(r.header("line").as_deref(), Some("line1"));
-    // User properties appear twice: as standard headers and as the module's own.
-    assert_eq!(r.headers.iter().filter(|(k, _)| k == "site").count(), 2);
-    let module_part: Vec<&str> = r
+    // Each user property once: the host adds them, the module only its topic levels.
+    for (name, value) in [("site", "berlin"), ("fw", "1.2")] {
+        let found: Vec<_> = r.headers.iter().filter(|(k, _)| k == name).collect();
+        assert_eq!(found.len(), 1, "{name}: {:?}", r.headers);
+        assert_eq!(r.header(name).as_deref(), Some(value));
+    }
+    let tail: Vec<&str> = r
         .headers
         .iter()
         .rev()
@@ -190,9 +194,9 @@ async fn key_headers_takes_the_key_from_json_and_headers_from_properties_and_lev
         .map(|(k, _)| k.as_str())
         .collect();
     assert_eq!(
-        module_part,
+        tail,
         ["line", "plant", "fw", "site"],
-        "module headers follow the standard ones, in order"
+        "module headers follow the standard ones (user properties last), in order"
     );
 }
 

@@ -2,7 +2,7 @@
 //! caches, timed in the CPU time of the thread that does it, five times a second through
 //! the measured window. The shared host of this benchmark has slow periods of minutes in
 //! which the broker needs 20–45 % more CPU per message; a steady canary across them
-//! says that the cores' clock is not what changes (docs/benchmarks.md).
+//! says that the cores' clock is not what changes (docs/benchmark-history.md, "The host's slow periods").
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

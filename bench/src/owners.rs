@@ -72,9 +72,15 @@ pub struct Profiler {
     length: Duration,
 }
 
-/// Fails unless `perf` can be run: checked before the first run, not after its broker
-/// started.
+/// Fails unless `perf` can be run and this binary has line tables (without them, code
+/// inlined into another owner's function is charged to that owner): checked before the
+/// first run, not after its broker started.
 pub fn check_perf() -> Result<()> {
+    if env!("BRIDGE_BENCH_DEBUG_INFO") != "true" {
+        bail!(
+            "--profile needs line tables: build with `cargo build --profile profiling -p bridge-bench` (scripts/bench.sh does when given --profile)"
+        );
+    }
     let found = Command::new("perf").arg("--version").output();
     if !found.is_ok_and(|o| o.status.success()) {
         bail!("--profile needs `perf` (Debian: apt install linux-perf)");

@@ -57,7 +57,8 @@ impl Demo {
     }
 
     /// Prints how to try the demo: one `mosquitto_pub` line per configured entry, and
-    /// where the plugin's `/metrics` and the HTTP API are, when they are configured.
+    /// where the plugin's `/metrics`, the HTTP API and its dashboard are, when they are
+    /// configured.
     pub fn print_instructions(
         &self,
         listeners: &[SocketAddr],
@@ -72,7 +73,7 @@ impl Demo {
         println!("Every record that lands in Kafka is printed below. Try:\n");
         for topic in sample_topics(plugin_config.as_ref()) {
             println!(
-                "  mosquitto_pub -h 127.0.0.1 -p {port} -V mqttv5 -q 1 -t '{topic}' -m '{{\"device_id\":\"d1\",\"value\":42}}' -D publish user-property site demo",
+                "  mosquitto_pub -h 127.0.0.1 -p {port} -V mqttv5 -q 1 -t '{topic}' -m '{{\"device_id\":\"d1\",\"value\":42}}' -D publish user-property tenant acme",
             );
         }
         let own = plugin_config
@@ -83,6 +84,7 @@ impl Demo {
         }
         if let Some(addr) = self.http_api_addr() {
             println!("The bridge's counters: http://{addr}/api/v1/plugins/{node}/{PLUGIN_NAME}");
+            println!("rmqtt's dashboard: http://{addr}/  (log in with http_bearer_token, or any text without one)");
         }
         println!("\nStop with Ctrl-C (or SIGTERM).\n");
     }
@@ -130,12 +132,17 @@ fn sample_topics(plugin_config: Option<&Value>) -> Vec<String> {
         .collect()
 }
 
+/// What the printed examples put in a filter's single-level wildcards, in order: levels
+/// that read like a real site's, so that headers taken from topic levels mean something.
+const SAMPLE_LEVELS: [&str; 4] = ["plant1", "line3", "cell2", "unit7"];
+
 /// A topic that `filter` matches, for the printed examples.
 fn sample_topic(filter: &str) -> String {
+    let mut levels = SAMPLE_LEVELS.iter();
     filter
         .split('/')
         .map(|l| match l {
-            "+" => "x",
+            "+" => levels.next().copied().unwrap_or("x"),
             "#" => "demo",
             l => l,
         })

@@ -5,6 +5,7 @@
 //! record that lands in it.
 
 mod demo;
+mod exposure;
 mod listeners;
 mod logging;
 mod transform;
@@ -132,6 +133,7 @@ async fn run(cli: Cli) -> Result<()> {
     }
     // Errors name the user's file, not the demo's temporary copy of it.
     register_plugins(&scx, startups, &conf.plugins.dir).await?;
+    exposure::warn_if_exposed(&conf.plugins.dir, startups);
 
     let conf_file = cli
         .opts

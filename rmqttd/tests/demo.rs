@@ -128,6 +128,16 @@ fn records_of<'a>(seen: &'a [String], topic: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The printed headers (`name=value`) of each record of MQTT topic `topic`.
+fn headers_of<'a>(seen: &'a [String], topic: &str) -> Vec<Vec<&'a str>> {
+    let header = format!(" topic={topic},");
+    seen.iter()
+        .filter(|l| l.contains(&header))
+        .filter_map(|l| l.trim_start().strip_prefix("headers: "))
+        .map(|l| l.split(", ").collect())
+        .collect()
+}
+
 /// `rmqttd -f rmqtt.toml --demo` in `dir`, its output captured.
 fn demo(dir: &tempfile::TempDir) -> Child {
     Command::new(env!("CARGO_BIN_EXE_rmqttd"))
@@ -185,13 +195,24 @@ fn every_printed_hint_shows_its_record_and_sigterm_ends_the_demo() {
             });
         }
     }
-    let transformed = records_of(&out.seen, "sensors/x/x/telemetry");
+    let transformed = records_of(&out.seen, "sensors/plant1/line3/telemetry");
     assert!(
         transformed
             .iter()
             .all(|r| r.contains("topic=telemetry ") && r.ends_with("key=d1")),
         "key-headers keys by device_id: {transformed:?}"
     );
+    // Each header once: the user property is the host's, the topic levels the module's.
+    for headers in headers_of(&out.seen, "sensors/plant1/line3/telemetry") {
+        for pair in ["tenant=acme", "site=plant1", "line=line3"] {
+            let n = headers.iter().filter(|h| **h == pair).count();
+            assert_eq!(n, 1, "{pair} in {headers:?}");
+        }
+        assert_eq!(
+            headers.iter().filter(|h| h.starts_with("tenant=")).count(),
+            1
+        );
+    }
 
     let metrics = request(metrics_port, "GET", "/metrics");
     assert_eq!(metrics.status, 200, "{}", metrics.body);

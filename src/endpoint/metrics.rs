@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::kafka::Summary;
-use crate::observe::{Outcome, ENTRY_LABELS, PREFIX};
+use crate::observe::{Outcome, ReloadResult, Reloads, ENTRY_LABELS, PREFIX};
 use crate::pipeline::{BridgeView, Entry, Running};
 use crate::spool::Spool;
 use crate::transform::{Cause, TransformPool};
@@ -48,6 +48,83 @@ impl Collector for PipelineCollector {
             series.fill_bridge(&bridge);
         }
         series.parts().iter().flat_map(|c| c.collect()).collect()
+    }
+}
+
+/// The plugin's reloads: counted by result, and the last one's time and result (named as
+/// Prometheus names its own: `..._last_reload_successful`, `..._timestamp_seconds`).
+pub struct ReloadCollector {
+    reloads: Arc<Reloads>,
+    descs: Vec<Desc>,
+}
+
+impl ReloadCollector {
+    pub fn new(reloads: Arc<Reloads>) -> ReloadCollector {
+        let descs = ReloadSeries::new()
+            .parts()
+            .iter()
+            .flat_map(|c| c.desc())
+            .cloned()
+            .collect();
+        ReloadCollector { reloads, descs }
+    }
+}
+
+impl Collector for ReloadCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let series = ReloadSeries::new();
+        for result in ReloadResult::ALL {
+            series
+                .total
+                .with_label_values(&[result.as_str()])
+                .inc_by(self.reloads.count(result));
+        }
+        // Before any reload: the configuration in use loaded, at no reload time.
+        let last = self.reloads.last();
+        let applied = last
+            .as_ref()
+            .is_none_or(|l| l.result == ReloadResult::Applied);
+        series.successful.set(i64::from(applied));
+        #[allow(clippy::cast_precision_loss)] // milliseconds since 1970 fit in 2^53
+        series.at.set(last.map_or(0.0, |l| l.at_ms as f64 / 1000.0));
+        series.parts().iter().flat_map(|c| c.collect()).collect()
+    }
+}
+
+struct ReloadSeries {
+    total: IntCounterVec,
+    successful: IntGauge,
+    at: Gauge,
+}
+
+impl ReloadSeries {
+    fn new() -> ReloadSeries {
+        let valid = "the series' names are constant and valid";
+        ReloadSeries {
+            total: counter(
+                "reloads_total",
+                "Configuration reloads, by result: applied, or refused (the old configuration kept running)",
+                &["result"],
+            ),
+            successful: IntGauge::new(
+                format!("{PREFIX}last_reload_successful"),
+                "1 if the last reload was applied (or none happened yet), 0 if it was refused",
+            )
+            .expect(valid),
+            at: Gauge::new(
+                format!("{PREFIX}last_reload_timestamp_seconds"),
+                "Unix time of the last reload, applied or refused; 0 before any",
+            )
+            .expect(valid),
+        }
+    }
+
+    fn parts(&self) -> [&dyn Collector; 3] {
+        [&self.total, &self.successful, &self.at]
     }
 }
 
@@ -270,7 +347,7 @@ impl Series {
             .iter()
             .map(|o| {
                 let help = format!(
-                    "Units that ended {}: see the README's accounting",
+                    "Units that ended {}: see docs/operating.md, Accounting",
                     o.as_str()
                 );
                 counter(&format!("{}_total", o.as_str()), &help, ENTRY_LABELS)

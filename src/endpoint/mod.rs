@@ -16,21 +16,22 @@ use serde_json::Value;
 pub use http::ReloadFuture;
 
 use crate::config::{ConfigError, PluginConfig};
-use crate::observe::Histograms;
+use crate::observe::{Histograms, Reloads};
 use crate::pipeline::Running;
 use health::Health;
 use http::{HttpServer, Routes};
-use metrics::PipelineCollector;
+use metrics::{PipelineCollector, ReloadCollector};
 
 /// How long a replaced endpoint keeps its connections, so that the `POST /reload` that
 /// moved it gets its answer.
 const GRACE: Duration = Duration::from_secs(1);
 
 /// What the routes read and call, per request: the running pipeline, the plugin's
-/// status document and its reload.
+/// reload counts, status document and reload.
 #[derive(Clone)]
 pub struct Source {
     pub running: Arc<Running>,
+    pub reloads: Arc<Reloads>,
     pub status: Arc<dyn Fn() -> Value + Send + Sync>,
     pub reload: Arc<dyn Fn() -> ReloadFuture + Send + Sync>,
 }
@@ -55,6 +56,9 @@ impl Endpoint {
         let collector = PipelineCollector::new(source.running.clone());
         registry
             .register(Box::new(collector))
+            .and_then(|()| {
+                registry.register(Box::new(ReloadCollector::new(source.reloads.clone())))
+            })
             .and_then(|()| histograms.register(&registry))
             .map_err(|e| ConfigError::field("http_laddr", format!("metrics: {e}")))?;
         let health = Arc::new(Health::new(source.running.clone()));

@@ -119,7 +119,7 @@ impl Handler for RefusalHook {
 /// publish ([`Pipeline::may_refuse`]) is about to run. Until then the broker has no
 /// `MessagePublishCheckAcl` handler of ours, and rmqtt's ACL check, made twice for every
 /// publish (the bridge's own and the broker's), skips its handler chain: a lock on the
-/// chain and a handler call each time (docs/benchmarks.md measures what that saves).
+/// chain and a handler call each time (docs/benchmark-history.md measures what that saves).
 pub struct RefusalRegistration {
     register: Box<dyn Register>,
     refusals: Arc<Refusals>,

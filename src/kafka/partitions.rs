@@ -3,7 +3,7 @@
 //! partitioner functions, and each partition is written by one producer (partition mod
 //! producers). A linger window then makes one batch per partition instead of one per
 //! partition and producer, which costs librdkafka's threads and Kafka less
-//! (docs/benchmarks.md, "Keyed records by partition"). A key keeps its order: while the
+//! (docs/benchmark-history.md, "Keyed records by partition"). A key keeps its order: while the
 //! count holds, its partition and so its producer are fixed.
 //!
 //! A topic's keyed records are routed one way for the producers' life, decided at the

@@ -173,7 +173,7 @@ impl Producers {
     /// (`received_ms`): one producer takes them all for `turn_ms`, then the next.
     /// Spreading records over the producers record by record would cut every linger
     /// window into one small batch per producer and partition, and each batch costs the
-    /// broker, librdkafka's threads and Kafka (docs/benchmarks.md, "Keyless records: one
+    /// broker, librdkafka's threads and Kafka (docs/benchmark-history.md, "Keyless records: one
     /// producer at a time", "Keyed records by partition").
     #[inline]
     fn pick(
@@ -371,7 +371,7 @@ fn client_config(bridge: &BridgeConfig, client_id: &str) -> ClientConfig {
     c.set("enable.idempotence", "true");
     // librdkafka's 5 ms default wakes its broker threads so often that they cost more
     // CPU than the records. 15 ms keeps the p99 at half load under 25 ms; at saturation
-    // it measured the same throughput as 20 ms (docs/benchmarks.md, "linger.ms").
+    // it measured the same throughput as 20 ms (docs/benchmark-history.md, "`linger.ms` and latency").
     set_default(&mut c, bridge, LINGER, &DEFAULT_LINGER_MS.to_string());
     // Feeds /metrics' per-producer series and /health's broker reachability.
     c.set("statistics.interval.ms", DEFAULT_INTERVAL_MS);

@@ -3,9 +3,9 @@
 //!
 //! A `clock_gettime` on this path is dear: its `rdtscp` waits for every load before it,
 //! and the loads before it miss the cache, so each read cost 45–90 ns in the broker where
-//! it costs 20 ns in a loop (docs/benchmarks.md, "The transform path" and "The record
-//! path's clock reads"). A plain `rdtsc` does not wait. Where the CPU has no invariant
-//! counter, `quanta` reads the system clock instead.
+//! it costs 20 ns in a loop (docs/benchmark-history.md, "The transform path" and
+//! "Wake-ups, clock reads and the fast path"). A plain `rdtsc` does not wait. Where the
+//! CPU has no invariant counter, `quanta` reads the system clock instead.
 
 use std::cell::Cell;
 use std::sync::OnceLock;

@@ -1,7 +1,7 @@
 //! Histograms observed on the message path by several threads at once. An observation of
 //! `prometheus::Histogram` is four atomic read-modify-writes on cache lines that every
 //! observing thread writes, and the two CPUs of a busy broker pass those lines back and
-//! forth: 0.1 µs per transformed message (docs/benchmarks.md, "The transform pool's
+//! forth: 0.1 µs per transformed message (docs/benchmark-history.md, "The transform pool's
 //! checkout and the call histogram"). Here each thread adds to its own shard, two adds on
 //! lines no other thread writes, and a scrape sums the shards. The exposition stays
 //! `prometheus`'s: a family is a [`Collector`] that hands it ordinary histogram protos.

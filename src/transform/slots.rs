@@ -3,7 +3,7 @@
 //! takes an empty slot fills it. Taking a slot and giving it back take one lock each; a
 //! semaphore in front of the idle list cost two more atomic read-modify-writes and a
 //! second lock per call. Among the free instances a thread prefers the one it used last,
-//! whose memory its CPU's caches still hold (docs/benchmarks.md, "The transform pool's
+//! whose memory its CPU's caches still hold (docs/benchmark-history.md, "The transform pool's
 //! checkout and the call histogram").
 
 use std::collections::VecDeque;

@@ -10,8 +10,9 @@
 //!
 //! The config is parsed once per instance, into `Settings` (the init function's state).
 //!
-//! Headers, in this order: every MQTT v5 user property (same name and value, in the order
-//! the client sent them, repeats kept), then the topic headers in config order.
+//! Headers: the topic headers, in config order. The host already adds the standard
+//! headers, every MQTT v5 user property among them, ahead of a module's (docs/abi.md,
+//! "Headers"), so a module that copied the user properties would send each twice.
 //!
 //! Invalid JSON, a payload that is not an object, or a missing key field (or one that is
 //! neither a string nor a number) is an error.
@@ -80,9 +81,6 @@ fn key_headers(msg: &Message, s: &Settings) -> Result<Outcome, Error> {
     };
 
     let mut record = Record::new(msg.payload()).key(key);
-    for (name, value) in msg.user_properties() {
-        record = record.header(name, value);
-    }
     for (name, level) in &s.topic_headers {
         if let Some(value) = msg.topic_level(*level) {
             record = record.header(name.as_str(), value);
@@ -112,7 +110,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_by_the_field_and_maps_properties_and_levels() {
+    fn keys_by_the_field_and_maps_levels_but_not_properties() {
         let cfg = Config::from_pairs([("topic_headers", "site:1, line:2")]);
         let t = TestMessage::new(TOPIC, r#"{"device_id":"d1","value":42}"#)
             .user_property("tenant", "acme")
@@ -126,13 +124,8 @@ mod tests {
         assert_eq!(record.get_key(), Some(&b"d1"[..]));
         assert_eq!(record.payload(), Some(msg.payload()));
         assert!(record.payload_is_borrowed());
-        let expected = [
-            ("tenant", "acme"),
-            ("tag", "a"),
-            ("tag", "b"),
-            ("site", "berlin"),
-            ("line", "line1"),
-        ];
+        // The user properties are the host's to add.
+        let expected = [("site", "berlin"), ("line", "line1")];
         assert_eq!(
             headers(record),
             expected.map(|(n, v)| (n.to_owned(), v.to_owned()))

@@ -19,6 +19,17 @@ pub fn request(port: u16, method: &str, path: &str) -> Response {
 
 /// Sends `method path` with extra header lines (`("Authorization", "Bearer x")`).
 pub fn request_with(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    send(port, method, path, headers, "")
+}
+
+/// POSTs `json` to `path`, with extra header lines.
+pub fn post_json(port: u16, path: &str, headers: &[(&str, &str)], json: &str) -> Response {
+    let mut headers = headers.to_vec();
+    headers.push(("Content-Type", "application/json"));
+    send(port, "POST", path, &headers, json)
+}
+
+fn send(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|e| panic!("HTTP API on port {port}: {e}"));
     stream
@@ -30,7 +41,8 @@ pub fn request_with(port: u16, method: &str, path: &str, headers: &[(&str, &str)
         .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut raw = String::new();
@@ -55,7 +67,11 @@ pub fn request_with(port: u16, method: &str, path: &str, headers: &[(&str, &str)
 /// `metrics`, with `labels` as Prometheus prints them (sorted by name); a missing
 /// sample fails the test with the whole answer.
 pub fn sample(metrics: &str, name: &str, labels: &str) -> f64 {
-    let prefix = format!("rmqtt_kafka_bridge_{name}{{{labels}}} ");
+    let prefix = if labels.is_empty() {
+        format!("rmqtt_kafka_bridge_{name} ")
+    } else {
+        format!("rmqtt_kafka_bridge_{name}{{{labels}}} ")
+    };
     let line = metrics
         .lines()
         .find(|l| l.starts_with(&prefix))

@@ -116,7 +116,7 @@ pub fn read_topic(
 }
 
 /// tansu's fetches sometimes answer from past the offset asked for, so that a live
-/// reader never sees some stored records (docs/benchmarks.md): a stretch in the middle
+/// reader never sees some stored records (docs/benchmark-history.md): a stretch in the middle
 /// of a partition, or its first records. Reads again, from the first offset missing,
 /// every partition that holds records below its last one read that were not seen.
 /// Records it adds come after the others in `out`.
