@@ -19,6 +19,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The SDK's `json` feature: no workspace member turns it on.
 cargo clippy -p rmqtt-kafka-transform --all-targets --features json --locked -- -D warnings
 (cd examples && cargo clippy --all-targets --locked -- -D warnings)
+# The demo builds rmqttd alone, where no other member lends its dependencies features.
+cargo check -p rmqttd --bin rmqttd --locked
 
 step "example modules: native unit tests, then wasm32 builds"
 (cd examples && cargo test --locked)
