@@ -8,6 +8,7 @@ scripts/setup.sh build
 scripts/setup.sh wasm
 # The example transforms the shipped plugin configuration uses.
 (cd examples && cargo build --release --locked --target wasm32-unknown-unknown)
-# The `demo` cargo profile: release at opt-level 1, which builds in a fraction of the time.
+# The `demo` cargo profile (Cargo.toml): release at opt-level 1, the same broker built in
+# less time; `cargo build --release -p rmqttd` is the production build.
 cargo build --profile demo --locked -p rmqttd
 exec target/demo/rmqttd -f rmqtt.toml --demo "$@"
