@@ -5,14 +5,13 @@
 //! formed. Broadcast (2 nodes) and Raft (3 nodes) clustering.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bridge_testkit::http::request;
-use bridge_testkit::procs::{free_port, require, signal, start_tansu, Proc, Tansu};
+use bridge_testkit::procs::{free_port, lines_of, require, signal, start_tansu, Proc, Tansu};
 use bridge_testkit::rmqttd::{read_back, Site};
 use bridge_testkit::V3Client;
 
@@ -115,15 +114,7 @@ impl Subscriber {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(child.stdout.take().unwrap());
         Subscriber {
             _proc: Proc(child),
             lines,

@@ -3,13 +3,12 @@
 //! seen on stdout, then SIGTERM ends the process promptly and quietly. Also: where the
 //! HTTP API is, and configuration errors naming the user's file.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use bridge_testkit::http::request;
-use bridge_testkit::procs::{free_port, require, signal, wait_exit, Proc};
+use bridge_testkit::procs::{free_port, lines_of, require, signal, wait_exit, Proc};
 use bridge_testkit::{example_module, repo_root};
 
 /// Hang guard for one expected line of output, not a performance bound.
@@ -59,19 +58,6 @@ fn site(port: u16, bridge_config: &str) -> tempfile::TempDir {
     )
     .unwrap();
     dir
-}
-
-/// The lines of `stdout`, as they come.
-fn lines_of(stdout: ChildStdout) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// The demo's stdout, kept whole for failure messages.

@@ -5,14 +5,13 @@
 //! refused and publishes nothing, and the same request with the token publishes, as
 //! `mosquitto_sub` sees.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use bridge_testkit::http::{post_json, request};
-use bridge_testkit::procs::{free_port, require, Proc};
+use bridge_testkit::procs::{free_port, lines_of, require, Proc};
 use bridge_testkit::rmqttd::Site;
 
 const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
@@ -91,15 +90,7 @@ fn subscribe(port: u16, topic: &str) -> (Proc, Receiver<String>) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = lines_of(child.stdout.take().unwrap());
     (Proc(child), rx)
 }
 

@@ -24,13 +24,10 @@ pub struct PipelineCollector {
 
 impl PipelineCollector {
     pub fn new(running: Arc<Running>) -> PipelineCollector {
-        let descs = Series::new()
-            .parts()
-            .iter()
-            .flat_map(|c| c.desc())
-            .cloned()
-            .collect();
-        PipelineCollector { running, descs }
+        PipelineCollector {
+            running,
+            descs: descs_of(&Series::new().parts()),
+        }
     }
 }
 
@@ -51,6 +48,11 @@ impl Collector for PipelineCollector {
     }
 }
 
+/// What a collector made of `parts` describes to the registry.
+fn descs_of(parts: &[&dyn Collector]) -> Vec<Desc> {
+    parts.iter().flat_map(|c| c.desc()).cloned().collect()
+}
+
 /// The plugin's reloads: counted by result, and the last one's time and result (named as
 /// Prometheus names its own: `..._last_reload_successful`, `..._timestamp_seconds`).
 pub struct ReloadCollector {
@@ -60,13 +62,10 @@ pub struct ReloadCollector {
 
 impl ReloadCollector {
     pub fn new(reloads: Arc<Reloads>) -> ReloadCollector {
-        let descs = ReloadSeries::new()
-            .parts()
-            .iter()
-            .flat_map(|c| c.desc())
-            .cloned()
-            .collect();
-        ReloadCollector { reloads, descs }
+        ReloadCollector {
+            reloads,
+            descs: descs_of(&ReloadSeries::new().parts()),
+        }
     }
 }
 
@@ -87,7 +86,7 @@ impl Collector for ReloadCollector {
         let last = self.reloads.last();
         let applied = last
             .as_ref()
-            .is_none_or(|l| l.result == ReloadResult::Applied);
+            .is_none_or(|l| l.result() == ReloadResult::Applied);
         series.successful.set(i64::from(applied));
         #[allow(clippy::cast_precision_loss)] // milliseconds since 1970 fit in 2^53
         series.at.set(last.map_or(0.0, |l| l.at_ms as f64 / 1000.0));

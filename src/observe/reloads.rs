@@ -29,8 +29,8 @@ impl ReloadResult {
 /// The plugin's reloads since it was created (they outlive each pipeline).
 #[derive(Default)]
 pub struct Reloads {
-    applied: AtomicU64,
-    refused: AtomicU64,
+    /// Indexed by `ReloadResult as usize`.
+    counts: [AtomicU64; 2],
     last: Mutex<Option<LastReload>>,
 }
 
@@ -39,42 +39,39 @@ pub struct Reloads {
 pub struct LastReload {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
-    pub result: ReloadResult,
-    /// Why it was refused.
+    /// Why it was refused; `None` when it was applied.
     pub error: Option<String>,
+}
+
+impl LastReload {
+    pub fn result(&self) -> ReloadResult {
+        match self.error {
+            None => ReloadResult::Applied,
+            Some(_) => ReloadResult::Refused,
+        }
+    }
 }
 
 impl Reloads {
     /// Counts a reload's outcome and keeps it as the last one.
     pub fn record<T>(&self, outcome: &Result<T, String>) {
-        let (result, error) = match outcome {
-            Ok(_) => (ReloadResult::Applied, None),
-            Err(e) => (ReloadResult::Refused, Some(e.clone())),
-        };
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        *self.last.lock() = Some(LastReload {
+        let last = LastReload {
             at_ms,
-            result,
-            error,
-        });
-        self.counter(result).fetch_add(1, Ordering::Relaxed);
+            error: outcome.as_ref().err().cloned(),
+        };
+        self.counts[last.result() as usize].fetch_add(1, Ordering::Relaxed);
+        *self.last.lock() = Some(last);
     }
 
     pub fn count(&self, result: ReloadResult) -> u64 {
-        self.counter(result).load(Ordering::Relaxed)
+        self.counts[result as usize].load(Ordering::Relaxed)
     }
 
     pub fn last(&self) -> Option<LastReload> {
         self.last.lock().clone()
-    }
-
-    fn counter(&self, result: ReloadResult) -> &AtomicU64 {
-        match result {
-            ReloadResult::Applied => &self.applied,
-            ReloadResult::Refused => &self.refused,
-        }
     }
 
     /// `/status`'s `reloads`: the counts, and the last reload (null before any).
@@ -82,7 +79,7 @@ impl Reloads {
         let last = self.last().map(|l| {
             json!({
                 "at_ms": l.at_ms,
-                "result": l.result.as_str(),
+                "result": l.result().as_str(),
                 "error": l.error,
             })
         });
@@ -121,7 +118,7 @@ mod tests {
         reloads.record::<()>(&Err("bad".into()));
         reloads.record::<()>(&Ok(()));
         let last = reloads.last().unwrap();
-        assert_eq!(last.result, ReloadResult::Applied);
+        assert_eq!(last.result(), ReloadResult::Applied);
         assert_eq!(last.error, None);
     }
 }

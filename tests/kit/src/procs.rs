@@ -2,11 +2,12 @@
 //! and wait for processes. A missing dependency is a failure, never a skip.
 
 use std::fs::OpenOptions;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use crate::repo_root;
@@ -120,6 +121,20 @@ fn tansu_bin() -> PathBuf {
         "tansu is required: run scripts/setup.sh tansu (or set TANSU_BIN)"
     );
     path
+}
+
+/// The lines a child prints on `out` (its piped stdout, say), as they come, read on a
+/// thread of their own so that a test can wait for them with a timeout.
+pub fn lines_of(out: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// A process killed when dropped.
