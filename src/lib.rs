@@ -16,10 +16,29 @@
 //! delivery                    a record's life: the ledger, acks, in-flight bound, the pump
 //! kafka  spool  transform     librdkafka's producers · the disk spool · the WebAssembly host
 //! config                      the file, read and checked
-//! route  record  observe      topic tree and templates · the record · counters and clocks
-//! thread_index                a small number per thread, for sharded counters
+//! route  record  observe      topic tree · the record · counters and clocks
+//! thread_index  shape         a small number per thread · templates
 //! ```
 #![deny(unsafe_code)]
+
+/// Configuration values written as text (topic filters, Kafka names, templates): read
+/// through their `FromStr`, whose error becomes the field's error, and shown as written.
+macro_rules! text_value {
+    ($($t:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                use serde::de::Error as _;
+                String::deserialize(d)?.parse().map_err(D::Error::custom)
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
 
 pub mod config;
 mod control;
@@ -32,6 +51,7 @@ mod pipeline;
 mod plugin;
 mod record;
 pub mod route;
+pub mod shape;
 mod spool;
 mod thread_index;
 pub mod transform;

@@ -423,7 +423,7 @@ async fn a_topic_without_a_known_count_keeps_key_order_by_key_hash() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_topic_that_maps_to_an_invalid_kafka_name_is_counted_as_failed() {
+async fn a_topic_that_maps_to_an_invalid_kafka_name_is_counted_as_a_template_error() {
     let kafka = MockKafka::start(1);
     kafka.create_topic("x-ok", 1);
     let entries =
@@ -439,10 +439,11 @@ async fn a_topic_that_maps_to_an_invalid_kafka_name_is_counted_as_failed() {
     let s = broker.settled_stats(0, 0).await;
     assert_eq!(
         (
-            s["outcomes"]["delivery_failed"].as_u64(),
+            s["outcomes"]["template_error"].as_u64(),
+            s["template_failures"]["invalid_topic"].as_u64(),
             s["outcomes"]["delivered"].as_u64()
         ),
-        (Some(1), Some(1)),
+        (Some(1), Some(1), Some(1)),
         "{s}"
     );
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first; the modules on one line are one layer and do not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["thread_index"],
+    &["thread_index", "shape"],
     &["record", "route", "observe"],
     &["config"],
     &["kafka", "spool", "transform"],

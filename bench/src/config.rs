@@ -1,4 +1,4 @@
-//! The configurations the benchmark compares (a to h), and the plugin configuration
+//! The configurations the benchmark compares (a to i), and the plugin configuration
 //! each of them runs.
 
 use std::fmt;
@@ -33,6 +33,9 @@ pub enum Config {
     /// As c, acknowledging once Kafka has the record (`remote.ack = "delivered"`); not in
     /// the default set.
     H,
+    /// This plugin, configuration only, doing e's work with templates: keyed by
+    /// `${payload.device_id}`, headers `site` and `line` from topic levels 1 and 2.
+    I,
 }
 
 impl Config {
@@ -46,6 +49,7 @@ impl Config {
             Config::F => 'f',
             Config::G => 'g',
             Config::H => 'h',
+            Config::I => 'i',
         }
     }
 
@@ -59,6 +63,7 @@ impl Config {
             Config::F => "f ours+spool written",
             Config::G => "g ours+spool synced",
             Config::H => "h ours acked on delivery",
+            Config::I => "i ours+templates",
         }
     }
 
@@ -66,7 +71,7 @@ impl Config {
         match self {
             Config::A => PluginKind::None,
             Config::B => PluginKind::Upstream,
-            Config::C | Config::D | Config::E | Config::F | Config::G | Config::H => {
+            Config::C | Config::D | Config::E | Config::F | Config::G | Config::H | Config::I => {
                 PluginKind::Ours
             }
         }
@@ -98,7 +103,8 @@ impl FromStr for Config {
             "f" => Ok(Config::F),
             "g" => Ok(Config::G),
             "h" => Ok(Config::H),
-            _ => Err(format!("`{s}` is not a configuration (a to h)")),
+            "i" => Ok(Config::I),
+            _ => Err(format!("`{s}` is not a configuration (a to i)")),
         }
     }
 }
@@ -123,6 +129,11 @@ impl<'de> serde::Deserialize<'de> for Config {
         letter.parse().map_err(serde::de::Error::custom)
     }
 }
+
+/// i's entry: e's key and headers (`key_field = "device_id"`, `topic_headers =
+/// "site:1,line:2"`) as templates.
+const TEMPLATES: &str = "remote.key = \"${payload.device_id}\"\n\
+remote.headers = { site = \"${topic.1}\", line = \"${topic.2}\" }\n";
 
 /// What the command line sets in every bridge (b to h alike, where it applies).
 #[derive(Clone, Copy, Debug, Default)]
@@ -196,6 +207,9 @@ remote.topic = "{TOPIC}"
     if !ack.is_empty() {
         toml.push_str(&format!("remote.ack = {ack:?}\n"));
     }
+    if config == Config::I {
+        toml.push_str(TEMPLATES);
+    }
     if let Some((module, module_config)) = config.transform() {
         toml.push_str(&format!(
             "transform.module = \"{}\"\ntransform.instances = 2\ntransform.timeout = \"100ms\"\n",
@@ -220,7 +234,8 @@ mod tests {
         assert_eq!("f".parse::<Config>(), Ok(Config::F));
         assert_eq!("g".parse::<Config>(), Ok(Config::G));
         assert_eq!("h".parse::<Config>(), Ok(Config::H));
-        assert!("i".parse::<Config>().is_err());
+        assert_eq!("i".parse::<Config>(), Ok(Config::I));
+        assert!("j".parse::<Config>().is_err());
     }
 
     #[test]
@@ -247,6 +262,8 @@ mod tests {
         assert!(f.contains(buffer));
         let written = "remote.ack = \"written\"\n";
         assert_eq!(f.replace(buffer, "").replace(written, ""), b);
+        let i = config(Config::I);
+        assert_eq!(i.replace(TEMPLATES, ""), b);
         let g = config(Config::G);
         assert_eq!(g.replace("\"synced\"", "\"written\""), f);
     }

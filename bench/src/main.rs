@@ -103,10 +103,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub publishers: u32,
     /// Configurations to run: a (no bridge), b (upstream 0.24), c (this plugin),
-    /// d (passthrough module), e (key_headers module), f (disk spool, acknowledged when
+    /// d (passthrough module), e (key_headers module), i (e's work as templates, no
+    /// module), f (disk spool, acknowledged when
     /// written), g (disk spool, acknowledged when synced), h (memory, acknowledged when
     /// Kafka has the record; not in the default set).
-    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,f,g")]
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,i,f,g")]
     pub only: Vec<Config>,
     /// Loads to run: qos0-256, qos0-4k, qos1-256, qos1-4k.
     #[arg(

@@ -412,10 +412,11 @@ fn render(out: &mut String, rows: &[Vec<String>], columns: usize) {
 }
 
 /// The configurations compared at equal load: what each adds to broker CPU per message.
-const DIFFERENCES: [(Config, Config, &str); 6] = [
+const DIFFERENCES: [(Config, Config, &str); 7] = [
     (Config::C, Config::A, "what the bridge adds"),
     (Config::D, Config::C, "passthrough module"),
     (Config::E, Config::C, "key_headers module"),
+    (Config::I, Config::C, "the same with templates"),
     (Config::F, Config::C, "spool, written"),
     (Config::G, Config::C, "spool, synced"),
     (Config::H, Config::C, "acked on delivery"),
@@ -660,7 +661,7 @@ fn notes_of(config: Config, m: &Metrics) -> Option<String> {
             m.keys_out_of_order, m.keys_split
         ));
     }
-    if config == Config::E && m.keyed != m.delivered {
+    if matches!(config, Config::E | Config::I) && m.keyed != m.delivered {
         parts.push(format!(
             "only {} of {} records keyed by device_id",
             m.keyed, m.delivered

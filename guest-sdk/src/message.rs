@@ -40,17 +40,7 @@ impl<'a> Message<'a> {
 
     /// The topic split on `/` (`a//b` has an empty middle level, as in MQTT).
     pub fn topic_levels(&self) -> impl Iterator<Item = &'a str> + 'a {
-        // A byte loop: `str::split` runs `memchr` per level, which costs more than it
-        // saves on levels this short. `/` is one byte that is never part of another
-        // character, so every level starts and ends on a character boundary.
-        let topic = self.input.topic;
-        let mut start = 0;
-        topic.as_bytes().split(|&b| b == b'/').map(move |level| {
-            let end = start + level.len();
-            let level = &topic[start..end];
-            start = end + 1;
-            level
-        })
+        abi::rules::topic_levels(self.input.topic)
     }
 
     /// Topic level `index` (0-based): for `sensors/berlin/line1`, level 1 is `berlin`.

@@ -169,7 +169,7 @@ fn every_printed_hint_shows_its_record_and_sigterm_ends_the_demo() {
         format!("Live metrics: http://127.0.0.1:{metrics_port}/metrics  (and /health, /status)");
     assert!(out.seen.contains(&live), "{:#?}", out.seen);
     let hints = out.hints();
-    assert_eq!(hints.len(), 3, "one line per shipped entry: {hints:#?}");
+    assert_eq!(hints.len(), 4, "one line per shipped entry: {hints:#?}");
 
     // Twice round: a topic that already printed keeps printing after new ones appear.
     for round in 1..=2 {
@@ -181,23 +181,31 @@ fn every_printed_hint_shows_its_record_and_sigterm_ends_the_demo() {
             });
         }
     }
-    let transformed = records_of(&out.seen, "sensors/plant1/line3/telemetry");
-    assert!(
-        transformed
-            .iter()
-            .all(|r| r.contains("topic=telemetry ") && r.ends_with("key=d1")),
-        "key-headers keys by device_id: {transformed:?}"
-    );
-    // Each header once: the user property is the host's, the topic levels the module's.
-    for headers in headers_of(&out.seen, "sensors/plant1/line3/telemetry") {
-        for pair in ["tenant=acme", "site=plant1", "line=line3"] {
-            let n = headers.iter().filter(|h| **h == pair).count();
-            assert_eq!(n, 1, "{pair} in {headers:?}");
-        }
-        assert_eq!(
-            headers.iter().filter(|h| h.starts_with("tenant=")).count(),
-            1
+    // The key-headers module and the templated entry shape their records alike.
+    for (mqtt_topic, kafka_topic) in [
+        ("sensors/plant1/line3/telemetry", "telemetry"),
+        ("machines/plant1/line3/state", "machine-state"),
+    ] {
+        let shaped = records_of(&out.seen, mqtt_topic);
+        let want_topic = format!("topic={kafka_topic} ");
+        assert!(
+            shaped
+                .iter()
+                .all(|r| r.contains(&want_topic) && r.ends_with("key=d1")),
+            "keyed by device_id: {shaped:?}"
         );
+        // Each header once: the user property is the host's, the topic levels the
+        // module's or the templates'.
+        for headers in headers_of(&out.seen, mqtt_topic) {
+            for pair in ["tenant=acme", "site=plant1", "line=line3"] {
+                let n = headers.iter().filter(|h| **h == pair).count();
+                assert_eq!(n, 1, "{pair} in {headers:?}");
+            }
+            assert_eq!(
+                headers.iter().filter(|h| h.starts_with("tenant=")).count(),
+                1
+            );
+        }
     }
 
     let metrics = request(metrics_port, "GET", "/metrics");

@@ -14,7 +14,8 @@ pub use error::ConfigError;
 pub use units::parse_duration;
 use units::{byte_size, duration};
 
-use crate::route::{KafkaTopic, KeyTemplate, TopicFilter, TopicTemplate};
+use crate::route::{KafkaTopic, TopicFilter};
+use crate::shape::{Template, TopicTemplate};
 
 /// The most records a bridge may hold in flight (`max_inflight_messages`): what a
 /// record's delivery tag has room to number.
@@ -189,7 +190,23 @@ pub struct RemoteConfig {
     #[serde(default)]
     pub skip_levels: usize,
     #[serde(default)]
-    pub key: Option<KeyTemplate>,
+    pub key: Option<Template>,
+    /// Extra Kafka headers, name → template, after the standard ones (in name order).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Template>,
+    /// The record's timestamp: a template that renders ms since the epoch or an RFC 3339
+    /// time. Unset: when the broker received the publish.
+    #[serde(default)]
+    pub timestamp: Option<Template>,
+    /// The record's value. Unset: the payload unchanged.
+    #[serde(default)]
+    pub payload: Option<Template>,
+    /// What happens to a record one of whose templates has no value for its message.
+    #[serde(default = "forward")]
+    pub on_template_error: OnError,
+    /// Where `on_template_error = "dead_letter"` sends such a message.
+    #[serde(default)]
+    pub dead_letter_topic: Option<KafkaTopic>,
     /// When a QoS 1/2 publish is acknowledged; see [`AckLevel`]. Unset: `"delivered"`
     /// with `ack_after_delivery = true`, else the buffer mode's default.
     #[serde(default)]
@@ -289,14 +306,16 @@ pub struct TransformConfig {
     pub dead_letter_topic: Option<KafkaTopic>,
 }
 
-/// What happens to a message whose transform failed.
+/// What happens to a message whose transform failed (`transform.on_error`), or to a
+/// record one of whose templates has no value (`remote.on_template_error`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// Count it and drop it.
     #[default]
     Drop,
-    /// Send the untransformed record, as an entry without a transform would.
+    /// Send the record without what failed: untransformed, or without the template's
+    /// part (no key, no such header, the receive time, the payload unchanged).
     Forward,
     /// Send the original payload to `dead_letter_topic` with headers naming the cause.
     DeadLetter,
@@ -314,6 +333,10 @@ impl OnError {
 
 fn yes() -> bool {
     true
+}
+/// A record with a part missing still reaches Kafka, and is counted as such.
+fn forward() -> OnError {
+    OnError::Forward
 }
 fn one() -> usize {
     1
@@ -552,6 +575,82 @@ remote.queue_timeout = "5 parsecs"
             "{base}transform.module = \"m.wasm\"\ntransform.instances = 0\n"
         ));
         assert_eq!(e.field, "transform.instances");
+    }
+
+    #[test]
+    fn templates_load_and_every_refusal_names_field_and_column() {
+        let base = "[[bridges]]\nname = \"x\"\nservers = \"k\"\n[[bridges.entries]]\nlocal.topic_filter = \"a/#\"\nremote.topic = \"t-${topic.1}\"\n";
+        let cfg = PluginConfig::from_toml(&format!(
+            "{base}remote.key = \"${{payload.device_id}}\"\nremote.headers = {{ Site = \"${{topic.1}}\", line = \"L${{topic.2}}\" }}\nremote.timestamp = \"${{payload.ts}}\"\nremote.payload = \"${{payload.data}}\"\nremote.on_template_error = \"dead_letter\"\nremote.dead_letter_topic = \"dlq\"\n"
+        ))
+        .unwrap();
+        let r = &cfg.bridges[0].entries[0].remote;
+        let names: Vec<&str> = r.headers.keys().map(String::as_str).collect();
+        assert_eq!(names, ["Site", "line"], "header names keep their case");
+        assert_eq!(
+            r.key.as_ref().map(|k| k.as_str()),
+            Some("${payload.device_id}")
+        );
+        assert_eq!(r.on_template_error, OnError::DeadLetter);
+        let seed = PluginConfig::from_toml(base).unwrap();
+        assert_eq!(
+            seed.bridges[0].entries[0].remote.on_template_error,
+            OnError::Forward
+        );
+
+        for (remote, field, says) in [
+            (
+                "remote.key = \"k-${nope}\"",
+                "remote.key",
+                "\"k-${nope}\", column 3: unknown placeholder",
+            ),
+            (
+                "remote.headers = { site = \"${topic.x}\" }",
+                "remote.headers.site",
+                "column 9",
+            ),
+            (
+                "remote.headers = { \"\" = \"v\" }",
+                "remote.headers",
+                "empty",
+            ),
+            (
+                "remote.timestamp = \"${payload.}\"",
+                "remote.timestamp",
+                "column 11: empty member name",
+            ),
+            (
+                "remote.payload = \"${payload\"",
+                "remote.payload",
+                "column 1",
+            ),
+            (
+                "remote.on_template_error = \"dead_letter\"",
+                "remote.dead_letter_topic",
+                "required",
+            ),
+            (
+                "remote.dead_letter_topic = \"dlq\"",
+                "remote.dead_letter_topic",
+                "no effect",
+            ),
+            (
+                "remote.on_template_error = \"retry\"",
+                "remote.on_template_error",
+                "retry",
+            ),
+        ] {
+            let e = error_of(&format!("{base}{remote}\n"));
+            assert_eq!(
+                (e.entry, e.field.as_str()),
+                (Some(0), field),
+                "{remote}: {e}"
+            );
+            assert!(e.to_string().contains(says), "{remote}: {e}");
+        }
+        let e = error_of(&base.replace("t-${topic.1}", "t ${topic.1}"));
+        assert_eq!(e.field, "remote.topic");
+        assert!(e.to_string().contains("column 2"), "{e}");
     }
 
     #[test]

@@ -145,7 +145,44 @@ fn check_entry(e: &EntryConfig, mode: BufferMode) -> Result<(), Problem> {
         }
     }
     check_ack(&e.remote, mode)?;
+    check_shaping(&e.remote)?;
     e.transform.as_ref().map_or(Ok(()), check_transform)
+}
+
+/// `remote.headers`, `remote.on_template_error` and `remote.dead_letter_topic`.
+fn check_shaping(r: &RemoteConfig) -> Result<(), Problem> {
+    if r.headers.contains_key("") {
+        return Err(("remote.headers", "a header name is empty".into()));
+    }
+    check_dead_letter(
+        r.on_template_error,
+        r.dead_letter_topic.is_some(),
+        "remote.dead_letter_topic",
+        "on_template_error",
+    )
+}
+
+/// A dead-letter topic is named exactly when the policy sends to it.
+fn check_dead_letter(
+    policy: OnError,
+    has_topic: bool,
+    field: &'static str,
+    policy_name: &str,
+) -> Result<(), Problem> {
+    match (policy, has_topic) {
+        (OnError::DeadLetter, false) => Err((
+            field,
+            format!("is required when {policy_name} = \"dead_letter\""),
+        )),
+        (OnError::Drop | OnError::Forward, true) => Err((
+            field,
+            format!(
+                "has no effect with {policy_name} = \"{}\"; set {policy_name} = \"dead_letter\" or remove it",
+                policy.as_str()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `remote.ack` and its older alias `remote.ack_after_delivery`: they must agree, and
@@ -195,18 +232,10 @@ fn check_transform(t: &TransformConfig) -> Result<(), Problem> {
             "must be between 64KiB and 4GiB".into(),
         ));
     }
-    match (t.on_error, &t.dead_letter_topic) {
-        (OnError::DeadLetter, None) => Err((
-            "transform.dead_letter_topic",
-            "is required when on_error = \"dead_letter\"".into(),
-        )),
-        (OnError::Drop | OnError::Forward, Some(_)) => Err((
-            "transform.dead_letter_topic",
-            format!(
-                "has no effect with on_error = \"{}\"; set on_error = \"dead_letter\" or remove it",
-                t.on_error.as_str()
-            ),
-        )),
-        _ => Ok(()),
-    }
+    check_dead_letter(
+        t.on_error,
+        t.dead_letter_topic.is_some(),
+        "transform.dead_letter_topic",
+        "on_error",
+    )
 }

@@ -12,6 +12,7 @@ use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use crate::kafka::Summary;
 use crate::observe::{Outcome, ReloadResult, Reloads, ENTRY_LABELS, PREFIX};
 use crate::pipeline::{BridgeView, Entry, Running};
+use crate::shape::Reason;
 use crate::spool::Spool;
 use crate::transform::{Cause, TransformPool};
 
@@ -138,6 +139,7 @@ struct Series {
     inflight_limit: IntGaugeVec,
     inflight_bytes_limit: IntGaugeVec,
     transform_failures: IntCounterVec,
+    template_failures: IntCounterVec,
     transform_instances: IntGaugeVec,
     transform_replaced: IntCounterVec,
     producer: ProducerSeries,
@@ -387,6 +389,11 @@ impl Series {
                 "Failed transform calls by cause",
                 with_cause,
             ),
+            template_failures: counter(
+                "template_failures_total",
+                "Records with a template that had no value, by reason (whatever on_template_error made of them)",
+                &["bridge", "entry", "reason"],
+            ),
             transform_instances: gauge(
                 "transform_instances",
                 "Transform instances by state (idle, busy)",
@@ -413,6 +420,7 @@ impl Series {
             &self.inflight_limit,
             &self.inflight_bytes_limit,
             &self.transform_failures,
+            &self.template_failures,
             &self.transform_instances,
             &self.transform_replaced,
         ]);
@@ -458,6 +466,14 @@ impl Series {
         self.acl_denied
             .with_label_values(labels)
             .inc_by(s.acl_denied);
+        if e.renders_templates() {
+            for reason in Reason::ALL {
+                let l = &[labels[0], labels[1], reason.as_str()];
+                self.template_failures
+                    .with_label_values(l)
+                    .inc_by(s.template_failures(reason));
+            }
+        }
         if let Some(pool) = e.transform() {
             self.fill_transform(labels, pool);
         }

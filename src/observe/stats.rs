@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Map, Value};
 
+use crate::shape::Reason;
+
 /// The fate of one unit. A filtered or failed message is one unit; a message that
 /// produced records is one unit per record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +18,9 @@ pub enum Outcome {
     Filtered,
     /// The transform failed and `on_error = "drop"`.
     TransformError,
+    /// A template had no value and `remote.on_template_error = "drop"`, or the topic
+    /// itself had none.
+    TemplateError,
     /// Kafka acknowledged the record in the dead-letter topic.
     DeadLettered,
     /// No room in the in-flight buffer within `remote.queue_timeout`.
@@ -29,10 +34,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Delivered,
         Outcome::Filtered,
         Outcome::TransformError,
+        Outcome::TemplateError,
         Outcome::DeadLettered,
         Outcome::DroppedBufferFull,
         Outcome::DeliveryFailed,
@@ -44,6 +50,7 @@ impl Outcome {
             Outcome::Delivered => "delivered",
             Outcome::Filtered => "filtered",
             Outcome::TransformError => "transform_error",
+            Outcome::TemplateError => "template_error",
             Outcome::DeadLettered => "dead_lettered",
             Outcome::DroppedBufferFull => "dropped_buffer_full",
             Outcome::DeliveryFailed => "delivery_failed",
@@ -63,6 +70,8 @@ pub struct EntryStats {
     /// or possibly_delivered).
     produced: AtomicU64,
     outcomes: [AtomicU64; Outcome::ALL.len()],
+    /// Records with a template that had no value, by reason, whatever became of them.
+    template_failures: [AtomicU64; Reason::ALL.len()],
 }
 
 impl EntryStats {
@@ -90,6 +99,10 @@ impl EntryStats {
         self.outcomes[o as usize].load(Ordering::Relaxed)
     }
 
+    pub fn template_failed(&self, r: Reason) {
+        self.template_failures[r as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters at this moment.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -97,6 +110,8 @@ impl EntryStats {
             acl_denied: self.acl_denied.load(Ordering::Relaxed),
             produced: self.produced.load(Ordering::Relaxed),
             outcomes: Outcome::ALL.map(|o| self.get(o)),
+            template_failures: Reason::ALL
+                .map(|r| self.template_failures[r as usize].load(Ordering::Relaxed)),
         }
     }
 }
@@ -108,11 +123,16 @@ pub struct Snapshot {
     pub acl_denied: u64,
     pub produced: u64,
     pub outcomes: [u64; Outcome::ALL.len()],
+    pub template_failures: [u64; Reason::ALL.len()],
 }
 
 impl Snapshot {
     pub fn get(&self, o: Outcome) -> u64 {
         self.outcomes[o as usize]
+    }
+
+    pub fn template_failures(&self, r: Reason) -> u64 {
+        self.template_failures[r as usize]
     }
 
     /// Records produced but not yet settled by a delivery report.
@@ -129,12 +149,17 @@ impl Snapshot {
             .iter()
             .map(|o| (o.as_str().to_owned(), self.get(*o).into()))
             .collect();
+        let template_failures: Map<String, Value> = Reason::ALL
+            .iter()
+            .map(|r| (r.as_str().to_owned(), self.template_failures(*r).into()))
+            .collect();
         json!({
             "matched": self.matched,
             "acl_denied": self.acl_denied,
             "produced": self.produced,
             "in_flight": self.in_flight(),
             "outcomes": outcomes,
+            "template_failures": template_failures,
         })
     }
 }
@@ -147,6 +172,13 @@ impl std::ops::Add for Snapshot {
         self.acl_denied += other.acl_denied;
         self.produced += other.produced;
         for (a, b) in self.outcomes.iter_mut().zip(other.outcomes) {
+            *a += b;
+        }
+        for (a, b) in self
+            .template_failures
+            .iter_mut()
+            .zip(other.template_failures)
+        {
             *a += b;
         }
         self

@@ -261,6 +261,7 @@ impl Build<'_> {
             policy,
             transform,
             transform_log: LogLimiter::default(),
+            template_log: LogLimiter::default(),
         }
     }
 }

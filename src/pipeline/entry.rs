@@ -1,13 +1,15 @@
-//! One entry of a bridge: for each publish its filter matched, it renders the Kafka
-//! topic and key, runs the transform if it has one (applying `on_error` when that
-//! fails), and submits each record to its ledger.
+//! One entry of a bridge: for each publish its filter matched, it renders the entry's
+//! templates, runs the transform if it has one (applying `on_error` when that fails),
+//! and submits each record to its ledger (applying `on_template_error` to a record
+//! whose templates failed).
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::dead_letter;
+use super::dead_letter::{self, Cause};
 use super::publish::PublishInfo;
+use super::shaped::{build, Built};
 use crate::config::{EntryConfig, OnError};
 use crate::delivery::{AckWait, Ledger, Outlet, Policy, Target};
 use crate::kafka::partitions::TrackedTopic;
@@ -15,11 +17,9 @@ use crate::kafka::Producers;
 use crate::log_limited;
 use crate::observe::{CallTimer, EntryStats, LogLimiter, Outcome};
 use crate::record::Record;
-use crate::route::{check_kafka_topic, skip_levels, RenderBuf, Vars};
+use crate::route::KafkaTopic;
+use crate::shape::{Shaped, Templates};
 use crate::transform::{Failure, TransformPool};
-
-/// The entry's `remote.topic` for one publish, or why it is not a valid Kafka topic.
-type DefaultTopic<'a> = Result<&'a str, String>;
 
 /// One entry of a bridge, ready to forward.
 pub struct Entry {
@@ -34,6 +34,7 @@ pub struct Entry {
     /// Its transform calls' durations (with `transform`).
     pub(super) transform_duration: Option<CallTimer>,
     pub(super) transform_log: LogLimiter,
+    pub(super) template_log: LogLimiter,
 }
 
 impl Entry {
@@ -79,58 +80,52 @@ impl Entry {
     /// (see [`Entry::holds_the_ack`]).
     pub async fn forward(&self, p: &PublishInfo<'_>, wait: Option<&mut AckWait>) {
         self.ledger.stats().matched();
-        let remote = &self.config.remote;
-        let local_topic = skip_levels(p.topic(), remote.skip_levels);
-        let mut key_buf = RenderBuf::new();
-        let key = remote.key.as_ref().map(|k| {
-            let vars = Vars {
-                local_topic,
-                client_id: p.client_id(),
-                username: p.from.username.as_deref().unwrap_or_default(),
-            };
-            k.render(&vars, &mut key_buf) as &[u8]
-        });
-        let mut topic_buf = RenderBuf::new();
-        // A rendered topic may not be a valid Kafka name; that only matters for the
-        // records that end up using it (a module may pick its own topic).
-        let topic = match remote.topic.constant() {
-            Some(t) => Ok(t),
-            None => {
-                let t = std::str::from_utf8(remote.topic.render(local_topic, &mut topic_buf))
-                    .unwrap_or_default();
-                check_kafka_topic(t).map(|()| t)
-            }
-        };
+        let mut shaped = Shaped::new(self.templates(), p.message());
         match &self.transform {
-            None => self.send_untransformed(p, topic, key, wait).await,
-            Some(pool) => self.forward_transformed(pool, p, topic, key, wait).await,
+            None => self.send_untransformed(p, &mut shaped, wait).await,
+            Some(pool) => self.forward_transformed(pool, p, &mut shaped, wait).await,
         }
+    }
+
+    fn templates(&self) -> Templates<'_> {
+        let r = &self.config.remote;
+        Templates {
+            topic: &r.topic,
+            key: r.key.as_ref(),
+            headers: &r.headers,
+            timestamp: r.timestamp.as_ref(),
+            payload: r.payload.as_ref(),
+            skip_levels: r.skip_levels,
+        }
+    }
+
+    /// Whether any part of its records comes from a template that may fail.
+    pub fn renders_templates(&self) -> bool {
+        let r = &self.config.remote;
+        r.topic.constant().is_none()
+            || r.key.is_some()
+            || !r.headers.is_empty()
+            || r.timestamp.is_some()
+            || r.payload.is_some()
     }
 
     /// Sends the record an entry without a transform sends.
     async fn send_untransformed(
         &self,
         p: &PublishInfo<'_>,
-        topic: DefaultTopic<'_>,
-        key: Option<&[u8]>,
-        mut wait: Option<&mut AckWait>,
+        shaped: &mut Shaped<'_>,
+        wait: Option<&mut AckWait>,
     ) {
-        let Some(topic) = self.resolve(topic, &mut wait) else {
-            return;
-        };
-        let record = Record {
-            partition: self.config.remote.partition,
-            ..p.record(topic, key)
-        };
-        self.submit(&record, wait).await;
+        shaped.render_payload();
+        let built = build(p, shaped, None, self.config.remote.partition);
+        self.send_shaped(p, shaped, built, wait).await;
     }
 
     async fn forward_transformed(
         &self,
         pool: &TransformPool,
         p: &PublishInfo<'_>,
-        topic: DefaultTopic<'_>,
-        key: Option<&[u8]>,
+        shaped: &mut Shaped<'_>,
         mut wait: Option<&mut AckWait>,
     ) {
         let input = p.input_fields();
@@ -140,30 +135,54 @@ impl Entry {
         };
         let output = match result {
             Ok(output) => output,
-            Err(failure) => return self.transform_failed(p, topic, key, failure, wait).await,
+            Err(failure) => return self.transform_failed(p, shaped, failure, wait).await,
         };
         if output.is_empty() {
             return self.ledger.count(Outcome::Filtered);
         }
         for r in output.records() {
-            // The pool checked topics and header names to be valid UTF-8.
-            let topic = r.topic.map_or(topic.clone(), |t| {
-                Ok(std::str::from_utf8(t).unwrap_or_default())
-            });
-            let Some(topic) = self.resolve(topic, &mut wait) else {
-                continue;
-            };
-            let mut record = Record {
-                payload: r.payload,
-                partition: r.partition.or(self.config.remote.partition),
-                timestamp: r.timestamp.unwrap_or(p.timestamp_ms),
-                ..p.record(topic, r.key.or(key))
-            };
-            let names = r.headers.iter().flatten();
-            record.headers.extend(
-                names.map(|(name, value)| (std::str::from_utf8(name).unwrap_or_default(), value)),
-            );
-            self.submit(&record, wait.as_deref_mut()).await;
+            let built = build(p, shaped, Some(&r), self.config.remote.partition);
+            self.send_shaped(p, shaped, built, wait.as_deref_mut())
+                .await;
+        }
+    }
+
+    /// Submits a built record, or applies `remote.on_template_error` to one whose
+    /// templates failed.
+    async fn send_shaped(
+        &self,
+        p: &PublishInfo<'_>,
+        shaped: &Shaped<'_>,
+        built: Built<'_>,
+        wait: Option<&mut AckWait>,
+    ) {
+        let failure = match &built {
+            Ok((record, None)) => return self.submit(record, wait).await,
+            Ok((_, Some(failure))) | Err(failure) => *failure,
+        };
+        let on_error = self.config.remote.on_template_error;
+        self.ledger.stats().template_failed(failure.reason);
+        log_limited!(
+            self.template_log,
+            log::Level::Warn,
+            "{}: on topic {}, {failure}; on_template_error = {}",
+            self.ledger.label(),
+            p.topic(),
+            on_error.as_str()
+        );
+        match (on_error, &built) {
+            (OnError::Forward, Ok((record, _))) => self.submit(record, wait).await,
+            (OnError::Drop | OnError::Forward, _) => self.ledger.count(Outcome::TemplateError),
+            (OnError::DeadLetter, _) => {
+                let field = failure.field.to_string();
+                let cause = Cause {
+                    name: failure.reason.as_str(),
+                    message: failure.to_string(),
+                    template: Some((&field, failure.template)),
+                };
+                let topic = self.config.remote.dead_letter_topic.as_ref();
+                self.dead_letter(p, shaped, topic, &cause, wait).await;
+            }
         }
     }
 
@@ -171,10 +190,9 @@ impl Entry {
     async fn transform_failed(
         &self,
         p: &PublishInfo<'_>,
-        topic: DefaultTopic<'_>,
-        key: Option<&[u8]>,
+        shaped: &mut Shaped<'_>,
         failure: Failure,
-        mut wait: Option<&mut AckWait>,
+        wait: Option<&mut AckWait>,
     ) {
         let settings = self.config.transform.as_ref();
         let on_error = settings.map_or(OnError::Drop, |t| t.on_error);
@@ -188,40 +206,43 @@ impl Entry {
         );
         match on_error {
             OnError::Drop => self.ledger.count(Outcome::TransformError),
-            OnError::Forward => self.send_untransformed(p, topic, key, wait).await,
+            OnError::Forward => self.send_untransformed(p, shaped, wait).await,
             OnError::DeadLetter => {
-                let dlq = settings.and_then(|t| t.dead_letter_topic.as_ref());
-                let Some(topic) = self.resolve(dlq.map_or(topic, |t| Ok(t.as_str())), &mut wait)
-                else {
-                    return;
+                let cause = Cause {
+                    name: failure.cause.as_str(),
+                    message: failure.message,
+                    template: None,
                 };
-                let index = itoa::Buffer::new().format(self.index).to_owned();
-                let mut record = Record {
-                    dead_letter: true,
-                    ..p.record(topic, key)
-                };
-                dead_letter::add_headers(&mut record.headers, &self.bridge_name, &index, &failure);
-                self.submit(&record, wait).await;
+                let topic = settings.and_then(|t| t.dead_letter_topic.as_ref());
+                self.dead_letter(p, shaped, topic, &cause, wait).await;
             }
         }
     }
 
-    /// The topic a record goes to; when the rendered default is not a valid Kafka
-    /// name, the record is counted as lost instead.
-    fn resolve<'t>(
+    /// Sends the original message to a dead-letter topic (checked at load to be set
+    /// with its policy), keyed as the entry keys it when the key rendered.
+    async fn dead_letter(
         &self,
-        topic: DefaultTopic<'t>,
-        wait: &mut Option<&mut AckWait>,
-    ) -> Option<&'t str> {
-        match topic {
-            Ok(t) => Some(t),
-            Err(e) => {
-                let why = format_args!("cannot forward: {e}");
-                self.ledger
-                    .lose(Outcome::DeliveryFailed, wait.as_deref_mut(), why);
-                None
-            }
-        }
+        p: &PublishInfo<'_>,
+        shaped: &Shaped<'_>,
+        topic: Option<&KafkaTopic>,
+        cause: &Cause<'_>,
+        mut wait: Option<&mut AckWait>,
+    ) {
+        let Some(topic) = topic else {
+            let why = format_args!("cannot dead-letter ({}): no dead-letter topic", cause.name);
+            return self
+                .ledger
+                .lose(Outcome::DeliveryFailed, wait.as_deref_mut(), why);
+        };
+        let key = shaped.key().and_then(Result::ok);
+        let index = itoa::Buffer::new().format(self.index).to_owned();
+        let mut record = Record {
+            dead_letter: true,
+            ..p.record(topic.as_str(), key)
+        };
+        dead_letter::add_headers(&mut record.headers, &self.bridge_name, &index, cause);
+        self.submit(&record, wait).await;
     }
 
     async fn submit(&self, record: &Record<'_>, wait: Option<&mut AckWait>) {
@@ -237,6 +258,10 @@ impl Entry {
             "topic_filter": self.config.local.topic_filter.as_str(),
             "remote_topic": r.topic.as_str(),
             "remote_key": r.key.as_ref().map(|k| k.as_str()),
+            "remote_headers": r.headers.iter().map(|(n, t)| (n.clone(), t.as_str().into())).collect::<serde_json::Map<_, _>>(),
+            "remote_timestamp": r.timestamp.as_ref().map(|t| t.as_str()),
+            "remote_payload": r.payload.as_ref().map(|t| t.as_str()),
+            "on_template_error": r.on_template_error.as_str(),
             "ack": self.policy.level.as_str(),
             "client_ids": self.outlet.producers.client_ids(),
             "partitions": self.outlet.topic.as_ref().map(TrackedTopic::to_json),

@@ -9,6 +9,7 @@ mod publish;
 mod reload;
 mod retire;
 mod running;
+mod shaped;
 
 use std::ops::Range;
 use std::sync::Arc;

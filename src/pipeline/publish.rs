@@ -10,6 +10,7 @@ use rmqtt::types::{From, FromType, Publish};
 use smallvec::SmallVec;
 
 use crate::record::{Headers, Record};
+use crate::shape::Message;
 
 /// Everything about a publish that the entries share; built once per publish.
 pub struct PublishInfo<'a> {
@@ -167,6 +168,24 @@ impl<'a> PublishInfo<'a> {
         }
         for (k, v) in &pr.user_properties {
             h.push((k.as_ref(), Some(v.as_bytes())));
+        }
+    }
+
+    /// What templates read of this publish.
+    pub fn message(&self) -> Message<'_> {
+        let p = self.publish;
+        Message {
+            topic: &p.topic,
+            client_id: self.client_id(),
+            username: self.from.username.as_deref(),
+            payload: &p.payload,
+            qos: p.qos.value(),
+            retain: p.retain,
+            timestamp_ms: self.timestamp_ms,
+            user_properties: p
+                .properties
+                .as_ref()
+                .map_or(&[], |pr| pr.user_properties.as_slice()),
         }
     }
 

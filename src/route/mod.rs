@@ -1,11 +1,8 @@
-//! Where a publish goes: the topic tree of every entry's filter, and the templates that
-//! name each record's Kafka topic and key.
+//! Where a publish goes: the topic tree of every entry's filter, and the checked names
+//! of MQTT filters and Kafka topics.
 
-mod template;
+mod names;
 mod tree;
 
-pub use template::{
-    check_kafka_topic, skip_levels, KafkaTopic, KeyTemplate, RenderBuf, TopicFilter, TopicTemplate,
-    Vars,
-};
+pub use names::{check_kafka_topic, KafkaTopic, TopicFilter};
 pub use tree::Routes;

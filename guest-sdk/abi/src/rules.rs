@@ -50,6 +50,22 @@ impl fmt::Display for TopicError<'_> {
 
 impl core::error::Error for TopicError<'_> {}
 
+/// The levels of an MQTT topic, split on `/` and counted from 0: `a//b` has an empty
+/// middle level, as in MQTT. The SDK's `topic_level` and the host's `${topic.N}` both
+/// count with this.
+pub fn topic_levels(topic: &str) -> impl Iterator<Item = &str> + '_ {
+    // A byte loop: `str::split` runs `memchr` per level, which costs more than it saves
+    // on levels this short. `/` is one byte that is never part of another character, so
+    // every level starts and ends on a character boundary.
+    let mut start = 0;
+    topic.as_bytes().split(|&b| b == b'/').map(move |level| {
+        let end = start + level.len();
+        let level = &topic[start..end];
+        start = end + 1;
+        level
+    })
+}
+
 /// `true` for the characters Kafka allows in a topic name: `a-z A-Z 0-9 . _ -`.
 pub fn is_topic_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
