@@ -1,4 +1,4 @@
-//! The configurations the benchmark compares (a to i), and the plugin configuration
+//! The configurations the benchmark compares (a to j), and the plugin configuration
 //! each of them runs.
 
 use std::fmt;
@@ -36,6 +36,9 @@ pub enum Config {
     /// This plugin, configuration only, doing e's work with templates: keyed by
     /// `${payload.device_id}`, headers `site` and `line` from topic levels 1 and 2.
     I,
+    /// i's record shape without looking anything up: keyed by `dev-${clientid}` (as many
+    /// keys as i), two fixed headers; i − j is what the lookups cost. Not in the default set.
+    J,
 }
 
 impl Config {
@@ -50,6 +53,7 @@ impl Config {
             Config::G => 'g',
             Config::H => 'h',
             Config::I => 'i',
+            Config::J => 'j',
         }
     }
 
@@ -64,6 +68,7 @@ impl Config {
             Config::G => "g ours+spool synced",
             Config::H => "h ours acked on delivery",
             Config::I => "i ours+templates",
+            Config::J => "j ours keyed, fixed headers",
         }
     }
 
@@ -71,9 +76,14 @@ impl Config {
         match self {
             Config::A => PluginKind::None,
             Config::B => PluginKind::Upstream,
-            Config::C | Config::D | Config::E | Config::F | Config::G | Config::H | Config::I => {
-                PluginKind::Ours
-            }
+            Config::C
+            | Config::D
+            | Config::E
+            | Config::F
+            | Config::G
+            | Config::H
+            | Config::I
+            | Config::J => PluginKind::Ours,
         }
     }
 
@@ -104,7 +114,8 @@ impl FromStr for Config {
             "g" => Ok(Config::G),
             "h" => Ok(Config::H),
             "i" => Ok(Config::I),
-            _ => Err(format!("`{s}` is not a configuration (a to i)")),
+            "j" => Ok(Config::J),
+            _ => Err(format!("`{s}` is not a configuration (a to j)")),
         }
     }
 }
@@ -134,6 +145,11 @@ impl<'de> serde::Deserialize<'de> for Config {
 /// "site:1,line:2"`) as templates.
 const TEMPLATES: &str = "remote.key = \"${payload.device_id}\"\n\
 remote.headers = { site = \"${topic.1}\", line = \"${topic.2}\" }\n";
+
+/// j's entry: i's record shape (a key per publisher, two more headers), nothing read
+/// from the payload or the topic.
+const FIXED_SHAPE: &str = "remote.key = \"dev-${clientid}\"\n\
+remote.headers = { site = \"site\", line = \"line\" }\n";
 
 /// What the command line sets in every bridge (b to h alike, where it applies).
 #[derive(Clone, Copy, Debug, Default)]
@@ -207,8 +223,10 @@ remote.topic = "{TOPIC}"
     if !ack.is_empty() {
         toml.push_str(&format!("remote.ack = {ack:?}\n"));
     }
-    if config == Config::I {
-        toml.push_str(TEMPLATES);
+    match config {
+        Config::I => toml.push_str(TEMPLATES),
+        Config::J => toml.push_str(FIXED_SHAPE),
+        _ => {}
     }
     if let Some((module, module_config)) = config.transform() {
         toml.push_str(&format!(
@@ -235,7 +253,8 @@ mod tests {
         assert_eq!("g".parse::<Config>(), Ok(Config::G));
         assert_eq!("h".parse::<Config>(), Ok(Config::H));
         assert_eq!("i".parse::<Config>(), Ok(Config::I));
-        assert!("j".parse::<Config>().is_err());
+        assert_eq!("j".parse::<Config>(), Ok(Config::J));
+        assert!("k".parse::<Config>().is_err());
     }
 
     #[test]
@@ -264,6 +283,7 @@ mod tests {
         assert_eq!(f.replace(buffer, "").replace(written, ""), b);
         let i = config(Config::I);
         assert_eq!(i.replace(TEMPLATES, ""), b);
+        assert_eq!(config(Config::J).replace(FIXED_SHAPE, ""), b);
         let g = config(Config::G);
         assert_eq!(g.replace("\"synced\"", "\"written\""), f);
     }

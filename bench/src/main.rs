@@ -104,7 +104,8 @@ pub struct RunArgs {
     pub publishers: u32,
     /// Configurations to run: a (no bridge), b (upstream 0.24), c (this plugin),
     /// d (passthrough module), e (key_headers module), i (e's work as templates, no
-    /// module), f (disk spool, acknowledged when
+    /// module), j (i's record shape with nothing looked up; not in the default set), f
+    /// (disk spool, acknowledged when
     /// written), g (disk spool, acknowledged when synced), h (memory, acknowledged when
     /// Kafka has the record; not in the default set).
     #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,i,f,g")]

@@ -412,11 +412,13 @@ fn render(out: &mut String, rows: &[Vec<String>], columns: usize) {
 }
 
 /// The configurations compared at equal load: what each adds to broker CPU per message.
-const DIFFERENCES: [(Config, Config, &str); 7] = [
+const DIFFERENCES: [(Config, Config, &str); 9] = [
     (Config::C, Config::A, "what the bridge adds"),
     (Config::D, Config::C, "passthrough module"),
     (Config::E, Config::C, "key_headers module"),
     (Config::I, Config::C, "the same with templates"),
+    (Config::J, Config::C, "a key and two headers"),
+    (Config::I, Config::J, "the templates' lookups"),
     (Config::F, Config::C, "spool, written"),
     (Config::G, Config::C, "spool, synced"),
     (Config::H, Config::C, "acked on delivery"),

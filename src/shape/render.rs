@@ -182,6 +182,9 @@ impl<'a> Shaped<'a> {
         field: Field<'a>,
         topic_rules: bool,
     ) -> Rendered<'a> {
+        if let Some(text) = template.constant() {
+            return Ok(Span::Message(text.as_bytes()));
+        }
         // Members first: a decoded one lands in the buffer before this value starts.
         for p in template.placeholders() {
             if let Placeholder::Member(path) = p {
