@@ -542,7 +542,10 @@ fn initial_memory_above_the_cap_is_refused_at_load() {
     let err = load(&e, f.path(), Duration::from_millis(100), 1 << 20)
         .err()
         .unwrap();
-    assert!(err.contains("needs at least 2621440 bytes of memory, more than transform.max_memory (1048576 bytes)"), "{err}");
+    assert!(
+        err.contains("declares 2.5 MiB of memory at start, more than transform.max_memory (1.0 MiB); raise it"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

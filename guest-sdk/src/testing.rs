@@ -22,8 +22,9 @@ use crate::Message;
 /// assert!(msg.is_v5());
 /// ```
 ///
-/// Defaults: QoS 0, no flags, client id `test-client`, no username or peer address,
-/// timestamp `1_700_000_000_000` (2023-11-14T22:13:20Z), node id 1, MQTT v3.1.1. Setting
+/// Defaults (`abi::sample`, shared with `rmqttd transform test`): QoS 1, no flags,
+/// client id `test-client`, no username or peer address, timestamp `1_700_000_000_000`
+/// (2023-11-14T22:13:20Z), node id 1, MQTT v3.1.1. Setting
 /// any v5 property (or calling [`TestMessage::v5`]) makes it an MQTT v5 message.
 #[derive(Debug, Clone)]
 pub struct TestMessage {
@@ -53,21 +54,21 @@ struct V5 {
 
 impl TestMessage {
     /// The default timestamp of a test message, in ms since the Unix epoch.
-    pub const DEFAULT_TIMESTAMP_MS: i64 = 1_700_000_000_000;
+    pub const DEFAULT_TIMESTAMP_MS: i64 = abi::sample::TIMESTAMP_MS;
 
-    /// A QoS 0 MQTT v3.1.1 publish of `payload` to `topic`.
+    /// A QoS 1 MQTT v3.1.1 publish of `payload` to `topic`.
     pub fn new(topic: impl Into<String>, payload: impl AsRef<[u8]>) -> TestMessage {
         TestMessage {
             topic: topic.into(),
             payload: payload.as_ref().to_vec(),
-            qos: 0,
+            qos: abi::sample::QOS,
             retain: false,
             dup: false,
-            client_id: "test-client".to_owned(),
+            client_id: abi::sample::CLIENT_ID.to_owned(),
             username: None,
             peer_addr: None,
             timestamp_ms: Self::DEFAULT_TIMESTAMP_MS,
-            node_id: 1,
+            node_id: abi::sample::NODE_ID,
             v5: None,
             encoded: OnceCell::new(),
         }
@@ -242,7 +243,7 @@ mod tests {
         assert_eq!(m.topic_level(3), None);
         assert_eq!(m.payload(), b"hello");
         assert_eq!(m.payload_str().unwrap(), "hello");
-        assert_eq!((m.qos(), m.retain(), m.dup()), (0, false, false));
+        assert_eq!((m.qos(), m.retain(), m.dup()), (1, false, false));
         assert_eq!(m.client_id(), "test-client");
         assert_eq!((m.username(), m.peer_addr()), (None, None));
         assert_eq!(m.timestamp_ms(), TestMessage::DEFAULT_TIMESTAMP_MS);
@@ -308,9 +309,9 @@ mod tests {
     #[test]
     fn editing_after_message_reencodes() {
         let t = TestMessage::new("t", "p");
-        assert_eq!(t.message().qos(), 0);
-        let t = t.qos(1);
         assert_eq!(t.message().qos(), 1);
+        let t = t.qos(0);
+        assert_eq!(t.message().qos(), 0);
     }
 
     #[test]

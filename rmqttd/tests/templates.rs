@@ -215,6 +215,7 @@ fn each_policy(bootstrap: &str, port: u16, http: u16) {
             && sample(m, "delivered_total", &entry(4, "f/dlq/#")) == 1.0
             && sample(m, "dead_lettered_total", &entry(4, "f/dlq/#")) == 2.0
             && sample(m, "template_error_total", &entry(5, "bad/#")) == 2.0
+            && sample(m, "delivered_total", &entry(5, "bad/#")) == 1.0
     });
     let failures = |e: &str, reason: &str| {
         sample(

@@ -148,6 +148,61 @@ fn a_trapping_message_is_an_error_line_and_the_next_one_still_runs() {
 }
 
 #[test]
+fn fail_on_error_makes_a_failed_message_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.jsonl");
+    std::fs::write(
+        &input,
+        "{\"payload\": \"fine\"}\n{\"payload\": \"!boom\"}\n",
+    )
+    .unwrap();
+    let input = input.to_str().unwrap();
+    let run = test_cmd(&echo_or_trap(), &["--input", input, "--fail-on-error"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 2, "every line is still printed");
+    assert!(
+        run.stderr.contains("failed on 1 of 2 messages"),
+        "{}",
+        run.stderr
+    );
+    let fine = test_cmd(&echo_or_trap(), &["--payload", "fine", "--fail-on-error"]);
+    assert_eq!(fine.code, 0, "{}", fine.stderr);
+}
+
+#[test]
+fn too_little_memory_and_a_failed_init_say_so_plainly() {
+    let key_headers = example_module("key-headers");
+    let run = test_cmd(&key_headers, &["--max-memory", "1MiB"]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("more than transform.max_memory (1.0 MiB); raise it"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("not a valid WebAssembly module"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("0x"),
+        "one unit, no hex: {}",
+        run.stderr
+    );
+
+    let run = test_cmd(&key_headers, &["--config", "topic_headers=bad"]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("error: init failed: config key `topic_headers`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("(its init failed?)"), "{}", run.stderr);
+}
+
+#[test]
 fn a_missing_module_exits_2_naming_the_file() {
     let run = test_cmd(Path::new("/nowhere/module.wasm"), &[]);
     assert_eq!(run.code, 2);
@@ -220,10 +275,27 @@ fn bench_refuses_a_message_the_module_fails_on() {
     );
     assert_eq!(run.code, 2, "{}", run.stdout);
     assert!(
-        run.stderr.contains("the module failed on this message"),
+        run.stderr
+            .contains("the module failed on this message (guest_error"),
+        "names the cause: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bench_refuses_a_failing_message_before_measuring() {
+    let run = bench_cmd(
+        &echo_or_trap(),
+        &["--payload", "!boom", "--duration", "100ms"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("failed on this message (trap"),
         "{}",
         run.stderr
     );
+    // The first call's refusal, not the count of failed calls measured.
+    assert!(!run.stderr.contains(" calls)"), "{}", run.stderr);
 }
 
 /// `cargo <args>` in `dir`, which must succeed.

@@ -44,10 +44,17 @@ impl TransformModule {
             .map_err(|e| format!("cannot read module {}: {e}", path.display()))?;
         // Binary modules, or WebAssembly text (`.wat`) for small hand-written ones.
         let module = Module::new(engine.engine(), &bytes).map_err(|e| {
-            format!(
-                "{} is not a valid WebAssembly module: {e:#}",
-                path.display()
-            )
+            let shown = path.display();
+            match declared_memory(&bytes) {
+                // Valid, but refused by the pool's limit: say so in the limit's terms.
+                Some(needed) if needed > settings.max_memory => {
+                    format!(
+                        "{shown}: {}",
+                        too_little_memory(needed, settings.max_memory)
+                    )
+                }
+                _ => format!("{shown} is not a valid WebAssembly module: {e:#}"),
+            }
         })?;
         check_exports(&module, settings.max_memory)
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -139,9 +146,7 @@ fn check_memory(module: &Module, max_memory: u64) -> Result<(), String> {
         Some(ExternType::Memory(m)) => {
             let needed = m.minimum().saturating_mul(m.page_size());
             if needed > max_memory {
-                return Err(format!(
-                    "the module needs at least {needed} bytes of memory, more than transform.max_memory ({max_memory} bytes)"
-                ));
+                return Err(too_little_memory(needed, max_memory));
             }
             Ok(())
         }
@@ -151,6 +156,29 @@ fn check_memory(module: &Module, max_memory: u64) -> Result<(), String> {
             abi::EXPORT_MEMORY
         )),
     }
+}
+
+fn too_little_memory(needed: u64, max_memory: u64) -> String {
+    let iec = |n| bytesize::ByteSize(n).to_string_as(true);
+    format!(
+        "the module declares {} of memory at start, more than transform.max_memory ({}); raise it",
+        iec(needed),
+        iec(max_memory)
+    )
+}
+
+/// The bytes of linear memory a valid module declares at start (its first memory), read
+/// from its binary or text form without compiling it.
+fn declared_memory(bytes: &[u8]) -> Option<u64> {
+    let binary = wat::parse_bytes(bytes).ok()?;
+    for payload in wasmparser::Parser::new(0).parse_all(&binary) {
+        if let wasmparser::Payload::MemorySection(memories) = payload.ok()? {
+            let memory = memories.into_iter().next()?.ok()?;
+            let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+            return Some(memory.initial.saturating_mul(page));
+        }
+    }
+    None
 }
 
 fn check_func(

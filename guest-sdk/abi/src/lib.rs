@@ -14,6 +14,7 @@ pub mod config;
 pub mod input;
 pub mod output;
 pub mod rules;
+pub mod sample;
 mod wire;
 
 pub use wire::WireError;

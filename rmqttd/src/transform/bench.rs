@@ -15,6 +15,9 @@ use rmqtt_bridge_egress_kafka::transform::TransformPool;
 use super::message::{key_value, Message, MessageArgs};
 use super::pool;
 
+/// What a refusal suggests.
+const BENCH_ANOTHER: &str = "bench a message it handles (see `rmqttd transform test`)";
+
 /// The floor module, compiled from text at each run.
 const BASELINE: &str = include_str!("baseline.wat");
 
@@ -40,11 +43,15 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     std::fs::write(&floor_path, BASELINE)?;
     let floor = pool(&floor_path, &[], None, None).await?;
     let module = pool(&args.module, &args.config, None, None).await?;
+    // One call first: a message the module fails on is refused at once, with its cause.
+    if let Err(failure) = module.run(&message.fields()).await {
+        bail!("the module failed on this message ({failure}); {BENCH_ANOTHER}");
+    }
     let floor = measure(&floor, &message, args.duration).await;
     let timed = measure(&module, &message, args.duration).await;
     if timed.failed > 0 {
         bail!(
-            "the module failed on this message ({} of {} calls); bench a message it handles (see `rmqttd transform test`)",
+            "the module failed on this message ({} of {} calls); {BENCH_ANOTHER}",
             timed.failed,
             timed.calls
         );

@@ -21,13 +21,13 @@ pub struct MessageArgs {
     #[arg(long)]
     payload_file: Option<PathBuf>,
     /// The publish's QoS, 0 to 2.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    #[arg(long, default_value_t = abi::sample::QOS, value_parser = clap::value_parser!(u8).range(0..=2))]
     qos: u8,
     /// The publish's retain flag.
     #[arg(long)]
     retain: bool,
     /// The publishing client's id.
-    #[arg(long, default_value = "test-client")]
+    #[arg(long, default_value = abi::sample::CLIENT_ID)]
     clientid: String,
     /// The publishing client's user name (none by default).
     #[arg(long)]
@@ -37,7 +37,7 @@ pub struct MessageArgs {
     properties: Vec<(String, String)>,
     /// When the broker received the message, ms since the epoch; fixed by default so
     /// that outputs compare across runs.
-    #[arg(long, default_value_t = 1_700_000_000_000)]
+    #[arg(long, default_value_t = abi::sample::TIMESTAMP_MS)]
     timestamp_ms: i64,
 }
 
@@ -100,7 +100,7 @@ impl Message {
             retain: self.retain,
             dup: false,
             timestamp_ms: self.timestamp_ms,
-            node_id: 1,
+            node_id: abi::sample::NODE_ID,
             topic: self.topic.as_bytes(),
             payload: &self.payload,
             client_id: self.clientid.as_bytes(),

@@ -3,9 +3,9 @@
 //! `test` runs a built module on sample messages through the broker's own host runtime
 //! (the same pool, limits and ABI checks as a running bridge) and prints what the
 //! bridge would send to Kafka, one JSON object per line; `--expect` compares that with
-//! a golden file. Exit status: 0 the module ran on every message (and matched the
-//! golden file), 1 the output differs from the golden file, 2 bad arguments, input or
-//! module. `bench` times calls of a module, and of a floor module, through that pool;
+//! a golden file. Exit status: 0 the output was printed (and matched the golden file),
+//! 1 the output differs from the golden file, or with `--fail-on-error` the module
+//! failed on a message, 2 bad arguments, input or module. `bench` times calls of a module, and of a floor module, through that pool;
 //! `new` creates a transform crate.
 
 mod bench;
@@ -21,7 +21,9 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context, Result};
 use clap::{Args, Subcommand};
 use rmqtt_bridge_egress_kafka::config::TransformConfig;
-use rmqtt_bridge_egress_kafka::transform::{TransformEngine, TransformModule, TransformPool};
+use rmqtt_bridge_egress_kafka::transform::{
+    Cause, TransformEngine, TransformModule, TransformPool,
+};
 use serde_json::{json, Value};
 
 use message::{key_value, read_lines, Message, MessageArgs};
@@ -60,6 +62,10 @@ pub struct TestArgs {
     /// prints the differences if the output is not the same.
     #[arg(long)]
     expect: Option<PathBuf>,
+    /// Exits 1 when the module failed on any message (a smoke test); without it, a
+    /// failure is an `error` line of the output like any other outcome.
+    #[arg(long)]
+    fail_on_error: bool,
 }
 
 /// Runs a `transform` subcommand; its exit status.
@@ -95,19 +101,28 @@ async fn test(args: &TestArgs) -> Result<bool> {
         None => vec![defaults],
     };
     let mut lines = Vec::new();
+    let mut failed = 0;
     for (i, m) in messages.iter().enumerate() {
-        transform(&pool, i, m, &mut lines).await;
+        failed += usize::from(!transform(&pool, i, m, &mut lines).await);
     }
     let mut out = std::io::stdout().lock();
     for line in &lines {
         writeln!(out, "{line}")?;
     }
-    let Some(golden) = &args.expect else {
-        return Ok(true);
+    let matched = match &args.expect {
+        Some(golden) => {
+            let diff = report::compare(golden, &lines)?;
+            eprint!("{diff}");
+            diff.is_empty()
+        }
+        None => true,
     };
-    let diff = report::compare(golden, &lines)?;
-    eprint!("{diff}");
-    Ok(diff.is_empty())
+    if args.fail_on_error && failed > 0 {
+        let n = messages.len();
+        eprintln!("rmqttd transform test: the module failed on {failed} of {n} messages");
+        return Ok(false);
+    }
+    Ok(matched)
 }
 
 /// The instance pool of `module`, one instance, with the broker's defaults for what is
@@ -136,15 +151,23 @@ async fn pool(
         .map_err(|e| anyhow!(e))?;
     TransformPool::new(Arc::new(module))
         .await
-        .map_err(|f| anyhow!("the module could not be instantiated (its init failed?): {f}"))
+        .map_err(|f| match f.cause {
+            // The module's own words (`init failed: …`).
+            Cause::GuestError => anyhow!("{}", f.message),
+            _ => anyhow!("the module could not be instantiated: {f}"),
+        })
 }
 
-/// Runs the module on message `i` and adds its output lines.
-async fn transform(pool: &TransformPool, i: usize, m: &Message, lines: &mut Vec<Value>) {
+/// Runs the module on message `i` and adds its output lines; whether it succeeded.
+async fn transform(pool: &TransformPool, i: usize, m: &Message, lines: &mut Vec<Value>) -> bool {
     let input = m.fields();
     match pool.run(&input).await {
-        Err(failure) => lines.push(report::error(i, &failure)),
+        Err(failure) => {
+            lines.push(report::error(i, &failure));
+            return false;
+        }
         Ok(out) if out.is_empty() => lines.push(report::filtered(i)),
         Ok(out) => lines.extend(out.records().map(|r| report::record(i, &r))),
     }
+    true
 }
