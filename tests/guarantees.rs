@@ -722,12 +722,13 @@ async fn records_sent_but_unanswered_at_stop_are_possibly_delivered_not_failed()
     let kafka = MockKafka::start(1);
     kafka.create_topic("slow", 1);
     let entries = "[[bridges.entries]]\nlocal.topic_filter = \"p/#\"\nremote.topic = \"slow\"\n";
-    let broker = Broker::start(&bridge_config(
-        &kafka.bootstrap,
-        "shutdown_timeout = \"1s\"",
-        entries,
-    ))
-    .await;
+    // The ten records must leave in one produce request: with idempotence, librdkafka
+    // keeps at most 5 requests per partition in flight, and holds back the rest, which
+    // then never leave (delivery_failed, rightly). A 100 ms linger batches them whatever
+    // the machine's load.
+    let config = bridge_config(&kafka.bootstrap, "shutdown_timeout = \"1s\"", entries)
+        .replace("\"linger.ms\" = \"1\"", "\"linger.ms\" = \"100\"");
+    let broker = Broker::start(&config).await;
     let c = V3Client::connect(broker.addr, "unanswered").await;
     c.publish("p/1", 0, "warm-up").await;
     read(&kafka.bootstrap, "slow", 1).await;
@@ -739,8 +740,8 @@ async fn records_sent_but_unanswered_at_stop_are_possibly_delivered_not_failed()
     broker
         .stats_when(0, "10 in flight", |s| s["in_flight"] == 10)
         .await;
-    // Let librdkafka send them (linger.ms is 1).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let librdkafka send them: the linger, with room to spare.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     broker.stop_plugin().await;
     let s = broker.entry_stats(0, 0).await;
     assert_eq!(
