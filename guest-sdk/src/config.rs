@@ -105,6 +105,35 @@ impl Config {
             .ok_or_else(|| Error::msg(format_args!("missing required config key `{key}`")))
     }
 
+    /// Refuses keys the transform does not read, so that a typo (`topic_prefx`) fails
+    /// `init`, and with it the broker's start, instead of being ignored. Call it first in
+    /// `init` with every key the transform reads:
+    ///
+    /// ```
+    /// use rmqtt_kafka_transform::Config;
+    ///
+    /// let cfg = Config::from_pairs([("topic_prefx", "x")]);
+    /// assert_eq!(
+    ///     cfg.reject_unknown(&["topic_prefix", "field"]).unwrap_err().to_string(),
+    ///     "unknown config key `topic_prefx`; this transform reads `topic_prefix`, `field`"
+    /// );
+    /// assert!(Config::from_pairs([("field", "v")]).reject_unknown(&["field"]).is_ok());
+    /// ```
+    pub fn reject_unknown(&self, known: &[&str]) -> Result<(), Error> {
+        let Some((unknown, _)) = self.iter().find(|(k, _)| !known.contains(k)) else {
+            return Ok(());
+        };
+        let reads = if known.is_empty() {
+            "no config keys".to_owned()
+        } else {
+            let names: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+            names.join(", ")
+        };
+        Err(Error::msg(format_args!(
+            "unknown config key `{unknown}`; this transform reads {reads}"
+        )))
+    }
+
     /// Every `(key, value)`, sorted by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         self.pairs.iter().map(|(k, v)| (&**k, &**v))

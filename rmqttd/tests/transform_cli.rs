@@ -203,6 +203,22 @@ fn too_little_memory_and_a_failed_init_say_so_plainly() {
 }
 
 #[test]
+fn a_misspelled_config_key_is_refused_at_init() {
+    let run = test_cmd(
+        &example_module("key-headers"),
+        &["--config", "topic_prefx=x"],
+    );
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains(
+            "unknown config key `topic_prefx`; this transform reads `key_field`, `topic_headers`"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn a_missing_module_exits_2_naming_the_file() {
     let run = test_cmd(Path::new("/nowhere/module.wasm"), &[]);
     assert_eq!(run.code, 2);

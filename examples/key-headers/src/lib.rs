@@ -50,6 +50,7 @@ fn topic_headers(spec: &str) -> Result<Vec<(String, usize)>, Error> {
 }
 
 fn settings(cfg: &Config) -> Result<Settings, Error> {
+    cfg.reject_unknown(&["key_field", "topic_headers"])?;
     Ok(Settings {
         key_field: cfg.get_or("key_field", "device_id").to_owned(),
         topic_headers: topic_headers(cfg.get("topic_headers").unwrap_or_default())?,
@@ -205,5 +206,10 @@ mod tests {
             );
         }
         assert!(settings(&Config::from_pairs([("topic_headers", "")])).is_ok());
+        let typo = settings(&Config::from_pairs([("topic_header", "site:1")])).err();
+        assert!(typo
+            .unwrap()
+            .to_string()
+            .contains("unknown config key `topic_header`"));
     }
 }

@@ -39,6 +39,7 @@ fn list(value: &str) -> Vec<String> {
 }
 
 fn settings(cfg: &Config) -> Result<Settings, Error> {
+    cfg.reject_unknown(&["copy_to", "columns"])?;
     let copy_to = cfg.get("copy_to").map(list).unwrap_or_default();
     for topic in &copy_to {
         Record::null_payload().topic(topic.as_str()).validate()?;

@@ -23,6 +23,7 @@ fn topics(cfg: &Config) -> (&str, &str) {
 }
 
 fn check_config(cfg: &Config) -> Result<(), Error> {
+    cfg.reject_unknown(&["telemetry_topic", "alarm_topic"])?;
     let (telemetry, alarms) = topics(cfg);
     Record::null_payload().topic(telemetry).validate()?;
     Record::null_payload().topic(alarms).validate()

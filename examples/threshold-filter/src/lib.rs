@@ -22,6 +22,7 @@ struct Settings {
 /// Runs once per instance at plugin start: a missing or invalid `threshold` refuses the
 /// start instead of failing every message.
 fn settings(cfg: &Config) -> Result<Settings, Error> {
+    cfg.reject_unknown(&["threshold", "field"])?;
     let threshold: f64 = cfg.require("threshold")?;
     if !threshold.is_finite() {
         bail!(
