@@ -269,6 +269,14 @@ impl Broker {
     }
 }
 
+/// Whether an entry that makes one record per message has matched `n` messages and
+/// each of them is in flight or has its outcome: `matched` is counted as forwarding
+/// starts, the outcome a moment later, so waiting for `matched` alone races the outcome.
+pub fn accounted(stats: &Value, n: u64) -> bool {
+    let in_flight = stats["in_flight"].as_u64().unwrap_or(0);
+    stats["matched"] == n && outcome_total(stats) + in_flight == n
+}
+
 /// Sum of an entry's outcome counters.
 pub fn outcome_total(stats: &Value) -> u64 {
     stats["outcomes"]

@@ -16,7 +16,9 @@ pub mod tls;
 
 use std::path::{Path, PathBuf};
 
-pub use broker::{bridge_config, disk_buffer, outcome_total, Broker, BrokerBuilder, ACL_PLUGIN};
+pub use broker::{
+    accounted, bridge_config, disk_buffer, outcome_total, Broker, BrokerBuilder, ACL_PLUGIN,
+};
 pub use kafka_reader::{header_map, read, read_none, read_topic, Record};
 pub use mock_kafka::MockKafka;
 pub use modules::{example_module, example_module_for, publish_input};
