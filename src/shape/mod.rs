@@ -11,5 +11,5 @@ mod template;
 mod timestamp;
 
 pub use failure::{Failure, Field, Reason};
-pub use render::{local_topic, Message, Shaped, Templates};
-pub use template::{Placeholder, Template, TemplateError, TopicTemplate};
+pub use render::{Message, Shaped, Templates};
+pub use template::{Template, TemplateError, TopicTemplate};

@@ -250,9 +250,7 @@ impl<'a> Shaped<'a> {
 
     /// A payload member's value, looked up once per message.
     fn member(&mut self, path: &'a Path) -> Result<Span<'a>, Missing> {
-        // The same placeholder is the same object: compare addresses before paths.
-        let same = |p: &&Path| std::ptr::eq(*p, path) || *p == path;
-        if let Some((_, found)) = self.members.iter().find(|(p, _)| same(p)) {
+        if let Some((_, found)) = self.members.iter().find(|(p, _)| *p == path) {
             return *found;
         }
         let buf = &mut self.buf;
@@ -315,7 +313,7 @@ fn reason_of(p: &Placeholder, missing: Missing) -> Reason {
 }
 
 /// Drops the first `n` levels of an MQTT topic (`remote.skip_levels`).
-pub fn local_topic(topic: &str, n: usize) -> &str {
+fn local_topic(topic: &str, n: usize) -> &str {
     if n == 0 {
         return topic;
     }

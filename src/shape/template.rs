@@ -162,12 +162,6 @@ impl Template {
         }
     }
 
-    /// Whether a placeholder reads the payload's JSON.
-    pub fn reads_members(&self) -> bool {
-        self.placeholders()
-            .any(|p| matches!(p, Placeholder::Member(_)))
-    }
-
     pub(super) fn placeholders(&self) -> impl Iterator<Item = &Placeholder> {
         self.parts.iter().filter_map(|p| match p {
             Part::Value(v, _) => Some(v),
@@ -283,7 +277,7 @@ mod tests {
         assert_eq!(got.len(), 12);
         assert_eq!(got[4], Placeholder::TopicLevel(12));
         assert_eq!(got[11], Placeholder::Property("tenant id".into()));
-        assert!(t.reads_members());
+        assert!(matches!(got[6], Placeholder::Member(_)));
     }
 
     #[test]
