@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use abi::input::InputFields;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rmqtt_bridge_egress_kafka::config::{OnError, TransformConfig};
+use rmqtt_bridge_egress_kafka::config::{OnError, TransformCode, TransformConfig};
 use rmqtt_bridge_egress_kafka::transform::{TransformEngine, TransformModule, TransformPool};
 
 const SIZES: [usize; 3] = [64, 256, 4096];
@@ -35,7 +35,7 @@ fn passthrough() -> PathBuf {
 
 fn settings(instances: usize) -> TransformConfig {
     TransformConfig {
-        module: passthrough(),
+        code: TransformCode::Module(passthrough()),
         config: BTreeMap::new(),
         instances,
         timeout: Duration::from_millis(100),

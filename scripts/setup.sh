@@ -8,8 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Building (librdkafka, aws-lc, jemalloc; libzstd and protoc from Debian rather than
-# compiled: see Cargo.toml), and mosquitto_pub, which the demo's hints use.
-BUILD_PACKAGES=(cmake g++ make pkg-config libssl-dev libsasl2-dev libzstd-dev protobuf-compiler mosquitto-clients)
+# compiled: see Cargo.toml), the JavaScript runtime the plugin embeds (QuickJS-ng, C
+# compiled for wasm32 by clang with wasi-libc: build.rs), and mosquitto_pub, which the
+# demo's hints use.
+BUILD_PACKAGES=(cmake g++ make pkg-config libssl-dev libsasl2-dev libzstd-dev protobuf-compiler
+    clang-14 lld-14 llvm-14 wasi-libc libclang-rt-14-dev-wasm32 mosquitto-clients)
 # Only the tests and the benchmark: openssl (test certificates), linux-perf
 # (bridge-bench --profile, and its test), chromium (rmqtt's dashboard, loaded headless).
 TEST_PACKAGES=(openssl linux-perf chromium)

@@ -13,14 +13,19 @@ step() { printf '\n== %s\n' "$*"; }
 step "format"
 cargo fmt --all --check
 (cd examples && cargo fmt --all --check)
+(cd guest-sdk/js && cargo fmt --check)
 
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The SDK's `json` feature: no workspace member turns it on.
 cargo clippy -p rmqtt-kafka-transform --all-targets --features json --locked -- -D warnings
 (cd examples && cargo clippy --all-targets --locked -- -D warnings)
+(cd guest-sdk/js && cargo clippy --all-targets --locked -- -D warnings)
 # The demo builds rmqttd alone, where no other member lends its dependencies features.
 cargo check -p rmqttd --bin rmqttd --locked
+
+step "the JavaScript runtime: its contract tests, natively (build.rs builds it for wasm32)"
+(cd guest-sdk/js && cargo test --locked)
 
 step "example modules: native unit tests, then wasm32 builds"
 (cd examples && cargo test --locked)

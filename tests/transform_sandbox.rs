@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use abi::input::InputFields;
-use rmqtt_bridge_egress_kafka::config::{OnError, TransformConfig};
+use rmqtt_bridge_egress_kafka::config::{OnError, TransformCode, TransformConfig};
 use rmqtt_bridge_egress_kafka::transform::{
     Cause, Failure, TransformEngine, TransformModule, TransformPool, Transformed,
     QUICK_CALLS_TO_RETURN,
@@ -70,7 +70,7 @@ fn fixture_with(head: &str, body: &str, funcs: &str) -> String {
 /// An entry's transform settings, as the configuration would give them.
 fn settings(path: &Path, timeout: Duration, max_memory: u64, instances: usize) -> TransformConfig {
     TransformConfig {
-        module: path.to_owned(),
+        code: TransformCode::Module(path.to_owned()),
         config: BTreeMap::new(),
         instances,
         timeout,

@@ -27,6 +27,7 @@ use std::fmt;
 /// `anyhow::Error`).
 pub struct Error {
     message: Box<str>,
+    invalid_output: bool,
 }
 
 impl Error {
@@ -34,12 +35,31 @@ impl Error {
     pub fn msg(message: impl fmt::Display) -> Error {
         Error {
             message: message.to_string().into_boxed_str(),
+            invalid_output: false,
         }
+    }
+
+    /// An output the module itself found invalid: the host counts it `bad_output`
+    /// rather than `guest_error` (and keeps the instance). For runtimes that run code in
+    /// another language and check what it returned.
+    pub fn invalid_output(message: impl fmt::Display) -> Error {
+        Error {
+            invalid_output: true,
+            ..Error::msg(message)
+        }
+    }
+
+    /// Whether this is an [`Error::invalid_output`].
+    pub fn is_invalid_output(&self) -> bool {
+        self.invalid_output
     }
 
     /// Prefixes the message: `context: message`.
     pub fn context(self, context: impl fmt::Display) -> Error {
-        Error::msg(format_args!("{context}: {}", self.message))
+        Error {
+            message: format!("{context}: {}", self.message).into_boxed_str(),
+            ..self
+        }
     }
 
     /// The message.
@@ -63,6 +83,7 @@ impl<E: std::error::Error> From<E> for Error {
         }
         Error {
             message: message.into_boxed_str(),
+            invalid_output: false,
         }
     }
 }

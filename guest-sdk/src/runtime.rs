@@ -10,7 +10,8 @@ use std::any::Any;
 use std::fmt::Display;
 
 use abi::output::{
-    error_header, ok_header, HeaderDescriptor, RecordDescriptor, Region, HEADER_ENTRY_LEN,
+    error_header, invalid_header, ok_header, HeaderDescriptor, RecordDescriptor, Region,
+    HEADER_ENTRY_LEN,
 };
 
 use crate::{Config, Error, IntoBytes, Message, Outcome, Record, RecordBytes};
@@ -36,7 +37,7 @@ pub fn keep_state<S: Any, E: Display>(made: Result<S, E>) -> InitResult {
 }
 
 /// What a `#[transform]` function may return: `Outcome` or `Result<Outcome, E>` with a
-/// printable `E` (such as [`Error`] or any `std::error::Error`).
+/// printable `E` that borrows nothing (such as [`Error`] or any `std::error::Error`).
 #[diagnostic::on_unimplemented(
     message = "a #[transform] function must return `Outcome` or `Result<Outcome, E>` where `E: Display`, not `{Self}`",
     label = "this return type is not supported"
@@ -52,9 +53,16 @@ impl<'m> IntoResult<'m> for Outcome<'m> {
     }
 }
 
-impl<'m, E: Display> IntoResult<'m> for Result<Outcome<'m>, E> {
+impl<'m, E: Display + 'static> IntoResult<'m> for Result<Outcome<'m>, E> {
     fn into_result(self) -> Result<Outcome<'m>, Error> {
-        self.map_err(Error::msg)
+        self.map_err(|e| {
+            // An `Error` is kept as it is: an `Error::invalid_output` must stay one.
+            let mut slot = Some(e);
+            match (&mut slot as &mut dyn Any).downcast_mut::<Option<Error>>() {
+                Some(error) => error.take().expect("the slot was filled above"),
+                None => Error::msg(slot.expect("the slot was filled above")),
+            }
+        })
     }
 }
 
@@ -130,6 +138,10 @@ impl Output {
             Ok(Outcome::Drop) => self.write_records(std::iter::empty(), addr),
             Ok(Outcome::Record(record)) => self.write_records(std::iter::once(record), addr),
             Ok(Outcome::Records(records)) => self.write_records(records, addr),
+            Err(err) if err.is_invalid_output() => {
+                let header = invalid_header(err.message().len() as u32);
+                self.write_message(header, err.message(), addr)
+            }
             Err(err) => self.write_error(err.message(), addr),
         }
     }
@@ -140,9 +152,18 @@ impl Output {
         message: &str,
         addr: &mut impl FnMut(&[u8]) -> u32,
     ) -> u64 {
+        self.write_message(error_header(message.len() as u32), message, addr)
+    }
+
+    /// Serializes an ERROR or INVALID document.
+    fn write_message(
+        &mut self,
+        header: [u8; abi::output::HEADER_LEN],
+        message: &str,
+        addr: &mut impl FnMut(&[u8]) -> u32,
+    ) -> u64 {
         self.clear();
-        self.doc
-            .extend_from_slice(&error_header(message.len() as u32));
+        self.doc.extend_from_slice(&header);
         self.doc.extend_from_slice(message.as_bytes());
         abi::pack(addr(&self.doc), self.doc.len() as u32)
     }
@@ -362,7 +383,7 @@ mod tests {
         let packed = out.write(result, &mut mem.addr());
         let (ptr, len) = abi::unpack(packed);
         match read_output(&mem.0, ptr, len).unwrap() {
-            Doc::Error(msg) => Err(String::from_utf8(msg.to_vec()).unwrap()),
+            Doc::Error(msg) | Doc::Invalid(msg) => Err(String::from_utf8(msg.to_vec()).unwrap()),
             Doc::Records(records) => Ok(records
                 .iter()
                 .map(|r| {
@@ -559,6 +580,8 @@ mod tests {
             err.into_result().unwrap_err().to_string(),
             "invalid digit found in string"
         );
+        let invalid: Result<Outcome, Error> = Err(Error::invalid_output("not records"));
+        assert!(invalid.into_result().unwrap_err().is_invalid_output());
         assert!(().into_init_result().is_ok());
         assert_eq!(
             Err::<(), _>("bad")

@@ -32,7 +32,11 @@ fn shipped_bridge_config() -> String {
         text.contains(shipped_laddr),
         "the shipped file enables /metrics"
     );
+    let script = "examples/router/router.js";
+    assert!(text.contains(script), "the shipped file enables a script");
+    let script_path = repo_root().join(script);
     text.replace(relative, &modules.display().to_string())
+        .replace(script, &script_path.display().to_string())
 }
 
 /// A working directory with rmqtt.toml, the repository's ACL file and `bridge_config`.
@@ -169,7 +173,7 @@ fn every_printed_hint_shows_its_record_and_sigterm_ends_the_demo() {
         format!("Live metrics: http://127.0.0.1:{metrics_port}/metrics  (and /health, /status)");
     assert!(out.seen.contains(&live), "{:#?}", out.seen);
     let hints = out.hints();
-    assert_eq!(hints.len(), 4, "one line per shipped entry: {hints:#?}");
+    assert_eq!(hints.len(), 5, "one line per shipped entry: {hints:#?}");
 
     // Twice round: a topic that already printed keeps printing after new ones appear.
     for round in 1..=2 {
@@ -181,6 +185,12 @@ fn every_printed_hint_shows_its_record_and_sigterm_ends_the_demo() {
             });
         }
     }
+    // The router script sent the plant's events to its telemetry topic.
+    let routed = records_of(&out.seen, "plant/plant1/events");
+    assert!(
+        routed.iter().all(|r| r.contains("topic=plant.telemetry ")),
+        "routed by the script: {routed:?}"
+    );
     // The key-headers module and the templated entry shape their records alike.
     for (mqtt_topic, kafka_topic) in [
         ("sensors/plant1/line3/telemetry", "telemetry"),

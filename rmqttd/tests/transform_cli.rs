@@ -255,10 +255,11 @@ fn bench_reports_the_module_next_to_the_floor() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let rows: Vec<&str> = run.stdout.lines().collect();
-    assert_eq!(rows.len(), 4, "{}", run.stdout);
+    assert_eq!(rows.len(), 6, "{}", run.stdout);
+    assert!(rows[0].starts_with("start: compiled in "), "{}", rows[0]);
     for (row, name) in [
-        (rows[1], "floor (host only)"),
-        (rows[2], "threshold_filter.wasm"),
+        (rows[2], "floor (host only)"),
+        (rows[3], "threshold_filter.wasm"),
     ] {
         assert!(row.starts_with(name), "{row}");
         let calls: f64 = row[28..]
@@ -270,10 +271,11 @@ fn bench_reports_the_module_next_to_the_floor() {
         assert!(calls > 0.0, "{row}");
     }
     assert!(
-        rows[3].starts_with("the module's own work: "),
+        rows[4].starts_with("the module's own work: "),
         "{}",
-        rows[3]
+        rows[4]
     );
+    assert!(rows[5].starts_with("linear memory of an instance after the calls: "));
 }
 
 #[test]

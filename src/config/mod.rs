@@ -7,7 +7,7 @@ mod units;
 mod validate;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
@@ -286,24 +286,84 @@ impl RemoteConfig {
     }
 }
 
-/// `transform.*`: the WebAssembly module an entry runs its messages through.
+/// `transform.*`: the code an entry runs its messages through, and its limits.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TransformFields")]
 pub struct TransformConfig {
-    /// Path of the `.wasm` file; relative paths resolve against the broker's working directory.
-    pub module: PathBuf,
-    #[serde(default)]
+    pub code: TransformCode,
     pub config: BTreeMap<String, String>,
-    #[serde(default = "default_instances")]
     pub instances: usize,
-    #[serde(default = "default_transform_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
-    #[serde(default = "default_max_memory", deserialize_with = "byte_size")]
     pub max_memory: u64,
-    #[serde(default)]
     pub on_error: OnError,
-    #[serde(default)]
     pub dead_letter_topic: Option<KafkaTopic>,
+}
+
+/// What a transform runs. Relative paths resolve against the broker's working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransformCode {
+    /// `transform.module`: a WebAssembly module (`.wasm`, or `.wat` text).
+    Module(PathBuf),
+    /// `transform.script`: a JavaScript file, run by the runtime the plugin embeds.
+    Script(PathBuf),
+}
+
+impl TransformCode {
+    pub fn path(&self) -> &Path {
+        match self {
+            TransformCode::Module(p) | TransformCode::Script(p) => p,
+        }
+    }
+
+    /// The config field that names it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            TransformCode::Module(_) => "transform.module",
+            TransformCode::Script(_) => "transform.script",
+        }
+    }
+}
+
+/// `transform.*` as written, before one of `module` and `script` is chosen.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransformFields {
+    module: Option<PathBuf>,
+    script: Option<PathBuf>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    #[serde(default = "default_instances")]
+    instances: usize,
+    #[serde(default = "default_transform_timeout", deserialize_with = "duration")]
+    timeout: Duration,
+    #[serde(default = "default_max_memory", deserialize_with = "byte_size")]
+    max_memory: u64,
+    #[serde(default)]
+    on_error: OnError,
+    #[serde(default)]
+    dead_letter_topic: Option<KafkaTopic>,
+}
+
+impl TryFrom<TransformFields> for TransformConfig {
+    type Error = &'static str;
+
+    fn try_from(f: TransformFields) -> Result<TransformConfig, Self::Error> {
+        let code = match (f.module, f.script) {
+            (Some(m), None) => TransformCode::Module(m),
+            (None, Some(s)) => TransformCode::Script(s),
+            (Some(_), Some(_)) => return Err("transform.module and transform.script are both set; an entry runs one of them"),
+            (None, None) => return Err("needs transform.module (a WebAssembly module) or transform.script (a JavaScript file)"),
+        };
+        Ok(TransformConfig {
+            code,
+            config: f.config,
+            instances: f.instances,
+            timeout: f.timeout,
+            max_memory: f.max_memory,
+            on_error: f.on_error,
+            dead_letter_topic: f.dead_letter_topic,
+        })
+    }
 }
 
 /// What happens to a message whose transform failed (`transform.on_error`), or to a
@@ -575,6 +635,39 @@ remote.queue_timeout = "5 parsecs"
             "{base}transform.module = \"m.wasm\"\ntransform.instances = 0\n"
         ));
         assert_eq!(e.field, "transform.instances");
+    }
+
+    #[test]
+    fn an_entry_runs_a_module_or_a_script() {
+        let base = "[[bridges]]\nname = \"x\"\nservers = \"k\"\n[[bridges.entries]]\nlocal.topic_filter = \"a\"\nremote.topic = \"t\"\n";
+        let cfg =
+            PluginConfig::from_toml(&format!("{base}transform.script = \"scripts/route.js\"\n"))
+                .unwrap();
+        let t = cfg.bridges[0].entries[0].transform.as_ref().unwrap();
+        assert_eq!(t.code, TransformCode::Script("scripts/route.js".into()));
+        assert_eq!(t.code.field(), "transform.script");
+
+        let e = error_of(&format!(
+            "{base}transform.module = \"m.wasm\"\ntransform.script = \"r.js\"\n"
+        ));
+        assert_eq!((e.entry, e.field.as_str()), (Some(0), "transform"));
+        assert!(e.problem.contains("both set"), "{}", e.problem);
+        let e = error_of(&format!("{base}transform.timeout = \"5ms\"\n"));
+        assert!(
+            e.problem.contains("needs transform.module"),
+            "{}",
+            e.problem
+        );
+        let e = error_of(&format!(
+            "{base}transform.script = \"r.js\"\ntransform.config = {{ \"rmqtt.script.source\" = \"x\" }}\n"
+        ));
+        assert_eq!(e.field, "transform.config");
+        let e = error_of(&format!("{base}transform.scritp = \"r.js\"\n"));
+        assert!(
+            e.problem.contains("unknown field `scritp`"),
+            "{}",
+            e.problem
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{
     AckLevel, BridgeConfig, BufferMode, ConfigError, EntryConfig, OnError, PluginConfig,
-    ProducerPool, RemoteConfig, TransformConfig,
+    ProducerPool, RemoteConfig, TransformCode, TransformConfig,
 };
 
 /// A failed check: the field (relative to the bridge or entry) and the problem.
@@ -231,6 +231,14 @@ fn check_transform(t: &TransformConfig) -> Result<(), Problem> {
             "transform.max_memory",
             "must be between 64KiB and 4GiB".into(),
         ));
+    }
+    let reserved = t.config.keys().find(|k| abi::script::is_reserved(k));
+    if let (TransformCode::Script(_), Some(key)) = (&t.code, reserved) {
+        let why = format!(
+            "key \"{key}\": keys beginning with \"{}\" are the host's (it passes the script under them)",
+            abi::script::RESERVED_PREFIX
+        );
+        return Err(("transform.config", why));
     }
     check_dead_letter(
         t.on_error,

@@ -15,7 +15,8 @@ pub enum Cause {
     Panic,
     /// Any other trap: `unreachable`, out-of-bounds access, stack overflow, `proc_exit`.
     Trap,
-    /// The output document, a pointer in it, or a record in it is invalid.
+    /// The output document, a pointer in it, or a record in it is invalid; or the module
+    /// said its output was (status INVALID: a script returned something not records).
     BadOutput,
     /// The module returned status ERROR.
     GuestError,
@@ -57,6 +58,8 @@ impl Cause {
 pub struct Failure {
     pub cause: Cause,
     pub message: String,
+    /// The guest reported it itself (status ERROR or INVALID), so it is consistent.
+    reported: bool,
 }
 
 impl Failure {
@@ -64,17 +67,23 @@ impl Failure {
         Failure {
             cause,
             message: message.into(),
+            reported: false,
+        }
+    }
+
+    /// A failure the guest reported in its output document.
+    pub(crate) fn reported(cause: Cause, message: &[u8]) -> Self {
+        Failure {
+            reported: true,
+            ..Failure::new(cause, String::from_utf8_lossy(message))
         }
     }
 
     /// Whether the instance must be discarded: a guest that trapped, ran out of time or
-    /// memory, or wrote a bad output may be inconsistent. A reported error, or a failure
-    /// that never reached the guest, leaves it as it was.
+    /// memory, or wrote a bad output may be inconsistent. A failure it reported itself,
+    /// or one that never reached the guest, leaves it as it was.
     pub fn poisons_instance(&self) -> bool {
-        !matches!(
-            self.cause,
-            Cause::GuestError | Cause::InputTooLarge | Cause::Unavailable
-        )
+        !self.reported && !matches!(self.cause, Cause::InputTooLarge | Cause::Unavailable)
     }
 }
 

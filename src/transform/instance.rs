@@ -92,7 +92,7 @@ impl GuestInstance {
         let packed = call_on_fiber(&mut self.store, init, params).await?;
         match self.output(packed as u64)? {
             Output::Records(_) => Ok(()),
-            Output::Error(msg) => Err(Failure::new(
+            Output::Error(msg) | Output::Invalid(msg) => Err(Failure::new(
                 Cause::GuestError,
                 format!("init failed: {}", String::from_utf8_lossy(msg)),
             )),
@@ -130,6 +130,11 @@ impl GuestInstance {
         let ptr = self.fill_input(ptr, len, |dst| input.encode(dst))?;
         let params = (ptr as i32, len as i32);
         Ok(call_fast(&mut self.store, &self.transform, params)? as u64)
+    }
+
+    /// The bytes of its linear memory.
+    pub(crate) fn memory_size(&self) -> usize {
+        self.memory.data_size(&self.store)
     }
 
     /// Whether the last call was quick enough for the fast path.

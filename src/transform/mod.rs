@@ -1,13 +1,15 @@
 //! The WebAssembly host: modules compiled once, pooled instances reused across messages,
 //! and every way a guest can fail contained and classified. The ABI is in docs/abi.md.
 //!
-//! Dependencies run one way: `modules` → `pool` → `instance` → `module` → `engine` →
+//! Dependencies run one way: `modules` → `pool` → `instance` → `module` → `javascript` → `code_cache`, `engine` →
 //! `imports` → `state` → `ticker`, `failure`.
 
+mod code_cache;
 mod engine;
 mod failure;
 mod imports;
 mod instance;
+mod javascript;
 mod module;
 mod modules;
 mod pool;

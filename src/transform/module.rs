@@ -1,6 +1,7 @@
 //! Loading a module: compile once, check that it speaks ABI v1, and prepare it for fast
 //! instantiation.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +9,9 @@ use std::time::Duration;
 use wasmtime::{ExternType, FuncType, InstancePre, Module, ValType};
 
 use super::engine::TransformEngine;
+use super::javascript;
 use super::state::HostState;
-use crate::config::TransformConfig;
+use crate::config::{TransformCode, TransformConfig};
 use crate::observe::LogLimiter;
 
 /// A compiled, validated module, ready to be instantiated many times.
@@ -24,53 +26,60 @@ pub struct TransformModule {
     /// `bridge "x" entry N`, for log lines.
     pub(crate) label: Arc<str>,
     pub(crate) guest_log: Arc<LogLimiter>,
+    /// The module's file, or the script's.
     path: PathBuf,
-    /// A digest of the file's bytes: a reload tells a rebuilt module by it.
+    /// `"module"` or `"script"`: what `path` is, for `/status`.
+    kind: &'static str,
+    /// A digest of the module's bytes or the script's source: a reload tells a changed
+    /// file by it.
     digest: u64,
     /// Instances of the module need their engine's epoch ticker.
     pub(crate) engine: Arc<TransformEngine>,
 }
 
 impl TransformModule {
-    /// Compiles `transform.module` and checks it against the entry's settings.
+    /// Compiles the entry's module (or, for a script, prepares the JavaScript runtime
+    /// with the script) and checks it against the entry's settings.
     pub fn load(
         engine: &Arc<TransformEngine>,
         settings: &TransformConfig,
         label: &str,
     ) -> Result<TransformModule, String> {
-        let path =
-            std::path::absolute(&settings.module).unwrap_or_else(|_| settings.module.clone());
-        let bytes = std::fs::read(&path)
-            .map_err(|e| format!("cannot read module {}: {e}", path.display()))?;
-        // Binary modules, or WebAssembly text (`.wat`) for small hand-written ones.
-        let module = Module::new(engine.engine(), &bytes).map_err(|e| {
-            let shown = path.display();
-            match declared_memory(&bytes) {
-                // Valid, but refused by the pool's limit: say so in the limit's terms.
-                Some(needed) if needed > settings.max_memory => {
-                    format!(
-                        "{shown}: {}",
-                        too_little_memory(needed, settings.max_memory)
-                    )
-                }
-                _ => format!("{shown} is not a valid WebAssembly module: {e:#}"),
+        let path = settings.code.path();
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let mut pairs: BTreeMap<&str, &str> = settings
+            .config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (module, digest, source);
+        match &settings.code {
+            TransformCode::Module(_) => {
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| format!("cannot read module {}: {e}", path.display()))?;
+                module = compile(engine, &path, &bytes, settings.max_memory)?;
+                digest = digest_of(&bytes);
             }
-        })?;
-        check_exports(&module, settings.max_memory)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            TransformCode::Script(_) => {
+                source = read_script(&path)?;
+                module = javascript::runtime(engine)
+                    .map_err(|e| format!("the JavaScript runtime: {e}"))?;
+                check_memory(&module, settings.max_memory)
+                    .map_err(|e| format!("the JavaScript runtime for {}: {e}", path.display()))?;
+                digest = digest_of(source.as_bytes());
+                pairs.insert(abi::script::SOURCE, &source);
+                // Errors name the file alone, so they read the same wherever it lies.
+                let name = path.file_name().and_then(|n| n.to_str());
+                pairs.insert(abi::script::NAME, name.unwrap_or("script.js"));
+            }
+        }
         let pre = engine.linker().instantiate_pre(&module).map_err(|e| {
             format!("{}: {e:#} (a module may import only rmqtt.log, rmqtt.abort and the WASI subset in docs/abi.md)", path.display())
         })?;
-        let pairs = settings
-            .config
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()));
-        let mut config_doc = vec![0; abi::config::encoded_len(pairs.clone())];
-        abi::config::encode(pairs, &mut config_doc);
-        let mut hasher = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(&bytes[..], &mut hasher);
+        let mut config_doc = vec![0; abi::config::encoded_len(pairs.iter().map(|(k, v)| (*k, *v)))];
+        abi::config::encode(pairs.iter().map(|(k, v)| (*k, *v)), &mut config_doc);
         Ok(TransformModule {
-            digest: std::hash::Hasher::finish(&hasher),
+            digest,
             engine: engine.clone(),
             pre,
             timeout: settings.timeout,
@@ -80,6 +89,10 @@ impl TransformModule {
             label: label.into(),
             guest_log: Arc::new(LogLimiter::default()),
             path,
+            kind: match settings.code {
+                TransformCode::Module(_) => "module",
+                TransformCode::Script(_) => "script",
+            },
         })
     }
 
@@ -87,10 +100,57 @@ impl TransformModule {
         &self.path
     }
 
-    /// Whether `other` was compiled from the same bytes.
+    /// `"module"` or `"script"`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Whether `other` was compiled from the same bytes (for a script: the same source).
     pub fn same_code(&self, other: &TransformModule) -> bool {
         self.digest == other.digest
     }
+}
+
+/// A digest of a module's bytes or a script's source: a reload tells a changed file by it.
+fn digest_of(bytes: &[u8]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(bytes, &mut hasher);
+    std::hash::Hasher::finish(&hasher)
+}
+
+/// Compiles a module file's bytes (binary, or `.wat` text for small hand-written ones)
+/// and checks its exports.
+fn compile(
+    engine: &TransformEngine,
+    path: &Path,
+    bytes: &[u8],
+    max_memory: u64,
+) -> Result<Module, String> {
+    let shown = path.display();
+    let module = Module::new(engine.engine(), bytes).map_err(|e| {
+        match declared_memory(bytes) {
+            // Valid, but refused by the pool's limit: say so in the limit's terms.
+            Some(needed) if needed > max_memory => {
+                format!("{shown}: {}", too_little_memory(needed, max_memory))
+            }
+            _ => format!("{shown} is not a valid WebAssembly module: {e:#}"),
+        }
+    })?;
+    check_exports(&module, max_memory).map_err(|e| format!("{shown}: {e}"))?;
+    Ok(module)
+}
+
+/// A script's source: a file of UTF-8 text.
+fn read_script(path: &Path) -> Result<String, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read script {}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        format!(
+            "script {} is not UTF-8 text (byte {at} is not)",
+            path.display()
+        )
+    })
 }
 
 fn is(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {

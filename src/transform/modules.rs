@@ -34,7 +34,7 @@ impl Modules {
         for (bi, name, ei, t) in transforms {
             let label = entry_label(name, ei);
             let module = TransformModule::load(&engine, t, &label)
-                .map_err(|e| ConfigError::at((bi, name), Some(ei), "transform.module", e))?;
+                .map_err(|e| ConfigError::at((bi, name), Some(ei), t.code.field(), e))?;
             by_entry.insert((bi, ei), Arc::new(module));
         }
         Ok(Modules { by_entry })

@@ -209,8 +209,7 @@ impl TransformPool {
             .iter()
             .map(|c| (c.as_str().to_owned(), self.failures(*c).into()))
             .collect();
-        serde_json::json!({
-            "module": self.module.path().display().to_string(),
+        let mut doc = serde_json::json!({
             "instances": self.module.instances,
             "idle": self.idle(),
             "replaced": self.replaced(),
@@ -220,7 +219,9 @@ impl TransformPool {
             "fast_path_exits": self.fast_path_exits.load(Ordering::Relaxed),
             "fast_path_returns": self.fast_path_returns.load(Ordering::Relaxed),
             "failures": failures,
-        })
+        });
+        doc[self.module.kind()] = self.module.path().display().to_string().into();
+        doc
     }
 }
 
@@ -284,10 +285,8 @@ impl Checkout<'_> {
     fn checked(&mut self, packed: u64) -> Result<u64, Failure> {
         let instance = self.instance()?;
         match instance.output(packed)? {
-            Output::Error(msg) => Err(Failure::new(
-                Cause::GuestError,
-                String::from_utf8_lossy(msg),
-            )),
+            Output::Error(msg) => Err(Failure::reported(Cause::GuestError, msg)),
+            Output::Invalid(msg) => Err(Failure::reported(Cause::BadOutput, msg)),
             Output::Records(records) => {
                 for record in records.iter() {
                     let record =
@@ -329,6 +328,14 @@ impl Transformed<'_> {
         self.output()
             .into_iter()
             .flat_map(|r| r.iter().map_while(Result::ok))
+    }
+
+    /// The bytes of linear memory the instance that made the records holds now.
+    pub fn instance_memory(&self) -> usize {
+        self.checkout
+            .instance
+            .as_ref()
+            .map_or(0, GuestInstance::memory_size)
     }
 
     /// Whether the module filtered the message out; reads only the output's header.

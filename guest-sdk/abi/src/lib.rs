@@ -15,6 +15,7 @@ pub mod input;
 pub mod output;
 pub mod rules;
 pub mod sample;
+pub mod script;
 mod wire;
 
 pub use wire::WireError;
@@ -58,6 +59,9 @@ pub enum Status {
     Ok = 0,
     /// A UTF-8 error message follows; the host applies the entry's `on_error` policy.
     Error = 1,
+    /// As ERROR, but the module found its own output invalid: a runtime for another
+    /// language refusing what its script returned. Counted `bad_output`.
+    Invalid = 2,
 }
 
 impl Status {
@@ -65,6 +69,7 @@ impl Status {
         match v {
             0 => Some(Status::Ok),
             1 => Some(Status::Error),
+            2 => Some(Status::Invalid),
             _ => None,
         }
     }

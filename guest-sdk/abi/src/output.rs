@@ -3,11 +3,11 @@
 //! The packed return value points at an 8-byte header:
 //!
 //! ```text
-//! u32 status     0 = OK, 1 = ERROR
-//! u32 n          OK: number of records; ERROR: length of the UTF-8 message
+//! u32 status     0 = OK, 1 = ERROR, 2 = INVALID
+//! u32 n          OK: number of records; ERROR, INVALID: length of the UTF-8 message
 //! ```
 //!
-//! For ERROR the message bytes follow the header. For OK, `n` record descriptors of
+//! For ERROR and INVALID the message bytes follow the header. For OK, `n` record descriptors of
 //! [`RECORD_LEN`] bytes follow, and the document is exactly `8 + 48 * n` bytes long:
 //!
 //! ```text
@@ -49,6 +49,11 @@ pub fn ok_header(count: u32) -> [u8; HEADER_LEN] {
 /// The 8-byte header of an ERROR document whose message is `message_len` bytes.
 pub fn error_header(message_len: u32) -> [u8; HEADER_LEN] {
     header(Status::Error, message_len)
+}
+
+/// The 8-byte header of an INVALID document whose message is `message_len` bytes.
+pub fn invalid_header(message_len: u32) -> [u8; HEADER_LEN] {
+    header(Status::Invalid, message_len)
 }
 
 fn header(status: Status, n: u32) -> [u8; HEADER_LEN] {
@@ -131,6 +136,8 @@ impl HeaderDescriptor {
 pub enum Output<'m> {
     /// The guest reported an error with this (UTF-8) message.
     Error(&'m [u8]),
+    /// The guest found its own output invalid, for this (UTF-8) reason.
+    Invalid(&'m [u8]),
     /// Zero or more records.
     Records(Records<'m>),
 }
@@ -143,10 +150,13 @@ pub fn read_output(memory: &[u8], ptr: u32, len: u32) -> Result<Output<'_>, Wire
     let status = r.u32("status")?;
     let n = r.u32("count")?;
     match Status::from_u32(status) {
-        Some(Status::Error) => {
+        Some(status @ (Status::Error | Status::Invalid)) => {
             let message = r.bytes(n as usize, "error message")?;
             r.finish()?;
-            Ok(Output::Error(message))
+            Ok(match status {
+                Status::Invalid => Output::Invalid(message),
+                _ => Output::Error(message),
+            })
         }
         Some(Status::Ok) => {
             if n > MAX_RECORDS {

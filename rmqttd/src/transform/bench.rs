@@ -13,7 +13,7 @@ use rmqtt_bridge_egress_kafka::config::parse_duration;
 use rmqtt_bridge_egress_kafka::transform::TransformPool;
 
 use super::message::{key_value, Message, MessageArgs};
-use super::pool;
+use super::{load, pool, settings, start};
 
 /// What a refusal suggests.
 const BENCH_ANOTHER: &str = "bench a message it handles (see `rmqttd transform test`)";
@@ -23,7 +23,7 @@ const BASELINE: &str = include_str!("baseline.wat");
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The module, a `.wasm` file (or `.wat` text).
+    /// The module, a `.wasm` file (or `.wat` text), or a JavaScript transform, a `.js` file.
     module: PathBuf,
     #[command(flatten)]
     message: MessageArgs,
@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// How long to call each module (after a warm-up of a tenth of it).
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     duration: Duration,
+    /// Instances to start, as an entry's `transform.instances`; the calls run on one
+    /// at a time.
+    #[arg(long, default_value_t = 8)]
+    instances: usize,
 }
 
 /// Calls the floor and then the module on the message, and prints what each costs.
@@ -42,7 +46,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let floor_path = dir.path().join("baseline.wat");
     std::fs::write(&floor_path, BASELINE)?;
     let floor = pool(&floor_path, &[], None, None).await?;
-    let module = pool(&args.module, &args.config, None, None).await?;
+    let module = started(args).await?;
     // One call first: a message the module fails on is refused at once, with its cause.
     if let Err(failure) = module.run(&message.fields()).await {
         bail!("the module failed on this message ({failure}); {BENCH_ANOTHER}");
@@ -72,7 +76,37 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         timed.mean_us() / floor.mean_us(),
         message.payload.len()
     );
+    let memory = module
+        .run(&message.fields())
+        .await
+        .map(|t| t.instance_memory());
+    let mib = memory.unwrap_or(0) as f64 / f64::from(1 << 20);
+    println!("linear memory of an instance after the calls: {mib:.2} MiB");
     Ok(())
+}
+
+/// The module's pool of `--instances`, started as the broker starts it; prints how long
+/// compiling, compiling again (as a reload does) and starting the instances took.
+async fn started(args: &BenchArgs) -> Result<TransformPool> {
+    let settings = settings(&args.module, &args.config, None, None, args.instances)?;
+    let clock = Instant::now();
+    drop(load(&settings)?);
+    let first = clock.elapsed();
+    let clock = Instant::now();
+    let module = load(&settings)?;
+    let again = clock.elapsed();
+    let clock = Instant::now();
+    let pool = start(module).await?;
+    let ready = clock.elapsed();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "start: compiled in {:.0} ms ({:.0} ms again, as at a reload); {} instances ready {:.1} ms after that",
+        ms(first),
+        ms(again),
+        args.instances,
+        ms(ready)
+    );
+    Ok(pool)
 }
 
 /// Calls of one module: how many, in how long, their sorted durations (ns).

@@ -1,6 +1,8 @@
 //! `rmqttd transform new NAME`: a transform crate that builds as generated, outside any
 //! workspace, with the SDK of the checkout this binary was built from, native tests, a
 //! golden-file check of the built module, and a README with the commands.
+//! `rmqttd transform new --js NAME`: the same transform as a JavaScript file, with its
+//! golden files and README.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,9 @@ pub struct NewArgs {
     /// from.
     #[arg(long)]
     sdk: Option<PathBuf>,
+    /// A JavaScript transform (`NAME.js`, for `transform.script`) instead of a crate.
+    #[arg(long, conflicts_with = "sdk")]
+    js: bool,
 }
 
 /// The files of a new crate: path, template.
@@ -39,6 +44,21 @@ const FILES: [(&str, &str); 8] = [
         include_str!("template/expected.jsonl.tmpl"),
     ),
     ("README.md", include_str!("template/README.md.tmpl")),
+];
+
+/// The files of a new JavaScript transform: path, template.
+const SCRIPT_FILES: [(&str, &str); 5] = [
+    ("{{name}}.js", include_str!("template/script.js.tmpl")),
+    (
+        "golden/input.jsonl",
+        include_str!("template/input.jsonl.tmpl"),
+    ),
+    ("golden/config", include_str!("template/golden-config.tmpl")),
+    (
+        "golden/expected.jsonl",
+        include_str!("template/expected-js.jsonl.tmpl"),
+    ),
+    ("README.md", include_str!("template/README-js.md.tmpl")),
 ];
 
 /// Writes the crate and says what to run next.
@@ -64,13 +84,21 @@ pub fn run(args: &NewArgs) -> Result<()> {
             .replace("{{repo}}", &repo.display().to_string())
             .replace("{{dir}}", &dir.display().to_string())
     };
-    for (path, template) in FILES {
-        let file = dir.join(path);
+    let files: &[(&str, &str)] = if args.js { &SCRIPT_FILES } else { &FILES };
+    for (path, template) in files {
+        let file = dir.join(fill(path));
         std::fs::create_dir_all(file.parent().expect("a file is in a directory"))?;
         std::fs::write(&file, fill(template))
             .with_context(|| format!("cannot write {}", file.display()))?;
     }
     println!("created {}; next:", dir.display());
+    if args.js {
+        println!(
+            "  README.md: check {}.js against golden/, and try it in the demo",
+            args.name
+        );
+        return Ok(());
+    }
     println!("  cd {} && cargo test && cargo module", dir.display());
     println!("  then README.md: check the built module against golden/, and try it in the demo");
     Ok(())

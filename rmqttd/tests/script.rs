@@ -1,0 +1,146 @@
+//! A JavaScript transform (`transform.script`) end to end: the `rmqttd` process with a
+//! script entry, a steady keyed load, tansu as Kafka. The script keys and routes every
+//! record and adds headers; the script is edited and the plugin reloaded in the middle of
+//! the load, and every message is in Kafka exactly once, the old script's records before
+//! the new one's.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bridge_testkit::http::request_with;
+use bridge_testkit::load::{exactly_once_in_turn, seqs, KeyedLoad, Seqs};
+use bridge_testkit::procs::{free_port, start_tansu};
+use bridge_testkit::read_topic;
+use bridge_testkit::rmqttd::Site;
+
+const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
+const TOKEN: &str = "script-token";
+/// Messages per publisher before and after the reload.
+const STRETCH: u64 = 800;
+
+/// A script that routes to `js-<version>`, keys by device and names the version and the
+/// sequence number in headers.
+fn script(version: &str) -> String {
+    format!(
+        r#"const version = "{version}";
+const prefix = config.prefix;
+function transform(msg) {{
+  const reading = msg.json();
+  return {{
+    topic: `${{prefix}}-${{version}}`,
+    key: reading.device_id,
+    headers: {{ version, seq: reading.seq, client: msg.clientId }},
+  }};
+}}
+"#
+    )
+}
+
+fn plugin_config(own_port: u16, bootstrap: &str, script: &str) -> String {
+    format!(
+        r#"http_laddr = "127.0.0.1:{own_port}"
+http_bearer_token = "{TOKEN}"
+[[bridges]]
+name = "b1"
+servers = "{bootstrap}"
+[[bridges.entries]]
+local.topic_filter = "load/+"
+remote.topic = "unused"
+transform.script = "{script}"
+transform.config = {{ prefix = "js" }}
+transform.instances = 2
+"#
+    )
+}
+
+fn call(own_port: u16, method: &str, path: &str) -> serde_json::Value {
+    let auth = format!("Bearer {TOKEN}");
+    let r = request_with(own_port, method, path, &[("Authorization", auth.as_str())]);
+    assert_eq!(r.status, 200, "{method} {path}: {}", r.body);
+    serde_json::from_str(&r.body).unwrap()
+}
+
+fn read_all(bootstrap: &str, topic: &str) -> (Seqs, Vec<bridge_testkit::Record>) {
+    let recs = read_topic(
+        bootstrap,
+        topic,
+        usize::MAX,
+        Duration::from_secs(5),
+        Duration::ZERO,
+    );
+    (seqs(&recs), recs)
+}
+
+fn header<'r>(r: &'r bridge_testkit::Record, name: &str) -> &'r str {
+    let value = r
+        .headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| v.as_deref());
+    std::str::from_utf8(value.unwrap_or_else(|| panic!("no header {name}: {r:?}"))).unwrap()
+}
+
+#[test]
+fn a_script_entry_shapes_every_record_and_an_edited_script_takes_over_at_a_reload() {
+    let tansu = start_tansu();
+    for t in ["js-v1", "js-v2"] {
+        tansu.create_topic(t, 4);
+    }
+    let own_port = free_port();
+    let site = Site::new(RMQTTD, "");
+    let script_path = site.path().join("route.js");
+    site.write("route.js", &script("v1"));
+    let config = plugin_config(own_port, &tansu.bootstrap, script_path.to_str().unwrap());
+    site.write("plugins/rmqtt-bridge-egress-kafka.toml", &config);
+    let mut rmqttd = site.start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], site.port));
+
+    let sent = runtime.block_on(async {
+        let load = KeyedLoad::start(addr);
+        load.run_for(STRETCH).await;
+        site.write("route.js", &script("v2"));
+        let answer = call(own_port, "POST", "/reload");
+        assert_eq!(
+            answer["changes"]["entries_changed"][0], "b1/0:load/+",
+            "{answer}"
+        );
+        load.finish_after(STRETCH).await
+    });
+
+    assert!(rmqttd.0.try_wait().unwrap().is_none(), "rmqttd still runs");
+    let doc = call(own_port, "GET", "/status");
+    let entry = &doc["bridges"][0]["entries"][0];
+    let total: u64 = sent.iter().sum();
+    let stats = &entry["stats"];
+    assert_eq!(
+        (
+            stats["matched"].as_u64(),
+            stats["outcomes"]["delivered"].as_u64()
+        ),
+        (Some(total), Some(total)),
+        "sent {sent:?}; {stats}"
+    );
+    assert!(
+        entry["transform"].to_string().contains("route.js"),
+        "{entry}"
+    );
+    let (v1, v1_records) = read_all(&tansu.bootstrap, "js-v1");
+    let (v2, v2_records) = read_all(&tansu.bootstrap, "js-v2");
+    exactly_once_in_turn(&sent, &[&v1, &v2]);
+    for (records, version) in [(&v1_records, "v1"), (&v2_records, "v2")] {
+        for r in records.iter() {
+            let doc: serde_json::Value =
+                serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap();
+            let device = doc["device_id"].as_str().unwrap();
+            assert_eq!(
+                r.key.as_deref(),
+                Some(device.as_bytes()),
+                "keyed by the script"
+            );
+            assert_eq!(header(r, "version"), version);
+            assert_eq!(header(r, "seq"), doc["seq"].to_string());
+            assert_eq!(header(r, "client"), device, "the client id is the device's");
+        }
+    }
+}
