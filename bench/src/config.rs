@@ -39,6 +39,9 @@ pub enum Config {
     /// i's record shape without looking anything up: keyed by `dev-${clientid}` (as many
     /// keys as i), two fixed headers; i − j is what the lookups cost. Not in the default set.
     J,
+    /// e's work as a JavaScript transform (`examples/key-headers/key-headers.js`). Not in
+    /// the default set.
+    K,
 }
 
 impl Config {
@@ -54,6 +57,7 @@ impl Config {
             Config::H => 'h',
             Config::I => 'i',
             Config::J => 'j',
+            Config::K => 'k',
         }
     }
 
@@ -69,6 +73,7 @@ impl Config {
             Config::H => "h ours acked on delivery",
             Config::I => "i ours+templates",
             Config::J => "j ours keyed, fixed headers",
+            Config::K => "k ours+key-headers.js",
         }
     }
 
@@ -83,7 +88,8 @@ impl Config {
             | Config::G
             | Config::H
             | Config::I
-            | Config::J => PluginKind::Ours,
+            | Config::J
+            | Config::K => PluginKind::Ours,
         }
     }
 
@@ -91,10 +97,15 @@ impl Config {
     pub fn transform(self) -> Option<(&'static str, Option<&'static str>)> {
         match self {
             Config::D => Some(("passthrough.wasm", None)),
-            Config::E => Some((
-                "key_headers.wasm",
-                Some(r#"{ key_field = "device_id", topic_headers = "site:1,line:2" }"#),
-            )),
+            Config::E => Some(("key_headers.wasm", Some(KEY_HEADERS_CONFIG))),
+            _ => None,
+        }
+    }
+
+    /// The script of the entry, under the repository's `examples/`, and its config.
+    pub fn script(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Config::K => Some(("key-headers/key-headers.js", KEY_HEADERS_CONFIG)),
             _ => None,
         }
     }
@@ -115,7 +126,8 @@ impl FromStr for Config {
             "h" => Ok(Config::H),
             "i" => Ok(Config::I),
             "j" => Ok(Config::J),
-            _ => Err(format!("`{s}` is not a configuration (a to j)")),
+            "k" => Ok(Config::K),
+            _ => Err(format!("`{s}` is not a configuration (a to k)")),
         }
     }
 }
@@ -237,8 +249,18 @@ remote.topic = "{TOPIC}"
             toml.push_str(&format!("transform.config = {c}\n"));
         }
     }
+    if let Some((script, script_config)) = config.script() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        toml.push_str(&format!(
+            "transform.script = \"{}\"\ntransform.instances = 2\ntransform.timeout = \"100ms\"\ntransform.config = {script_config}\n",
+            examples.join(script).display()
+        ));
+    }
     toml
 }
+
+/// `transform.config` of e's module and k's script.
+const KEY_HEADERS_CONFIG: &str = r#"{ key_field = "device_id", topic_headers = "site:1,line:2" }"#;
 
 #[cfg(test)]
 mod tests {
@@ -254,7 +276,8 @@ mod tests {
         assert_eq!("h".parse::<Config>(), Ok(Config::H));
         assert_eq!("i".parse::<Config>(), Ok(Config::I));
         assert_eq!("j".parse::<Config>(), Ok(Config::J));
-        assert!("k".parse::<Config>().is_err());
+        assert_eq!("k".parse::<Config>(), Ok(Config::K));
+        assert!("l".parse::<Config>().is_err());
     }
 
     #[test]
@@ -276,6 +299,19 @@ mod tests {
         let e = config(Config::E);
         assert!(e.starts_with(&b));
         assert!(e.contains("transform.module = \"/m/key_headers.wasm\""));
+        let k = config(Config::K);
+        assert!(k.starts_with(&b));
+        assert!(k.contains("examples/key-headers/key-headers.js\""), "{k}");
+        let config_line = |t: &str| {
+            t.lines()
+                .find(|l| l.starts_with("transform.config"))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            config_line(&k),
+            config_line(&e),
+            "the script does the module's work"
+        );
         let buffer = "buffer = { mode = \"disk\", dir = \"/s\" }\n";
         let f = config(Config::F);
         assert!(f.contains(buffer));

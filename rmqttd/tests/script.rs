@@ -1,21 +1,22 @@
 //! A JavaScript transform (`transform.script`) end to end: the `rmqttd` process with a
 //! script entry, a steady keyed load, tansu as Kafka. The script keys and routes every
-//! record and adds headers; the script is edited and the plugin reloaded in the middle of
-//! the load, and every message is in Kafka exactly once, the old script's records before
-//! the new one's.
+//! record and adds headers; the script is edited three times under load, picked up by
+//! each reload trigger in turn (the plugin's `POST /reload`, SIGHUP, rmqtt's HTTP API),
+//! and every message is in Kafka exactly once, each version's records before the next
+//! one's.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bridge_testkit::http::request_with;
+use bridge_testkit::http::{request, request_with};
 use bridge_testkit::load::{exactly_once_in_turn, seqs, KeyedLoad, Seqs};
-use bridge_testkit::procs::{free_port, start_tansu};
+use bridge_testkit::procs::{free_port, signal, start_tansu};
 use bridge_testkit::read_topic;
 use bridge_testkit::rmqttd::Site;
 
 const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
 const TOKEN: &str = "script-token";
-/// Messages per publisher before and after the reload.
+/// Messages per publisher between two reloads.
 const STRETCH: u64 = 800;
 
 /// A script that routes to `js-<version>`, keys by device and names the version and the
@@ -60,6 +61,23 @@ fn call(own_port: u16, method: &str, path: &str) -> serde_json::Value {
     serde_json::from_str(&r.body).unwrap()
 }
 
+/// Waits until the plugin has applied `n` reloads (a SIGHUP answers nobody).
+fn wait_for_reloads(own_port: u16, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let doc = call(own_port, "GET", "/status");
+        if doc["reloads"]["applied"].as_u64() == Some(n) {
+            return;
+        }
+        let reloads = &doc["reloads"];
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload {n}: {reloads}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn read_all(bootstrap: &str, topic: &str) -> (Seqs, Vec<bridge_testkit::Record>) {
     let recs = read_topic(
         bootstrap,
@@ -83,16 +101,20 @@ fn header<'r>(r: &'r bridge_testkit::Record, name: &str) -> &'r str {
 #[test]
 fn a_script_entry_shapes_every_record_and_an_edited_script_takes_over_at_a_reload() {
     let tansu = start_tansu();
-    for t in ["js-v1", "js-v2"] {
+    let topics = ["js-v1", "js-v2", "js-v3", "js-v4"];
+    for t in topics {
         tansu.create_topic(t, 4);
     }
-    let own_port = free_port();
-    let site = Site::new(RMQTTD, "");
+    let (own_port, api_port) = (free_port(), free_port());
+    let site = Site::with(RMQTTD, "", ", \"rmqtt-http-api\"", "");
+    let api = format!("http_laddr = \"127.0.0.1:{api_port}\"\n");
+    site.write("plugins/rmqtt-http-api.toml", &api);
     let script_path = site.path().join("route.js");
     site.write("route.js", &script("v1"));
     let config = plugin_config(own_port, &tansu.bootstrap, script_path.to_str().unwrap());
     site.write("plugins/rmqtt-bridge-egress-kafka.toml", &config);
     let mut rmqttd = site.start();
+    let pid = rmqttd.0.id();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], site.port));
 
@@ -105,6 +127,18 @@ fn a_script_entry_shapes_every_record_and_an_edited_script_takes_over_at_a_reloa
             answer["changes"]["entries_changed"][0], "b1/0:load/+",
             "{answer}"
         );
+        load.run_for(STRETCH).await;
+        site.write("route.js", &script("v3"));
+        signal(pid, "HUP");
+        wait_for_reloads(own_port, 2);
+        load.run_for(STRETCH).await;
+        site.write("route.js", &script("v4"));
+        let put = request(
+            api_port,
+            "PUT",
+            "/api/v1/plugins/1/rmqtt-bridge-egress-kafka/config/reload",
+        );
+        assert_eq!((put.status, put.body.as_str()), (200, "true"));
         load.finish_after(STRETCH).await
     });
 
@@ -125,10 +159,14 @@ fn a_script_entry_shapes_every_record_and_an_edited_script_takes_over_at_a_reloa
         entry["transform"].to_string().contains("route.js"),
         "{entry}"
     );
-    let (v1, v1_records) = read_all(&tansu.bootstrap, "js-v1");
-    let (v2, v2_records) = read_all(&tansu.bootstrap, "js-v2");
-    exactly_once_in_turn(&sent, &[&v1, &v2]);
-    for (records, version) in [(&v1_records, "v1"), (&v2_records, "v2")] {
+    let read: Vec<_> = topics
+        .iter()
+        .map(|t| read_all(&tansu.bootstrap, t))
+        .collect();
+    let parts: Vec<&Seqs> = read.iter().map(|(seqs, _)| seqs).collect();
+    exactly_once_in_turn(&sent, &parts);
+    for ((_, records), topic) in read.iter().zip(topics) {
+        let version = topic.trim_start_matches("js-");
         for r in records.iter() {
             let doc: serde_json::Value =
                 serde_json::from_slice(r.payload.as_deref().unwrap()).unwrap();

@@ -1,41 +1,34 @@
 // The runtime's JavaScript half (docs/javascript.md). It runs once per instance, before
 // the user's script, with the runtime's native helpers, and returns `runner`, which the
 // runtime calls with the script's `transform` once the script's top-level code has run.
-// `msg` is built here, by a constructor: the engine sets its members faster than one
-// native call per member would.
+// `msg` is built here, as an object literal: the engine sets its members faster than
+// one native call per member would.
 (function (decodeUtf8, encodeUtf8, payloadBytes, payloadText) {
   "use strict";
 
   // The payload stays with the runtime until the script reads it: `payload` makes its
-  // Uint8Array on first use, and `text()` reads it without one.
-  class Message {
-    #call;
-    #payload;
-    constructor(call, topic, flags, clientId, username, properties, timestamp) {
-      this.#call = call;
-      this.topic = topic;
-      this.qos = flags & 3;
-      this.retain = (flags & 4) !== 0;
-      this.clientId = clientId;
-      this.username = username ?? null;
-      this.properties = properties;
-      this.timestamp = timestamp;
-    }
+  // Uint8Array on first use, and `text()` reads it without one. `msg` is an object
+  // literal over this prototype (a class with a constructor and private fields took
+  // 0.3 µs more per call, measured natively).
+  const CALL = Symbol("call");
+  const PAYLOAD = Symbol("payload");
+  const Message = {
     get payload() {
-      return (this.#payload ??= payloadBytes(this.#call));
-    }
+      return (this[PAYLOAD] ??= payloadBytes(this[CALL]));
+    },
     set payload(bytes) {
-      this.#payload = bytes;
-    }
+      this[PAYLOAD] = bytes;
+    },
     // The payload as UTF-8 text; invalid sequences become U+FFFD.
     text() {
-      return this.#payload === undefined ? payloadText(this.#call) : decodeUtf8(this.#payload, false);
-    }
+      const bytes = this[PAYLOAD];
+      return bytes === undefined ? payloadText(this[CALL]) : decodeUtf8(bytes, false);
+    },
     // The payload parsed as JSON; throws a SyntaxError when it is not JSON.
     json() {
       return JSON.parse(this.text());
-    }
-  }
+    },
+  };
 
   class TextEncoder {
     get encoding() {
@@ -72,7 +65,18 @@
 
   return function runner(transform, config) {
     return function run(call, topic, flags, clientId, username, properties, time) {
-      const msg = new Message(call, topic, flags, clientId, username, properties ?? [], time);
+      const msg = {
+        __proto__: Message,
+        topic,
+        qos: flags & 3,
+        retain: (flags & 4) !== 0,
+        clientId,
+        username: username ?? null,
+        properties: properties ?? [],
+        timestamp: time,
+        [CALL]: call,
+        [PAYLOAD]: undefined,
+      };
       return transform(msg, config);
     };
   };
