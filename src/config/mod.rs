@@ -315,6 +315,14 @@ impl TransformCode {
         }
     }
 
+    /// `"module"` or `"script"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransformCode::Module(_) => "module",
+            TransformCode::Script(_) => "script",
+        }
+    }
+
     /// The config field that names it.
     pub fn field(&self) -> &'static str {
         match self {

@@ -76,8 +76,6 @@ impl TransformModule {
         let pre = engine.linker().instantiate_pre(&module).map_err(|e| {
             format!("{}: {e:#} (a module may import only rmqtt.log, rmqtt.abort and the WASI subset in docs/abi.md)", path.display())
         })?;
-        let mut config_doc = vec![0; abi::config::encoded_len(pairs.iter().map(|(k, v)| (*k, *v)))];
-        abi::config::encode(pairs.iter().map(|(k, v)| (*k, *v)), &mut config_doc);
         Ok(TransformModule {
             digest,
             engine: engine.clone(),
@@ -85,14 +83,11 @@ impl TransformModule {
             timeout: settings.timeout,
             max_memory: usize::try_from(settings.max_memory).unwrap_or(usize::MAX),
             instances: settings.instances,
-            config_doc,
+            config_doc: config_doc(&pairs),
             label: label.into(),
             guest_log: Arc::new(LogLimiter::default()),
             path,
-            kind: match settings.code {
-                TransformCode::Module(_) => "module",
-                TransformCode::Script(_) => "script",
-            },
+            kind: settings.code.kind(),
         })
     }
 
@@ -109,6 +104,14 @@ impl TransformModule {
     pub fn same_code(&self, other: &TransformModule) -> bool {
         self.digest == other.digest
     }
+}
+
+/// The config document of `pairs` (sorted by key, as the ABI says).
+fn config_doc(pairs: &BTreeMap<&str, &str>) -> Vec<u8> {
+    let pairs = pairs.iter().map(|(k, v)| (*k, *v));
+    let mut doc = vec![0; abi::config::encoded_len(pairs.clone())];
+    abi::config::encode(pairs, &mut doc);
+    doc
 }
 
 /// A digest of a module's bytes or a script's source: a reload tells a changed file by it.

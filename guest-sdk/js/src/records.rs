@@ -93,6 +93,10 @@ pub(crate) fn outcome<'js, 'm>(
     if returned.is_undefined() || returned.is_null() {
         return Ok(Outcome::Drop);
     }
+    if returned.is_promise() {
+        let why = "transform returned a Promise: it must return its records, not wait for them (no `async function transform`)";
+        return shape(why.to_owned());
+    }
     let names = members.restore(ctx)?;
     if let Some(list) = returned.as_array() {
         let mut records = Vec::with_capacity(list.len());
@@ -148,7 +152,7 @@ impl<'js> Reader<'_, 'js> {
         let place = self.place;
         let Some(obj) = value
             .as_object()
-            .filter(|_| !value.is_array() && !value.is_function())
+            .filter(|_| !value.is_array() && !value.is_function() && !value.is_promise())
         else {
             return shape(format!(
                 "{place} is {}, not a record object",
@@ -363,6 +367,8 @@ fn described(value: &Value<'_>) -> String {
         "an array"
     } else if value.is_function() {
         "a function"
+    } else if value.is_promise() {
+        "a Promise"
     } else if value.is_object() {
         "an object"
     } else {

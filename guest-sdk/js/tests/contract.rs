@@ -154,6 +154,7 @@ fn wrong_outputs_are_invalid_and_say_what_was_wrong() {
     let cases = [
         ("'text'", "transform returned a string; return a record object, an array of records, or nothing to drop the message"),
         ("[{}, 3]", "element 1 of the returned array is the number 3, not a record object"),
+        ("[Promise.resolve({})]", "element 0 of the returned array is a Promise, not a record object"),
         ("{ topic: 5 }", "the returned record: `topic` must be a string, not the number 5"),
         ("{ partition: -1 }", "the returned record: `partition` must be a whole number from 0 to 2147483647, not the number -1"),
         ("{ timestamp: 'now' }", "the returned record: `timestamp` must be milliseconds since the epoch (a whole number ≥ 0) or a valid Date, not a string"),
@@ -161,6 +162,7 @@ fn wrong_outputs_are_invalid_and_say_what_was_wrong() {
         ("{ headers: [['a']] }", "the returned record: `headers[0]` must be a [name, value] pair, not an array"),
         ("{ headers: { a: {} } }", "the returned record: header `a` must be a string, a Uint8Array, a number, a boolean or null, not an object"),
         ("{ payload: () => 1 }", "the returned record: `payload` is a function, which has no JSON form"),
+        ("Promise.resolve({})", "transform returned a Promise: it must return its records, not wait for them (no `async function transform`)"),
         ("{ kee: 'x' }", "the returned record has an unknown member `kee` (a record has topic, key, headers, payload, partition, timestamp)"),
         ("{ topic: 'no spaces' }", "\"no spaces\" is not a valid Kafka topic name: ' ' is not allowed (only a-z A-Z 0-9 . _ -)"),
     ];
