@@ -42,9 +42,9 @@ fn test_against(script: &Path, golden: &Path, extra: &[&str]) -> Run {
         "--input",
         input.to_str().unwrap(),
     ];
-    let config = std::fs::read_to_string(golden.join("config")).unwrap_or_default();
-    for line in config.lines().filter(|l| !l.trim().is_empty()) {
-        args.extend(["--config", line]);
+    let config = golden.join("config");
+    if config.is_file() {
+        args.extend(["--config-file", config.to_str().unwrap()]);
     }
     args.extend_from_slice(extra);
     rmqttd(&args)

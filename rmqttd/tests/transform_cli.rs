@@ -46,15 +46,14 @@ fn transform(sub: &str, module: &Path, args: &[&str]) -> Run {
     }
 }
 
-/// `--config name=value` for each line of a golden directory's `config` file.
+/// `--config-file golden/config` when the golden directory has a config, as the
+/// scaffold's README runs it.
 fn config_args(golden: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(golden.join("config")) else {
+    let file = golden.join("config");
+    if !file.is_file() {
         return Vec::new();
-    };
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .flat_map(|l| ["--config".to_owned(), l.to_owned()])
-        .collect()
+    }
+    vec!["--config-file".to_owned(), file.display().to_string()]
 }
 
 fn golden(example: &str) -> PathBuf {
@@ -329,6 +328,48 @@ fn cargo(dir: &Path, args: &[&str]) {
         "cargo {args:?} in {}:\n{}",
         dir.display(),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn config_file_lines_are_entries_and_flags_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config");
+    std::fs::write(&file, "# the threshold\nthreshold=30\n\nfield=value\n").unwrap();
+    let file_arg = file.to_str().unwrap();
+    let payload = ["--payload", "{\"value\": 20}"];
+    let run = test_cmd(
+        &example_module("threshold-filter"),
+        &[&payload[..], &["--config-file", file_arg]].concat(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("\"filtered\""),
+        "20 < 30: {}",
+        run.stdout
+    );
+    let lower = ["--config-file", file_arg, "--config", "threshold=10"];
+    let run = test_cmd(
+        &example_module("threshold-filter"),
+        &[&payload[..], &lower].concat(),
+    );
+    assert!(
+        run.stdout.contains("\"payload\""),
+        "--config wins: {}",
+        run.stdout
+    );
+
+    std::fs::write(&file, "threshold=30\nfield\n").unwrap();
+    let run = test_cmd(
+        &example_module("threshold-filter"),
+        &["--config-file", file_arg],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("{file_arg} line 2: `field` is not name=value")),
+        "{}",
+        run.stderr
     );
 }
 

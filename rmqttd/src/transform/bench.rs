@@ -12,7 +12,8 @@ use clap::Args;
 use rmqtt_bridge_egress_kafka::config::parse_duration;
 use rmqtt_bridge_egress_kafka::transform::TransformPool;
 
-use super::message::{key_value, Message, MessageArgs};
+use super::config_args::ConfigArgs;
+use super::message::{Message, MessageArgs};
 use super::{load, pool, settings, start};
 
 /// What a refusal suggests.
@@ -27,9 +28,8 @@ pub struct BenchArgs {
     module: PathBuf,
     #[command(flatten)]
     message: MessageArgs,
-    /// An entry of `transform.config`, `name=value`; repeatable.
-    #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value)]
-    config: Vec<(String, String)>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// How long to call each module (after a warm-up of a tenth of it).
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     duration: Duration,
@@ -88,7 +88,8 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
 /// The module's pool of `--instances`, started as the broker starts it; prints how long
 /// compiling, compiling again (as a reload does) and starting the instances took.
 async fn started(args: &BenchArgs) -> Result<TransformPool> {
-    let settings = settings(&args.module, &args.config, None, None, args.instances)?;
+    let config = args.config.entries()?;
+    let settings = settings(&args.module, &config, None, None, args.instances)?;
     let clock = Instant::now();
     drop(load(&settings)?);
     let first = clock.elapsed();

@@ -9,6 +9,7 @@
 //! `new` creates a transform crate.
 
 mod bench;
+mod config_args;
 mod message;
 mod new;
 mod report;
@@ -26,7 +27,8 @@ use rmqtt_bridge_egress_kafka::transform::{
 };
 use serde_json::{json, Value};
 
-use message::{key_value, read_lines, Message, MessageArgs};
+use config_args::ConfigArgs;
+use message::{read_lines, Message, MessageArgs};
 
 #[derive(Subcommand)]
 pub enum TransformCommand {
@@ -49,9 +51,8 @@ pub struct TestArgs {
     /// `[["name", "value"], …]`, `timestamp_ms`); the flags give the defaults.
     #[arg(long)]
     input: Option<PathBuf>,
-    /// An entry of `transform.config`, `name=value`; repeatable.
-    #[arg(long = "config", value_name = "NAME=VALUE", value_parser = key_value)]
-    config: Vec<(String, String)>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// `transform.timeout` (the broker's default if absent).
     #[arg(long)]
     timeout: Option<String>,
@@ -94,7 +95,7 @@ async fn test(args: &TestArgs) -> Result<bool> {
     let timeout = args.timeout.as_deref();
     let pool = pool(
         &args.module,
-        &args.config,
+        &args.config.entries()?,
         timeout,
         args.max_memory.as_deref(),
     )
