@@ -78,6 +78,24 @@ fn wait_for_reloads(own_port: u16, n: u64) {
     }
 }
 
+/// `/status` once nothing is in flight: the last records' delivery reports arrive a
+/// moment after the load ends.
+fn settled(own_port: u16) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let doc = call(own_port, "GET", "/status");
+        let stats = &doc["bridges"][0]["entries"][0]["stats"];
+        if stats["in_flight"].as_u64() == Some(0) {
+            return doc;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still in flight: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn read_all(bootstrap: &str, topic: &str) -> (Seqs, Vec<bridge_testkit::Record>) {
     let recs = read_topic(
         bootstrap,
@@ -143,9 +161,9 @@ fn a_script_entry_shapes_every_record_and_an_edited_script_takes_over_at_a_reloa
     });
 
     assert!(rmqttd.0.try_wait().unwrap().is_none(), "rmqttd still runs");
-    let doc = call(own_port, "GET", "/status");
-    let entry = &doc["bridges"][0]["entries"][0];
     let total: u64 = sent.iter().sum();
+    let doc = settled(own_port);
+    let entry = &doc["bridges"][0]["entries"][0];
     let stats = &entry["stats"];
     assert_eq!(
         (
