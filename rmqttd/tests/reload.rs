@@ -11,7 +11,7 @@ use bridge_testkit::http::{request, request_with, Response};
 use bridge_testkit::load::{exactly_once_in_turn, seqs, KeyedLoad, Seqs};
 use bridge_testkit::procs::{free_port, signal, start_tansu};
 use bridge_testkit::read_topic;
-use bridge_testkit::rmqttd::Site;
+use bridge_testkit::rmqttd::{settled_status, Site};
 
 const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
 const TOKEN: &str = "reload-token";
@@ -138,7 +138,7 @@ fn sighup_the_http_api_and_post_reload_each_switch_cleanly_under_load() {
     wait_for_topic(own_port, "t4");
     // Every message the broker acknowledged was forwarded and delivered, by the
     // plugin's own count; what Kafka holds is checked below.
-    let doc = status(own_port);
+    let doc = settled_status(own_port, TOKEN);
     let stats = &doc["bridges"][0]["entries"][0]["stats"];
     let total: u64 = sent.iter().sum();
     assert_eq!(

@@ -12,7 +12,7 @@ use bridge_testkit::http::{request, request_with};
 use bridge_testkit::load::{exactly_once_in_turn, seqs, KeyedLoad, Seqs};
 use bridge_testkit::procs::{free_port, signal, start_tansu};
 use bridge_testkit::read_topic;
-use bridge_testkit::rmqttd::Site;
+use bridge_testkit::rmqttd::{settled_status, Site};
 
 const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
 const TOKEN: &str = "script-token";
@@ -73,24 +73,6 @@ fn wait_for_reloads(own_port: u16, n: u64) {
         assert!(
             std::time::Instant::now() < deadline,
             "no reload {n}: {reloads}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `/status` once nothing is in flight: the last records' delivery reports arrive a
-/// moment after the load ends.
-fn settled(own_port: u16) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let doc = call(own_port, "GET", "/status");
-        let stats = &doc["bridges"][0]["entries"][0]["stats"];
-        if stats["in_flight"].as_u64() == Some(0) {
-            return doc;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still in flight: {stats}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -162,7 +144,7 @@ fn a_script_entry_shapes_every_record_and_an_edited_script_takes_over_at_a_reloa
 
     assert!(rmqttd.0.try_wait().unwrap().is_none(), "rmqttd still runs");
     let total: u64 = sent.iter().sum();
-    let doc = settled(own_port);
+    let doc = settled_status(own_port, TOKEN);
     let entry = &doc["bridges"][0]["entries"][0];
     let stats = &entry["stats"];
     assert_eq!(

@@ -168,3 +168,30 @@ fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_default()
 }
+
+/// The plugin's `GET /status` (on its own `http_laddr` port, with bearer `token`) once
+/// the first entry of the first bridge has nothing in flight: the last records'
+/// delivery reports arrive a moment after a load ends, so counts read at once can be short.
+pub fn settled_status(own_port: u16, token: &str) -> serde_json::Value {
+    let auth = format!("Bearer {token}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = crate::http::request_with(
+            own_port,
+            "GET",
+            "/status",
+            &[("Authorization", auth.as_str())],
+        );
+        assert_eq!(r.status, 200, "GET /status: {}", r.body);
+        let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let stats = &doc["bridges"][0]["entries"][0]["stats"];
+        if stats["in_flight"].as_u64() == Some(0) {
+            return doc;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still in flight after 30 s: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
