@@ -56,9 +56,9 @@ fn shared_target_dir(out: &Path) -> PathBuf {
 
 fn build(manifest: &Path, target_dir: &Path) -> Result<(), String> {
     let cc = env::var("CC_wasm32_wasip1").unwrap_or_else(|_| "clang-14".into());
-    which(&cc).map_err(|_| {
-        format!("`{cc}` is not installed (apt install clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32, or run scripts/setup.sh; CC_wasm32_wasip1 names another clang)")
-    })?;
+    if !runs(&cc) {
+        return Err(format!("`{cc}` is not installed (apt install clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32, or run scripts/setup.sh; CC_wasm32_wasip1 names another clang)"));
+    }
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args([
@@ -106,14 +106,15 @@ fn build(manifest: &Path, target_dir: &Path) -> Result<(), String> {
 fn ar_for(cc: &str) -> String {
     let versioned = cc.strip_prefix("clang").filter(|v| v.starts_with('-'));
     match versioned {
-        Some(v) if which(&format!("llvm-ar{v}")).is_ok() => format!("llvm-ar{v}"),
+        Some(v) if runs(&format!("llvm-ar{v}")) => format!("llvm-ar{v}"),
         _ => "llvm-ar".into(),
     }
 }
 
-fn which(program: &str) -> Result<(), ()> {
-    match Command::new(program).arg("--version").output() {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => Err(()),
-    }
+/// Whether `program --version` runs.
+fn runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

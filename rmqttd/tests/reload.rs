@@ -5,13 +5,13 @@
 //! `POST /reload`, leave the process and its configuration running.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bridge_testkit::http::{request, request_with, Response};
+use bridge_testkit::http::request;
 use bridge_testkit::load::{exactly_once_in_turn, seqs, KeyedLoad, Seqs};
 use bridge_testkit::procs::{free_port, signal, start_tansu};
 use bridge_testkit::read_topic;
-use bridge_testkit::rmqttd::{settled_status, Site};
+use bridge_testkit::rmqttd::{plugin_request, settled_status, status_when, Site};
 
 const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
 const TOKEN: &str = "reload-token";
@@ -34,34 +34,11 @@ remote.key = "${{clientid}}"
     )
 }
 
-fn post_reload(port: u16) -> Response {
-    let auth = format!("Bearer {TOKEN}");
-    request_with(port, "POST", "/reload", &[("Authorization", auth.as_str())])
-}
-
-/// The plugin's `GET /status`.
-fn status(own_port: u16) -> serde_json::Value {
-    let auth = format!("Bearer {TOKEN}");
-    let r = request_with(
-        own_port,
-        "GET",
-        "/status",
-        &[("Authorization", auth.as_str())],
-    );
-    serde_json::from_str(&r.body).unwrap()
-}
-
-/// Waits until the running entry forwards to `topic` (a SIGHUP answers nobody).
+/// Waits until the running entry forwards to `topic`.
 fn wait_for_topic(own_port: u16, topic: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let doc = status(own_port);
-        if doc["bridges"][0]["entries"][0]["remote_topic"] == topic {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no switch to {topic}: {doc}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    status_when(own_port, TOKEN, &format!("no switch to {topic}"), |doc| {
+        doc["bridges"][0]["entries"][0]["remote_topic"] == topic
+    });
 }
 
 fn read_all(bootstrap: &str, topic: &str) -> Seqs {
@@ -111,7 +88,7 @@ fn sighup_the_http_api_and_post_reload_each_switch_cleanly_under_load() {
 
         load.run_for(STRETCH).await;
         site.write(plugin_file, &config("t4"));
-        let post = post_reload(own_port);
+        let post = plugin_request(own_port, TOKEN, "POST", "/reload");
         assert_eq!(post.status, 200, "{}", post.body);
         let answer: serde_json::Value = serde_json::from_str(&post.body).unwrap();
         assert_eq!(
@@ -123,7 +100,7 @@ fn sighup_the_http_api_and_post_reload_each_switch_cleanly_under_load() {
             plugin_file,
             &config("t5").replace("remote.topic", "remote.topik"),
         );
-        let refused = post_reload(own_port);
+        let refused = plugin_request(own_port, TOKEN, "POST", "/reload");
         assert_eq!(refused.status, 422, "{}", refused.body);
         assert!(
             refused.body.contains("field `remote.topik`"),

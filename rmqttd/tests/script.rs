@@ -8,11 +8,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bridge_testkit::http::{request, request_with};
+use bridge_testkit::http::request;
 use bridge_testkit::load::{exactly_once_in_turn, seqs, KeyedLoad, Seqs};
 use bridge_testkit::procs::{free_port, signal, start_tansu};
-use bridge_testkit::read_topic;
-use bridge_testkit::rmqttd::{settled_status, Site};
+use bridge_testkit::rmqttd::{plugin_request, settled_status, status_when, Site};
+use bridge_testkit::{header_map, read_topic};
 
 const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
 const TOKEN: &str = "script-token";
@@ -54,30 +54,6 @@ transform.instances = 2
     )
 }
 
-fn call(own_port: u16, method: &str, path: &str) -> serde_json::Value {
-    let auth = format!("Bearer {TOKEN}");
-    let r = request_with(own_port, method, path, &[("Authorization", auth.as_str())]);
-    assert_eq!(r.status, 200, "{method} {path}: {}", r.body);
-    serde_json::from_str(&r.body).unwrap()
-}
-
-/// Waits until the plugin has applied `n` reloads (a SIGHUP answers nobody).
-fn wait_for_reloads(own_port: u16, n: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let doc = call(own_port, "GET", "/status");
-        if doc["reloads"]["applied"].as_u64() == Some(n) {
-            return;
-        }
-        let reloads = &doc["reloads"];
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reload {n}: {reloads}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn read_all(bootstrap: &str, topic: &str) -> (Seqs, Vec<bridge_testkit::Record>) {
     let recs = read_topic(
         bootstrap,
@@ -87,15 +63,6 @@ fn read_all(bootstrap: &str, topic: &str) -> (Seqs, Vec<bridge_testkit::Record>)
         Duration::ZERO,
     );
     (seqs(&recs), recs)
-}
-
-fn header<'r>(r: &'r bridge_testkit::Record, name: &str) -> &'r str {
-    let value = r
-        .headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .and_then(|(_, v)| v.as_deref());
-    std::str::from_utf8(value.unwrap_or_else(|| panic!("no header {name}: {r:?}"))).unwrap()
 }
 
 #[test]
@@ -122,7 +89,9 @@ fn a_script_entry_shapes_every_record_and_an_edited_script_takes_over_at_a_reloa
         let load = KeyedLoad::start(addr);
         load.run_for(STRETCH).await;
         site.write("route.js", &script("v2"));
-        let answer = call(own_port, "POST", "/reload");
+        let post = plugin_request(own_port, TOKEN, "POST", "/reload");
+        assert_eq!(post.status, 200, "{}", post.body);
+        let answer: serde_json::Value = serde_json::from_str(&post.body).unwrap();
         assert_eq!(
             answer["changes"]["entries_changed"][0], "b1/0:load/+",
             "{answer}"
@@ -130,7 +99,9 @@ fn a_script_entry_shapes_every_record_and_an_edited_script_takes_over_at_a_reloa
         load.run_for(STRETCH).await;
         site.write("route.js", &script("v3"));
         signal(pid, "HUP");
-        wait_for_reloads(own_port, 2);
+        status_when(own_port, TOKEN, "no second reload", |doc| {
+            doc["reloads"]["applied"] == 2
+        });
         load.run_for(STRETCH).await;
         site.write("route.js", &script("v4"));
         let put = request(
@@ -176,9 +147,15 @@ fn a_script_entry_shapes_every_record_and_an_edited_script_takes_over_at_a_reloa
                 Some(device.as_bytes()),
                 "keyed by the script"
             );
-            assert_eq!(header(r, "version"), version);
-            assert_eq!(header(r, "seq"), doc["seq"].to_string());
-            assert_eq!(header(r, "client"), device, "the client id is the device's");
+            let headers = header_map(r);
+            let header = |name: &str| headers.get(name).cloned().flatten();
+            assert_eq!(header("version").as_deref(), Some(version), "{r:?}");
+            assert_eq!(header("seq"), Some(doc["seq"].to_string()), "{r:?}");
+            assert_eq!(
+                header("client").as_deref(),
+                Some(device),
+                "the client id is the device's"
+            );
         }
     }
 }

@@ -315,6 +315,14 @@ impl TransformCode {
         }
     }
 
+    /// The same kind of code at `path`.
+    pub fn at(&self, path: PathBuf) -> TransformCode {
+        match self {
+            TransformCode::Module(_) => TransformCode::Module(path),
+            TransformCode::Script(_) => TransformCode::Script(path),
+        }
+    }
+
     /// `"module"` or `"script"`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{Bridge, Entry, Pipeline};
 use crate::config::{
-    entry_label, BridgeConfig, BufferMode, ConfigError, PluginConfig, ProducerPool, TransformCode,
+    entry_label, BridgeConfig, BufferMode, ConfigError, PluginConfig, ProducerPool,
 };
 use crate::delivery::{
     self, Acks, Disk, Handover, Inflight, Ledger, Ledgers, Outlet, Policy, Pump,
@@ -215,18 +215,13 @@ impl Build<'_> {
             return Ok(None);
         };
         let pool = TransformPool::new(module.clone()).await.map_err(|f| {
-            let path = module.path().display();
-            let (field, problem) = match b.entries[ei].transform.as_ref().map(|t| &t.code) {
-                Some(TransformCode::Script(_)) => (
-                    "transform.script",
-                    format!("script {path} could not start: {f}"),
-                ),
-                _ => (
-                    "transform.module",
-                    format!("module {path} could not be instantiated: {f}"),
-                ),
-            };
-            ConfigError::at((bi, &b.name), Some(ei), field, problem)
+            let code = module.code();
+            let problem = format!(
+                "{} {} could not start: {f}",
+                code.kind(),
+                code.path().display()
+            );
+            ConfigError::at((bi, &b.name), Some(ei), code.field(), problem)
         })?;
         Ok(Some(Arc::new(pool)))
     }

@@ -10,7 +10,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use wasmtime::Engine;
 
@@ -27,13 +27,13 @@ pub(crate) fn file_for(engine: &Engine, name: &str, code: &[u8]) -> Option<PathB
 }
 
 /// The file's bytes, if it exists.
-pub(crate) fn read(file: &PathBuf) -> Option<Vec<u8>> {
+pub(crate) fn read(file: &Path) -> Option<Vec<u8>> {
     std::fs::read(file).ok()
 }
 
 /// Writes the file whole or not at all (a temporary file, then a rename); failing to
 /// cache only costs the next start a compilation.
-pub(crate) fn write(file: &PathBuf, bytes: &[u8]) {
+pub(crate) fn write(file: &Path, bytes: &[u8]) {
     let temp = file.with_extension(format!("tmp{}", std::process::id()));
     let written = std::fs::OpenOptions::new()
         .write(true)

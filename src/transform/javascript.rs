@@ -25,7 +25,7 @@ pub(crate) fn runtime(engine: &TransformEngine) -> Result<Module, String> {
         return Ok(module);
     }
     let cached = code_cache::file_for(engine, "js-runtime", RUNTIME);
-    if let Some(bytes) = cached.as_ref().and_then(code_cache::read) {
+    if let Some(bytes) = cached.as_deref().and_then(code_cache::read) {
         if let Some(module) = load(engine, &bytes) {
             *compiled = Some(bytes);
             return Ok(module);

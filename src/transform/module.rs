@@ -2,7 +2,7 @@
 //! instantiation.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,10 +26,8 @@ pub struct TransformModule {
     /// `bridge "x" entry N`, for log lines.
     pub(crate) label: Arc<str>,
     pub(crate) guest_log: Arc<LogLimiter>,
-    /// The module's file, or the script's.
-    path: PathBuf,
-    /// `"module"` or `"script"`: what `path` is, for `/status`.
-    kind: &'static str,
+    /// The module's file, or the script's, as an absolute path.
+    code: TransformCode,
     /// A digest of the module's bytes or the script's source: a reload tells a changed
     /// file by it.
     digest: u64,
@@ -86,18 +84,13 @@ impl TransformModule {
             config_doc: config_doc(&pairs),
             label: label.into(),
             guest_log: Arc::new(LogLimiter::default()),
-            path,
-            kind: settings.code.kind(),
+            code: settings.code.at(path),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// `"module"` or `"script"`.
-    pub fn kind(&self) -> &'static str {
-        self.kind
+    /// The module or script it runs, by absolute path.
+    pub fn code(&self) -> &TransformCode {
+        &self.code
     }
 
     /// Whether `other` was compiled from the same bytes (for a script: the same source).

@@ -220,7 +220,8 @@ impl TransformPool {
             "fast_path_returns": self.fast_path_returns.load(Ordering::Relaxed),
             "failures": failures,
         });
-        doc[self.module.kind()] = self.module.path().display().to_string().into();
+        let code = self.module.code();
+        doc[code.kind()] = code.path().display().to_string().into();
         doc
     }
 }

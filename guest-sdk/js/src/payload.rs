@@ -7,6 +7,8 @@ use std::rc::Rc;
 
 use rquickjs::{Ctx, Exception, Result, String as JsString, TypedArray};
 
+use crate::bytes::text;
+
 /// The current call's payload, shared by the script and the native functions of `msg`.
 #[derive(Clone, Default)]
 pub(crate) struct CurrentPayload(Rc<Shared>);
@@ -58,9 +60,6 @@ impl CurrentPayload {
 
     /// `payloadText(call)`: the payload as text, invalid UTF-8 as U+FFFD.
     pub(crate) fn text<'js>(&self, ctx: Ctx<'js>, call: u32) -> Result<JsString<'js>> {
-        self.read(&ctx, call, |b| match std::str::from_utf8(b) {
-            Ok(s) => JsString::from_str(ctx.clone(), s),
-            Err(_) => JsString::from_str(ctx.clone(), &String::from_utf8_lossy(b)),
-        })
+        self.read(&ctx, call, |b| text(&ctx, b, false))
     }
 }

@@ -5,10 +5,10 @@ use rmqtt_kafka_transform::{abi, Config, Error, Message, Outcome};
 use rquickjs::context::EvalOptions;
 use rquickjs::{
     Array, CatchResultExt, CaughtError, Context, Ctx, Function, Object, Persistent, Runtime,
-    TypedArray, Value,
+    String as JsString, TypedArray, Value,
 };
 
-use crate::bytes::with_bytes;
+use crate::bytes::{text, with_bytes};
 use crate::exception::describe;
 use crate::payload::CurrentPayload;
 use crate::records::{self, Invalid, Members};
@@ -63,9 +63,7 @@ impl Script {
             let call_number = self.payload.begin(msg.payload());
             let returned = call(&ctx, &self.run, call_number, msg);
             self.payload.end();
-            let returned = returned
-                .catch(&ctx)
-                .map_err(|e| Error::msg(caught(&ctx, e)))?;
+            let returned = returned.catch(&ctx).map_err(|e| failed(&ctx, e))?;
             match records::outcome(&ctx, &self.members, returned, msg) {
                 // A record Kafka cannot take (an invalid topic name) is the script's
                 // output at fault, as the host counts a module's.
@@ -74,9 +72,7 @@ impl Script {
                     Err(e) => Err(Error::invalid_output(e.message())),
                 },
                 Err(Invalid::Shape(text)) => Err(Error::invalid_output(text)),
-                Err(Invalid::Threw(e)) => {
-                    Err(Error::msg(caught(&ctx, CaughtError::from_error(&ctx, e))))
-                }
+                Err(Invalid::Threw(e)) => Err(failed(&ctx, CaughtError::from_error(&ctx, e))),
             }
         })
     }
@@ -157,7 +153,7 @@ fn config_object<'js>(ctx: &Ctx<'js>, cfg: &Config) -> rquickjs::Result<Object<'
 fn run_top_level(ctx: &Ctx<'_>, source: &str, name: &str) -> Result<(), Error> {
     ctx.eval_with_options::<(), _>(source, options(name))
         .catch(ctx)
-        .map_err(|e| Error::msg(caught(ctx, e)))
+        .map_err(|e| failed(ctx, e))
 }
 
 fn find_transform<'js>(ctx: &Ctx<'js>, name: &str) -> Result<Function<'js>, Error> {
@@ -170,23 +166,26 @@ fn find_transform<'js>(ctx: &Ctx<'js>, name: &str) -> Result<Function<'js>, Erro
     }
 }
 
-/// A caught error as one line. The engine's own out-of-memory error ends the call as a
-/// trap in a module: its heap is full, so the instance is better replaced (the host
-/// counts it `memory`, as it found the memory limit hit).
-fn caught<'js>(ctx: &Ctx<'js>, e: CaughtError<'js>) -> String {
-    if let CaughtError::Exception(ex) = &e {
-        let name: Option<String> = ex.get("name").ok();
-        if name.as_deref() == Some("InternalError")
-            && ex.message().as_deref() == Some("out of memory")
-        {
-            out_of_memory();
-        }
+/// What the script threw, as the call's error. The engine's own out-of-memory error
+/// ends the call as a trap instead: the heap is full, so the instance is better replaced
+/// (the host counts it `memory`, as it found the memory limit hit).
+fn failed<'js>(ctx: &Ctx<'js>, e: CaughtError<'js>) -> Error {
+    if is_out_of_memory(&e) {
+        out_of_memory();
     }
-    match e {
+    Error::msg(match e {
         CaughtError::Exception(ex) => describe(ctx, ex.into_value()),
         CaughtError::Value(v) => describe(ctx, v),
         CaughtError::Error(e) => e.to_string(),
-    }
+    })
+}
+
+fn is_out_of_memory(e: &CaughtError<'_>) -> bool {
+    let CaughtError::Exception(ex) = e else {
+        return false;
+    };
+    let name: Option<String> = ex.get("name").ok();
+    name.as_deref() == Some("InternalError") && ex.message().as_deref() == Some("out of memory")
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -199,18 +198,12 @@ fn out_of_memory() {
 fn out_of_memory() {}
 
 /// `decodeUtf8(bytes, fatal)`: the text of a `Uint8Array` or `ArrayBuffer`.
-fn decode_utf8<'js>(ctx: Ctx<'js>, bytes: Value<'js>, fatal: bool) -> rquickjs::Result<String> {
-    let text = |b: &[u8]| -> rquickjs::Result<String> {
-        match std::str::from_utf8(b) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(e) if fatal => Err(rquickjs::Exception::throw_type(
-                &ctx,
-                &format!("the bytes are not UTF-8: {e}"),
-            )),
-            Err(_) => Ok(String::from_utf8_lossy(b).into_owned()),
-        }
-    };
-    match with_bytes(&bytes, text) {
+fn decode_utf8<'js>(
+    ctx: Ctx<'js>,
+    bytes: Value<'js>,
+    fatal: bool,
+) -> rquickjs::Result<JsString<'js>> {
+    match with_bytes(&bytes, |b| text(&ctx, b, fatal)) {
         Some(decoded) => decoded,
         None => Err(rquickjs::Exception::throw_type(
             &ctx,

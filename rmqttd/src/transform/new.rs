@@ -65,12 +65,7 @@ const SCRIPT_FILES: [(&str, &str); 5] = [
 pub fn run(args: &NewArgs) -> Result<()> {
     check_name(&args.name)?;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let sdk = match &args.sdk {
-        Some(s) => s.clone(),
-        None => repo.join("guest-sdk"),
-    };
-    let sdk = std::fs::canonicalize(&sdk)
-        .with_context(|| format!("the SDK at {} (give one with --sdk)", sdk.display()))?;
+    let sdk = sdk(args, &repo)?;
     let dir = std::path::absolute(args.dir.join(&args.name))?;
     if dir.exists() {
         bail!("{} already exists", dir.display());
@@ -80,7 +75,7 @@ pub fn run(args: &NewArgs) -> Result<()> {
     let fill = |t: &str| {
         t.replace("{{name}}", &args.name)
             .replace("{{lib}}", &lib)
-            .replace("{{sdk}}", &sdk.display().to_string())
+            .replace("{{sdk}}", &sdk)
             .replace("{{repo}}", &repo.display().to_string())
             .replace("{{dir}}", &dir.display().to_string())
     };
@@ -102,6 +97,17 @@ pub fn run(args: &NewArgs) -> Result<()> {
     println!("  cd {} && cargo test && cargo module", dir.display());
     println!("  then README.md: check the built module against golden/, and try it in the demo");
     Ok(())
+}
+
+/// The SDK a new crate depends on, by absolute path; none for a script, which needs none.
+fn sdk(args: &NewArgs, repo: &Path) -> Result<String> {
+    if args.js {
+        return Ok(String::new());
+    }
+    let sdk = args.sdk.clone().unwrap_or_else(|| repo.join("guest-sdk"));
+    let sdk = std::fs::canonicalize(&sdk)
+        .with_context(|| format!("the SDK at {} (give one with --sdk)", sdk.display()))?;
+    Ok(sdk.display().to_string())
 }
 
 /// A crate name that Cargo takes and that is a Rust identifier once `-` becomes `_`.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::http::{request_with, Response};
 use crate::procs::{free_port, require, wait_exit, wait_for_port, Proc};
 use crate::{read_topic, Record};
 
@@ -169,29 +170,38 @@ fn panic_text(e: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_default()
 }
 
-/// The plugin's `GET /status` (on its own `http_laddr` port, with bearer `token`) once
-/// the first entry of the first bridge has nothing in flight: the last records'
-/// delivery reports arrive a moment after a load ends, so counts read at once can be short.
-pub fn settled_status(own_port: u16, token: &str) -> serde_json::Value {
+/// A request to the plugin's own endpoint (`http_laddr` port `port`) with bearer `token`.
+pub fn plugin_request(port: u16, token: &str, method: &str, path: &str) -> Response {
     let auth = format!("Bearer {token}");
+    request_with(port, method, path, &[("Authorization", auth.as_str())])
+}
+
+/// The plugin's `GET /status` once `ready` holds for it (a SIGHUP answers nobody, and a
+/// reload or the last delivery reports land a moment later); fails after 30 s naming
+/// `what`.
+pub fn status_when(
+    port: u16,
+    token: &str,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = crate::http::request_with(
-            own_port,
-            "GET",
-            "/status",
-            &[("Authorization", auth.as_str())],
-        );
+        let r = plugin_request(port, token, "GET", "/status");
         assert_eq!(r.status, 200, "GET /status: {}", r.body);
         let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
-        let stats = &doc["bridges"][0]["entries"][0]["stats"];
-        if stats["in_flight"].as_u64() == Some(0) {
+        if ready(&doc) {
             return doc;
         }
-        assert!(
-            Instant::now() < deadline,
-            "still in flight after 30 s: {stats}"
-        );
+        assert!(Instant::now() < deadline, "{what} after 30 s: {doc}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `GET /status` once the first entry of the first bridge has nothing in flight: counts
+/// read the moment a load ends can miss its last delivery reports.
+pub fn settled_status(port: u16, token: &str) -> serde_json::Value {
+    status_when(port, token, "records still in flight", |doc| {
+        doc["bridges"][0]["entries"][0]["stats"]["in_flight"].as_u64() == Some(0)
+    })
 }
