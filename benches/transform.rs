@@ -42,6 +42,9 @@ fn settings(instances: usize) -> TransformConfig {
         max_memory: 16 << 20,
         on_error: OnError::Drop,
         dead_letter_topic: None,
+        max_records: abi::DEFAULT_MAX_RECORDS,
+        state_max_keys: 1000,
+        state_max_bytes: 1 << 20,
     }
 }
 

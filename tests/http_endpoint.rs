@@ -124,6 +124,22 @@ async fn metrics_count_every_outcome_and_the_token_guards_all_but_health() {
         2.0
     );
 
+    // threshold-filter keeps no state; the store's series are there, with its bounds.
+    let state = [
+        ("transform_state_keys", 0.0),
+        ("transform_state_bytes", 0.0),
+        ("transform_state_max_keys", 100_000.0),
+        ("transform_state_max_bytes", f64::from(16 << 20)),
+    ];
+    for (name, want) in state {
+        assert_eq!(sample(&m.body, name, &hot), want, "{name}");
+    }
+    let refused = format!("bridge=\"b1\",entry=\"{HOT}\",reason=\"too_many_keys\"");
+    assert_eq!(
+        sample(&m.body, "transform_state_puts_refused_total", &refused),
+        0.0
+    );
+
     for (labels, delivered) in [(&hot, 1.0), (&plain, 1.0)] {
         let latency = sample(&m.body, "delivery_latency_seconds_count", labels);
         assert_eq!(latency, delivered, "one latency per delivered record");

@@ -30,6 +30,9 @@ fn settings(path: &std::path::Path, timeout: Duration) -> TransformConfig {
         max_memory: 16 << 20,
         on_error: OnError::Drop,
         dead_letter_topic: None,
+        max_records: abi::DEFAULT_MAX_RECORDS,
+        state_max_keys: 1000,
+        state_max_bytes: 1 << 20,
     }
 }
 
@@ -233,4 +236,34 @@ async fn a_missing_script_names_its_path() {
         error.starts_with("cannot read script /nonexistent/route.js:"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_scripts_state_is_shared_by_the_instances_and_bounded() {
+    // settings(): 2 instances, state_max_keys = 1000.
+    let source = r#"
+      function transform(msg) {
+        const [op, key] = msg.text().split(" ");
+        if (op === "put") state.put(key, msg.topic);
+        if (op === "fill") {
+          try { for (let i = 0; ; i++) state.put("fill/" + i, ""); }
+          catch (e) { return { key: e.message }; }
+        }
+        return { key: state.getText(key) ?? "absent" };
+      }"#;
+    let (_file, pool) = start(source, Duration::from_millis(500)).await;
+    let pool = pool.unwrap();
+    let key = |out: Transformed<'_>| String::from_utf8(keys(&out).remove(0)).unwrap();
+    let put = bridge_testkit::publish_input(b"plant/7", b"put last");
+    assert_eq!(key(pool.run(&put).await.unwrap()), "plant/7");
+    // Holding a result holds its instance: the next call runs on the other one.
+    let held = pool.run(&input(b"get last")).await.unwrap();
+    assert_eq!(key(pool.run(&input(b"get last")).await.unwrap()), "plant/7");
+    drop(held);
+    assert_eq!(
+        key(pool.run(&input(b"fill")).await.unwrap()),
+        "state.put: the state store is full: transform.state_max_keys reached"
+    );
+    assert_eq!(pool.store().keys(), 1000);
+    assert_eq!(pool.store().refused(abi::state::PutStatus::TooManyKeys), 1);
 }

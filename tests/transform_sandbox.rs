@@ -77,6 +77,9 @@ fn settings(path: &Path, timeout: Duration, max_memory: u64, instances: usize) -
         max_memory,
         on_error: OnError::Drop,
         dead_letter_topic: None,
+        max_records: abi::DEFAULT_MAX_RECORDS,
+        state_max_keys: 1000,
+        state_max_bytes: 1 << 20,
     }
 }
 
@@ -197,6 +200,51 @@ async fn fan_out_to_three_records_with_topic_overrides() {
     let topics: Vec<&[u8]> = out.records().map(|r| r.topic.unwrap()).collect();
     assert_eq!(topics, [&b"fan-a"[..], b"fan-b", b"fan-c"]);
     assert_eq!(payloads(&out), vec![b"!fan".to_vec(); 3]);
+}
+
+/// `!` + a count writes that many empty records (`!a` 1100, `!b` 70 000 in the header
+/// alone); the pool allows `max_records`.
+async fn fan_out_pool(max_records: u32) -> Setup {
+    let body = r#"(local $n i32) (local $i i32)
+        (if (i32.eq (i32.load8_u (i32.add (call $payload_len_at (local.get $in)) (i32.const 5))) (i32.const 98))
+          (then (i32.store (i32.const 1024) (i32.const 0))
+                (i32.store (i32.const 1028) (i32.const 70000))
+                (return (i64.const 0x40000000008))))
+        (local.set $n (i32.const 1100))
+        (loop $l
+          (call $record (i32.add (i32.const 1032) (i32.mul (local.get $i) (i32.const 48))) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        (call $ok (local.get $n))"#;
+    let file = write_module(&fixture("", body));
+    let settings = TransformConfig {
+        max_records,
+        ..settings(file.path(), Duration::from_millis(100), 16 << 20, 1)
+    };
+    let module = TransformModule::load(&engine(), &settings, "test entry 0").unwrap();
+    let pool = TransformPool::new(Arc::new(module)).await.unwrap();
+    Setup { _file: file, pool }
+}
+
+#[tokio::test]
+async fn the_record_cap_is_the_entrys_setting_and_its_error_names_it() {
+    let s = fan_out_pool(abi::DEFAULT_MAX_RECORDS).await;
+    let failure = s.pool.run(&input(b"!a")).await.err().unwrap();
+    assert_eq!(failure.cause, Cause::BadOutput);
+    assert_eq!(
+        failure.message,
+        "the module returned 1100 records for one message; transform.max_records is 1024 (it may be raised to 65536)"
+    );
+    let s = fan_out_pool(2000).await;
+    assert_eq!(
+        s.pool.run(&input(b"!a")).await.unwrap().records().count(),
+        1100
+    );
+    let failure = s.pool.run(&input(b"!b")).await.err().unwrap();
+    assert_eq!(
+        failure.message,
+        "the module returned 70000 records for one message; transform.max_records cannot exceed 65536"
+    );
 }
 
 #[tokio::test]

@@ -346,3 +346,83 @@ fn the_passthrough_module_is_at_most_100_kb() {
         .len();
     assert!(size <= 100_000, "passthrough.wasm is {size} bytes");
 }
+
+/// `module` with a custom section appended: the same code, other bytes, so a reload
+/// sees a changed module.
+fn rebuilt(module: &Path, dir: &Path) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(module).unwrap();
+    // Custom section (id 0) of 5 bytes: a 4-byte name, "test", and no content.
+    bytes.extend_from_slice(&[0, 5, 4, b't', b'e', b's', b't']);
+    let path = dir.join("deadband-rebuilt.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadband_state_is_shared_by_instances_and_outlives_reloads_of_the_same_module() {
+    let kafka = MockKafka::start(1);
+    kafka.create_topic("band", 1);
+    let module = example_module("deadband");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = |instances: u32| {
+        format!("transform.config = {{ min_change = 1 }}\ntransform.state_max_keys = 2\ntransform.instances = {instances}")
+    };
+    let config = |module: &Path, instances| {
+        let entry = entry("band/#", "band", module, &extra(instances))
+            .replace("transform.instances = 2\n", "");
+        bridge_config(&kafka.bootstrap, "", &entry)
+    };
+    let broker = Broker::start(&config(&module, 4)).await;
+    let c = V3Client::connect(broker.addr, "meter").await;
+    let reading = |v: f64| json!({ "value": v }).to_string();
+    // Sequential QoS 1 publishes go to whichever of the 4 instances is free.
+    for v in [20.0, 20.5, 20.9, 21.0, 20.4, 19.9] {
+        c.publish("band/a", 1, reading(v)).await;
+    }
+    c.publish("band/b", 1, reading(5.0)).await;
+    // A third key is past state_max_keys = 2: the put fails, on_error drops it.
+    c.publish("band/c", 1, reading(1.0)).await;
+    let values = |rs: &[Record]| {
+        rs.iter()
+            .map(|r| {
+                serde_json::from_str::<serde_json::Value>(&r.payload_str()).unwrap()["value"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        values(&read(&kafka.bootstrap, "band", 4).await),
+        [20.0, 21.0, 19.9, 5.0]
+    );
+    let s = broker.settled_stats(0, 0).await;
+    assert_eq!(s["outcomes"]["filtered"], 3);
+    assert_eq!(s["outcomes"]["transform_error"], 1);
+    let state =
+        |attrs: &serde_json::Value| attrs["bridges"][0]["entries"][0]["transform"]["state"].clone();
+    let st = state(&broker.attrs().await);
+    assert_eq!(
+        (st["keys"].as_u64(), st["max_keys"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(st["puts_refused"]["too_many_keys"], 1);
+
+    // Other settings, same module: a new pool over the same store.
+    broker.reload(&config(&module, 2)).await.unwrap();
+    c.publish("band/a", 1, reading(20.5)).await;
+    assert_eq!(
+        broker
+            .stats_when(0, "filtered 4", |s| s["outcomes"]["filtered"] == 4)
+            .await["outcomes"]["filtered"],
+        4
+    );
+    // A changed module starts empty: 20.5 is its topic's first reading.
+    broker
+        .reload(&config(&rebuilt(&module, dir.path()), 2))
+        .await
+        .unwrap();
+    c.publish("band/a", 1, reading(20.5)).await;
+    let all = read(&kafka.bootstrap, "band", 5).await;
+    assert_eq!(values(&all[4..]), [20.5]);
+    assert_eq!(state(&broker.attrs().await)["keys"], 1);
+}

@@ -55,6 +55,7 @@ pub mod log;
 mod message;
 mod record;
 mod runtime;
+pub mod state;
 #[cfg(target_arch = "wasm32")]
 #[allow(unsafe_code)]
 mod sys;
@@ -83,8 +84,9 @@ pub use testing::TestMessage;
 /// ```
 ///
 /// The return type is `Outcome` or `Result<Outcome, E>` where `E: Display`. The function
-/// stays a normal function (the macro only names the lifetimes its signature elides, so
-/// the returned records may borrow from the message and the config). On `wasm32` targets
+/// stays a normal function (the macro only gives the lifetimes its signature elides one
+/// name, `'call`, so the returned records may borrow from the message, the config and
+/// the state; `'static` borrows are refused with the form to write instead). On `wasm32` targets
 /// the macro also generates the module's exports: `rmqtt_transform_abi_v1`,
 /// `rmqtt_transform_reserve`, `rmqtt_transform_init` and `rmqtt_transform`. A crate has at
 /// most one `#[transform]`.

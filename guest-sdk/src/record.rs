@@ -239,12 +239,14 @@ impl<'a> Outcome<'a> {
         self.records().is_empty()
     }
 
-    /// Checks every record (see [`Record::validate`]) and the 1024-record limit.
+    /// Checks every record (see [`Record::validate`]) and the ABI's ceiling on records
+    /// per message. The host also applies the entry's `transform.max_records` (default
+    /// 1024), which may be lower.
     pub fn validate(&self) -> Result<(), Error> {
         let records = self.records();
         if records.len() > abi::MAX_RECORDS as usize {
             return Err(Error::msg(format_args!(
-                "the transform returned {} records, the limit is {}",
+                "the transform returned {} records, the ABI's ceiling is {}",
                 records.len(),
                 abi::MAX_RECORDS
             )));

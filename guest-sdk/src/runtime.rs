@@ -481,10 +481,10 @@ mod tests {
             roundtrip(Ok(Record::new("x").partition(-1).into())),
             Err("partition -1 is negative".into())
         );
-        let many: Outcome = (0..1025).map(|_| Record::new("x")).collect();
+        let many: Outcome = (0..65_537).map(|_| Record::new("x")).collect();
         assert_eq!(
             roundtrip(Ok(many)),
-            Err("the transform returned 1025 records, the limit is 1024".into())
+            Err("the transform returned 65537 records, the ABI's ceiling is 65536".into())
         );
         let max: Outcome = (0..1024).map(|_| Record::new("x")).collect();
         assert_eq!(roundtrip(Ok(max)).unwrap().len(), 1024);

@@ -9,12 +9,14 @@ use bridge_testkit::modules::example_module;
 use bridge_testkit::repo_root;
 
 const RMQTTD: &str = env!("CARGO_BIN_EXE_rmqttd");
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 7] = [
     "passthrough",
     "key-headers",
     "threshold-filter",
     "reshape",
     "router",
+    "deadband",
+    "sparkplug-b",
 ];
 
 struct Run {
@@ -81,6 +83,13 @@ fn every_example_module_matches_its_golden_file() {
         let run = test_cmd(&example_module(example), &args);
         assert_eq!(run.code, 0, "{example}: {}\n{}", run.stderr, run.stdout);
         assert!(run.stderr.is_empty(), "{example}: {}", run.stderr);
+        // `--expect` also accepts older spellings (a JSON payload as an escaped string);
+        // the golden files themselves are what `transform test` prints now.
+        assert_eq!(
+            run.stdout,
+            std::fs::read_to_string(&expect).unwrap(),
+            "{example}: write golden/expected.jsonl again with `transform test` without --expect"
+        );
     }
 }
 
@@ -100,20 +109,88 @@ fn one_message_from_the_flags_prints_its_record() {
 }
 
 #[test]
-fn an_output_that_differs_from_the_golden_file_exits_1_showing_the_line() {
+fn an_output_that_differs_from_the_golden_file_exits_1_naming_the_field_and_showing_the_lines() {
     let dir = tempfile::tempdir().unwrap();
     let expect = dir.path().join("expected.jsonl");
-    std::fs::write(
-        &expect,
-        r#"{"input": 0, "topic": null, "key": null, "headers": [], "partition": null, "timestamp": null, "payload": "bye"}"#,
-    )
-    .unwrap();
+    let golden = r#"{"input": 0, "topic": null, "key": null, "headers": [], "partition": null, "timestamp": null, "payload": "bye"}"#;
+    std::fs::write(&expect, golden).unwrap();
     let args = ["--payload", "hi", "--expect", expect.to_str().unwrap()];
     let run = test_cmd(&example_module("passthrough"), &args);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.starts_with("line 1:\n- "), "{}", run.stderr);
+    let expected = format!(
+        "message 0, record 0: payload: expected \"bye\", got \"hi\"\n- {golden}\n+ {}",
+        run.stdout
+    );
+    assert_eq!(run.stderr, expected);
+}
+
+#[test]
+fn a_json_payload_prints_as_json_and_a_difference_names_its_member() {
+    let example = golden("key-headers");
+    let expected = std::fs::read_to_string(example.join("expected.jsonl")).unwrap();
+    let first = expected.lines().next().unwrap();
     assert!(
-        run.stderr.contains("\"payload\":\"bye\"") && run.stderr.contains("\"payload\":\"hi\""),
+        first.contains(r#""payload_json":{"device_id": "d-17", "temp": 21.5}"#),
+        "the payload's own bytes, as a JSON document: {first}"
+    );
+    // The golden file expects the temperature as a string, and one record less.
+    let changed: Vec<&str> = expected
+        .lines()
+        .filter(|l| !l.contains(r#""input":1,"#))
+        .collect();
+    let changed = changed
+        .join("\n")
+        .replace(r#""temp": 21.5"#, r#""temp": "21.5""#);
+    let dir = tempfile::tempdir().unwrap();
+    let expect = dir.path().join("expected.jsonl");
+    std::fs::write(&expect, changed).unwrap();
+    let input = example.join("input.jsonl");
+    let mut args = vec![
+        "--input",
+        input.to_str().unwrap(),
+        "--expect",
+        expect.to_str().unwrap(),
+    ];
+    let config = config_args(&example);
+    args.extend(config.iter().map(String::as_str));
+    let run = test_cmd(&example_module("key-headers"), &args);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let found: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("message "))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            r#"message 0, record 0: payload.temp: expected "21.5", got 21.5"#,
+            "message 1, record 0: expected nothing, got a record",
+        ],
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_input_line_takes_a_json_payload_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.jsonl");
+    std::fs::write(&input, "{\"payload_json\": {\"b\": 1,  \"a\": [1e3]}}\n").unwrap();
+    let run = test_cmd(&echo_or_trap(), &["--input", input.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains(r#""payload_json":{"b": 1,  "a": [1e3]}"#),
+        "the bytes as written: {}",
+        run.stdout
+    );
+
+    std::fs::write(&input, "{\"payload\": \"x\", \"payload_json\": {}}\n").unwrap();
+    let run = test_cmd(&echo_or_trap(), &["--input", input.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("give one of payload, payload_b64 and payload_json"),
         "{}",
         run.stderr
     );
@@ -354,7 +431,7 @@ fn config_file_lines_are_entries_and_flags_win() {
         &[&payload[..], &lower].concat(),
     );
     assert!(
-        run.stdout.contains("\"payload\""),
+        run.stdout.contains("\"payload_json\""),
         "--config wins: {}",
         run.stdout
     );
@@ -401,6 +478,11 @@ fn new_makes_a_crate_that_tests_builds_and_matches_its_golden_file() {
     let module = dir.join("target/wasm32-unknown-unknown/release/my_filter.wasm");
     let run = test_cmd(&module, &args);
     assert_eq!(run.code, 0, "{}\n{}", run.stderr, run.stdout);
+    let expected = std::fs::read_to_string(golden.join("expected.jsonl")).unwrap();
+    assert_eq!(
+        run.stdout, expected,
+        "the template is what `transform test` prints"
+    );
 }
 
 #[test]

@@ -297,6 +297,11 @@ pub struct TransformConfig {
     pub max_memory: u64,
     pub on_error: OnError,
     pub dead_letter_topic: Option<KafkaTopic>,
+    /// Most records one message may become (at most `abi::MAX_RECORDS`).
+    pub max_records: u32,
+    /// Bounds of the entry's state store.
+    pub state_max_keys: usize,
+    pub state_max_bytes: u64,
 }
 
 /// What a transform runs. Relative paths resolve against the broker's working directory.
@@ -358,6 +363,12 @@ struct TransformFields {
     on_error: OnError,
     #[serde(default)]
     dead_letter_topic: Option<KafkaTopic>,
+    #[serde(default = "default_max_records")]
+    max_records: u32,
+    #[serde(default = "default_state_max_keys")]
+    state_max_keys: usize,
+    #[serde(default = "default_state_max_bytes", deserialize_with = "byte_size")]
+    state_max_bytes: u64,
 }
 
 impl TryFrom<TransformFields> for TransformConfig {
@@ -378,6 +389,9 @@ impl TryFrom<TransformFields> for TransformConfig {
             max_memory: f.max_memory,
             on_error: f.on_error,
             dead_letter_topic: f.dead_letter_topic,
+            max_records: f.max_records,
+            state_max_keys: f.state_max_keys,
+            state_max_bytes: f.state_max_bytes,
         })
     }
 }
@@ -433,6 +447,15 @@ fn default_transform_timeout() -> Duration {
     Duration::from_millis(100)
 }
 fn default_max_memory() -> u64 {
+    16 << 20
+}
+fn default_max_records() -> u32 {
+    abi::DEFAULT_MAX_RECORDS
+}
+fn default_state_max_keys() -> usize {
+    100_000
+}
+fn default_state_max_bytes() -> u64 {
     16 << 20
 }
 
@@ -651,6 +674,55 @@ remote.queue_timeout = "5 parsecs"
             "{base}transform.module = \"m.wasm\"\ntransform.instances = 0\n"
         ));
         assert_eq!(e.field, "transform.instances");
+    }
+
+    #[test]
+    fn record_cap_and_state_bounds_are_settings_with_ceilings() {
+        let base = "[[bridges]]\nname = \"x\"\nservers = \"k\"\n[[bridges.entries]]\nlocal.topic_filter = \"a\"\nremote.topic = \"t\"\ntransform.module = \"m.wasm\"\n";
+        let cfg = PluginConfig::from_toml(base).unwrap();
+        let t = cfg.bridges[0].entries[0].transform.as_ref().unwrap();
+        assert_eq!(
+            (t.max_records, t.state_max_keys, t.state_max_bytes),
+            (1024, 100_000, 16 << 20)
+        );
+        let cfg = PluginConfig::from_toml(&format!(
+            "{base}transform.max_records = 65536\ntransform.state_max_keys = 5\ntransform.state_max_bytes = \"1MiB\"\n"
+        ))
+        .unwrap();
+        let t = cfg.bridges[0].entries[0].transform.as_ref().unwrap();
+        assert_eq!(
+            (t.max_records, t.state_max_keys, t.state_max_bytes),
+            (65536, 5, 1 << 20)
+        );
+        for (line, field, says) in [
+            (
+                "transform.max_records = 65537",
+                "transform.max_records",
+                "must be 1 to 65536 (the ABI's ceiling), got 65537",
+            ),
+            (
+                "transform.max_records = 0",
+                "transform.max_records",
+                "got 0",
+            ),
+            (
+                "transform.state_max_keys = 0",
+                "transform.state_max_keys",
+                "must be 1 to 10000000",
+            ),
+            (
+                "transform.state_max_bytes = \"10B\"",
+                "transform.state_max_bytes",
+                "between 1KiB and 4GiB",
+            ),
+        ] {
+            let e = error_of(&format!("{base}{line}\n"));
+            assert_eq!(
+                (e.bridge.clone(), e.entry, e.field.as_str()),
+                (Some((0, "x".into())), Some(0), field)
+            );
+            assert!(e.problem.contains(says), "{line}: {}", e.problem);
+        }
     }
 
     #[test]

@@ -210,6 +210,32 @@ fn check_ack(r: &RemoteConfig, mode: BufferMode) -> Result<(), Problem> {
     Ok(())
 }
 
+/// `transform.max_records` and the state store's bounds.
+fn check_transform_bounds(t: &TransformConfig) -> Result<(), Problem> {
+    if t.max_records == 0 || t.max_records > abi::MAX_RECORDS {
+        let why = format!(
+            "must be 1 to {} (the ABI's ceiling), got {}",
+            abi::MAX_RECORDS,
+            t.max_records
+        );
+        return Err(("transform.max_records", why));
+    }
+    if t.state_max_keys == 0 || t.state_max_keys > MAX_STATE_KEYS {
+        let why = format!("must be 1 to {MAX_STATE_KEYS}, got {}", t.state_max_keys);
+        return Err(("transform.state_max_keys", why));
+    }
+    if t.state_max_bytes < 1 << 10 || t.state_max_bytes > 4 << 30 {
+        return Err((
+            "transform.state_max_bytes",
+            "must be between 1KiB and 4GiB".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Most keys an entry's state store may be allowed.
+const MAX_STATE_KEYS: usize = 10_000_000;
+
 /// `transform.*`.
 fn check_transform(t: &TransformConfig) -> Result<(), Problem> {
     if t.instances == 0 || t.instances > 256 {
@@ -232,6 +258,7 @@ fn check_transform(t: &TransformConfig) -> Result<(), Problem> {
             "must be between 64KiB and 4GiB".into(),
         ));
     }
+    check_transform_bounds(t)?;
     let reserved = t.config.keys().find(|k| abi::script::is_reserved(k));
     if let (TransformCode::Script(_), Some(key)) = (&t.code, reserved) {
         let why = format!(

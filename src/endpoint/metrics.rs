@@ -14,7 +14,7 @@ use crate::observe::{Outcome, ReloadResult, Reloads, ENTRY_LABELS, PREFIX};
 use crate::pipeline::{BridgeView, Entry, Running};
 use crate::shape::Reason;
 use crate::spool::Spool;
-use crate::transform::{Cause, TransformPool};
+use crate::transform::{Cause, StateStore, TransformPool, REFUSALS};
 
 /// Reads the running pipeline at scrape time; while the plugin is stopped it reports
 /// nothing (the series vanish rather than freeze).
@@ -142,8 +142,82 @@ struct Series {
     template_failures: IntCounterVec,
     transform_instances: IntGaugeVec,
     transform_replaced: IntCounterVec,
+    state: StateSeries,
     producer: ProducerSeries,
     spool: SpoolSeries,
+}
+
+/// Per entry with a transform, from its state store.
+struct StateSeries {
+    keys: IntGaugeVec,
+    bytes: IntGaugeVec,
+    max_keys: IntGaugeVec,
+    max_bytes: IntGaugeVec,
+    refused: IntCounterVec,
+}
+
+impl StateSeries {
+    fn new() -> StateSeries {
+        StateSeries {
+            keys: gauge(
+                "transform_state_keys",
+                "Keys in the entry's state store (expired ones not yet swept included)",
+                ENTRY_LABELS,
+            ),
+            bytes: gauge(
+                "transform_state_bytes",
+                "Bytes of keys and values in the entry's state store",
+                ENTRY_LABELS,
+            ),
+            max_keys: gauge(
+                "transform_state_max_keys",
+                "transform.state_max_keys",
+                ENTRY_LABELS,
+            ),
+            max_bytes: gauge(
+                "transform_state_max_bytes",
+                "transform.state_max_bytes",
+                ENTRY_LABELS,
+            ),
+            refused: counter(
+                "transform_state_puts_refused_total",
+                "State puts the store refused, by reason",
+                &["bridge", "entry", "reason"],
+            ),
+        }
+    }
+
+    fn parts(&self) -> [&dyn Collector; 5] {
+        [
+            &self.keys,
+            &self.bytes,
+            &self.max_keys,
+            &self.max_bytes,
+            &self.refused,
+        ]
+    }
+
+    fn fill(&self, labels: &[&str; 2], store: &StateStore) {
+        let (max_keys, max_bytes) = store.limits();
+        self.keys
+            .with_label_values(labels)
+            .set(to_i64(store.keys()));
+        self.bytes
+            .with_label_values(labels)
+            .set(to_i64(store.bytes()));
+        self.max_keys
+            .with_label_values(labels)
+            .set(to_i64(max_keys));
+        self.max_bytes
+            .with_label_values(labels)
+            .set(to_i64(max_bytes));
+        for reason in REFUSALS {
+            let l = &[labels[0], labels[1], reason.as_str()];
+            self.refused
+                .with_label_values(l)
+                .inc_by(store.refused(reason));
+        }
+    }
 }
 
 /// Per bridge in disk mode, from its spool.
@@ -404,6 +478,7 @@ impl Series {
                 "Instances discarded after a failure and created anew",
                 ENTRY_LABELS,
             ),
+            state: StateSeries::new(),
             producer: ProducerSeries::new(),
             spool: SpoolSeries::new(),
         }
@@ -424,6 +499,7 @@ impl Series {
             &self.transform_instances,
             &self.transform_replaced,
         ]);
+        parts.extend(self.state.parts());
         parts.extend(self.producer.parts());
         parts.extend(self.spool.parts());
         parts
@@ -495,6 +571,7 @@ impl Series {
         self.transform_replaced
             .with_label_values(labels)
             .inc_by(pool.replaced());
+        self.state.fill(labels, pool.store());
     }
 }
 

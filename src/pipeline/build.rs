@@ -16,7 +16,7 @@ use crate::kafka::producers::too_many_producers;
 use crate::kafka::Producers;
 use crate::observe::{EntryStats, Histograms, LogLimiter};
 use crate::spool::Spool;
-use crate::transform::{Modules, TransformPool};
+use crate::transform::{Modules, StateStore, TransformPool};
 
 /// What the entries of a bridge share; a reload keeps it for a bridge it keeps.
 #[derive(Clone)]
@@ -164,7 +164,7 @@ impl Build<'_> {
             .map_err(|e| ConfigError::at((bi, &b.name), None, "properties", e))?;
         let producers = Arc::new(producers);
         for (ei, ledger) in ledgers.into_iter().enumerate() {
-            let transform = self.pool((bi, b), ei).await?;
+            let transform = self.pool((bi, b), ei, None).await?;
             let p = producers.clone();
             entries.push(self.assemble(b, ei, ledger, p, transform, handover.clone()));
         }
@@ -185,7 +185,7 @@ impl Build<'_> {
         let reports = Arc::new(Ledgers(vec![ledger.clone()]));
         let producers = Producers::create(b, self.node_id, Some(ei), reports)
             .map_err(|e| ConfigError::at((bi, &b.name), Some(ei), "properties", e))?;
-        let transform = self.pool((bi, b), ei).await?;
+        let transform = self.pool((bi, b), ei, None).await?;
         Ok(self.assemble(b, ei, ledger, Arc::new(producers), transform, handover))
     }
 
@@ -205,16 +205,22 @@ impl Build<'_> {
         Arc::new(ledger)
     }
 
-    /// The entry's instance pool, its instances created (and `init` run) now.
+    /// The entry's instance pool, its instances created (and `init` run) now, over
+    /// `store` (a reload's carried-over state) or a new state store.
     pub async fn pool(
         &self,
         (bi, b): (usize, &BridgeConfig),
         ei: usize,
+        store: Option<Arc<StateStore>>,
     ) -> Result<Option<Arc<TransformPool>>, ConfigError> {
         let Some(module) = self.modules.get(bi, ei) else {
             return Ok(None);
         };
-        let pool = TransformPool::new(module.clone()).await.map_err(|f| {
+        let pool = match store {
+            Some(store) => TransformPool::carrying(module.clone(), store).await,
+            None => TransformPool::new(module.clone()).await,
+        };
+        let pool = pool.map_err(|f| {
             let code = module.code();
             let problem = format!(
                 "{} {} could not start: {f}",

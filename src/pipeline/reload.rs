@@ -283,7 +283,8 @@ impl Pipeline {
 }
 
 /// The entry of `b.entries[ei]` over `prev`'s ledger and producers; its pool is
-/// `prev`'s when the transform and its module's code are unchanged, else a new one.
+/// `prev`'s when the transform and its module's code are unchanged, else a new one,
+/// which keeps `prev`'s state store when only the settings changed (same code).
 async fn reuse(
     build: &Build<'_>,
     prev: &Entry,
@@ -294,7 +295,10 @@ async fn reuse(
     let same_transform = prev.config.transform == b.entries[ei].transform;
     let transform = match (&prev.transform, module) {
         (Some(pool), Some(m)) if same_transform && pool.module().same_code(m) => Some(pool.clone()),
-        _ => build.pool((bi, b), ei).await?,
+        (Some(pool), Some(m)) if pool.module().same_code(m) => {
+            build.pool((bi, b), ei, Some(pool.store().clone())).await?
+        }
+        _ => build.pool((bi, b), ei, None).await?,
     };
     let (ledger, producers) = (prev.ledger.clone(), prev.producers().clone());
     let handover = prev.outlet.handover.clone();

@@ -108,6 +108,8 @@ pub(crate) enum Stopped {
     Abort(String),
     /// WASI `proc_exit`, with its code.
     Exit(i32),
+    /// A host call's argument (named) lies outside linear memory.
+    OutOfBounds(&'static str),
 }
 
 impl fmt::Display for Stopped {
@@ -117,6 +119,9 @@ impl fmt::Display for Stopped {
             Stopped::NeedsFiber => f.write_str("the call ran longer than the fast path allows"),
             Stopped::Abort(message) => f.write_str(message),
             Stopped::Exit(code) => write!(f, "the module called proc_exit({code})"),
+            Stopped::OutOfBounds(what) => {
+                write!(f, "a host call's {what} lies outside linear memory")
+            }
         }
     }
 }

@@ -2,12 +2,16 @@
 //! buffer (the one copy in), call the export under a deadline, and find the output
 //! document in guest memory.
 
+use std::sync::Arc;
+
 use abi::output::{read_output, Output};
+use abi::WireError;
 use wasmtime::{Memory, Store, Trap, TypedFunc};
 
 use super::failure::{Cause, Failure, Stopped};
 use super::module::TransformModule;
 use super::state::{Deadline, HostState, MemoryCap};
+use super::state_store::StateStore;
 
 type CallFunc = TypedFunc<(i32, i32), i64>;
 
@@ -22,9 +26,13 @@ pub(crate) struct GuestInstance {
 }
 
 impl GuestInstance {
-    /// Instantiates the module and hands it its config through `rmqtt_transform_init`.
-    pub(crate) async fn new(module: &TransformModule) -> Result<GuestInstance, Failure> {
-        let (mut instance, init) = Self::instantiate(module).await?;
+    /// Instantiates the module over the entry's state store and hands it its config
+    /// through `rmqtt_transform_init`.
+    pub(crate) async fn new(
+        module: &TransformModule,
+        store: &Arc<StateStore>,
+    ) -> Result<GuestInstance, Failure> {
+        let (mut instance, init) = Self::instantiate(module, store).await?;
         if let Some(init) = init {
             instance.init(&init, &module.config_doc).await?;
         }
@@ -33,6 +41,7 @@ impl GuestInstance {
 
     async fn instantiate(
         module: &TransformModule,
+        store: &Arc<StateStore>,
     ) -> Result<(GuestInstance, Option<CallFunc>), Failure> {
         let state = HostState {
             memory_cap: MemoryCap::new(module.max_memory),
@@ -41,6 +50,7 @@ impl GuestInstance {
             label: module.label.clone(),
             guest_log: module.guest_log.clone(),
             epoch: module.engine.epoch().clone(),
+            store: store.clone(),
         };
         let mut store = Store::new(module.pre.module().engine(), state);
         store.limiter(|s| &mut s.memory_cap);
@@ -145,8 +155,15 @@ impl GuestInstance {
     /// The output document of the last call; it borrows guest memory.
     pub(crate) fn output(&self, packed: u64) -> Result<Output<'_>, Failure> {
         let (ptr, len) = abi::unpack(packed);
-        read_output(self.memory.data(&self.store), ptr, len)
-            .map_err(|e| Failure::new(Cause::BadOutput, format!("invalid output document: {e}")))
+        read_output(self.memory.data(&self.store), ptr, len).map_err(|e| {
+            let why = match e {
+                WireError::TooMany { field: "record count", count, max } => format!(
+                    "the module returned {count} records for one message; transform.max_records cannot exceed {max}"
+                ),
+                e => format!("invalid output document: {e}"),
+            };
+            Failure::new(Cause::BadOutput, why)
+        })
     }
 
     /// Where an input document of `len` bytes goes: the guest's buffer if it is large

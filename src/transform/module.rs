@@ -21,6 +21,10 @@ pub struct TransformModule {
     pub(crate) max_memory: usize,
     /// Instances in the entry's pool.
     pub(crate) instances: usize,
+    /// `transform.max_records`.
+    pub(crate) max_records: u32,
+    /// `transform.state_max_keys` and `transform.state_max_bytes`.
+    pub(crate) state_limits: (usize, usize),
     /// The config document handed to `rmqtt_transform_init`.
     pub(crate) config_doc: Vec<u8>,
     /// `bridge "x" entry N`, for log lines.
@@ -81,6 +85,11 @@ impl TransformModule {
             timeout: settings.timeout,
             max_memory: usize::try_from(settings.max_memory).unwrap_or(usize::MAX),
             instances: settings.instances,
+            max_records: settings.max_records,
+            state_limits: (
+                settings.state_max_keys,
+                usize::try_from(settings.state_max_bytes).unwrap_or(usize::MAX),
+            ),
             config_doc: config_doc(&pairs),
             label: label.into(),
             guest_log: Arc::new(LogLimiter::default()),

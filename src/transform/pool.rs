@@ -13,6 +13,7 @@ use super::failure::{Cause, Failure};
 use super::instance::GuestInstance;
 use super::module::TransformModule;
 use super::slots::Slots;
+use super::state_store::StateStore;
 
 /// Quick calls on fibers in a row (each over before its second epoch tick, as the fast
 /// path requires) after which a pool's calls take the fast path again: a module slow on
@@ -23,6 +24,8 @@ pub const QUICK_CALLS_TO_RETURN: u32 = 100_000;
 
 pub struct TransformPool {
     module: Arc<TransformModule>,
+    /// The entry's state store, which a reload may hand to the next pool.
+    store: Arc<StateStore>,
     /// One slot per instance, handed out in FIFO order.
     slots: Slots<GuestInstance>,
     /// Set when a call ran long on the fast path and again on a fiber: calls run on
@@ -44,14 +47,35 @@ pub struct TransformPool {
 
 impl TransformPool {
     /// Creates all instances up front, so a module whose init fails refuses the start.
+    /// They share a new state store.
     pub async fn new(module: Arc<TransformModule>) -> Result<TransformPool, Failure> {
+        let (max_keys, max_bytes) = module.state_limits;
+        Self::over(module, Arc::new(StateStore::new(max_keys, max_bytes))).await
+    }
+
+    /// Like [`TransformPool::new`], over the state store of the pool a reload replaces
+    /// (its module unchanged), with the new settings' bounds.
+    pub async fn carrying(
+        module: Arc<TransformModule>,
+        store: Arc<StateStore>,
+    ) -> Result<TransformPool, Failure> {
+        let (max_keys, max_bytes) = module.state_limits;
+        store.set_limits(max_keys, max_bytes);
+        Self::over(module, store).await
+    }
+
+    async fn over(
+        module: Arc<TransformModule>,
+        store: Arc<StateStore>,
+    ) -> Result<TransformPool, Failure> {
         let size = module.instances;
         let mut idle = Vec::with_capacity(size);
         for _ in 0..size {
-            idle.push(GuestInstance::new(&module).await?);
+            idle.push(GuestInstance::new(&module, &store).await?);
         }
         Ok(TransformPool {
             module,
+            store,
             slots: Slots::new(idle),
             on_fiber: AtomicBool::new(false),
             quick_in_a_row: AtomicU32::new(0),
@@ -127,7 +151,7 @@ impl TransformPool {
     }
 
     async fn fresh_instance(&self) -> Result<GuestInstance, Failure> {
-        match GuestInstance::new(&self.module).await {
+        match GuestInstance::new(&self.module, &self.store).await {
             Ok(i) => {
                 self.replaced.fetch_add(1, Ordering::Relaxed);
                 Ok(i)
@@ -204,6 +228,11 @@ impl TransformPool {
         &self.module
     }
 
+    /// The entry's state store.
+    pub fn store(&self) -> &Arc<StateStore> {
+        &self.store
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let failures: serde_json::Map<String, serde_json::Value> = Cause::ALL
             .iter()
@@ -219,11 +248,22 @@ impl TransformPool {
             "fast_path_exits": self.fast_path_exits.load(Ordering::Relaxed),
             "fast_path_returns": self.fast_path_returns.load(Ordering::Relaxed),
             "failures": failures,
+            "state": self.store.to_json(),
         });
         let code = self.module.code();
         doc[code.kind()] = code.path().display().to_string().into();
         doc
     }
+}
+
+/// More records than `transform.max_records` allows (the ABI's own ceiling reads the
+/// same, from the output document's check).
+fn too_many_records(count: usize, max: u32) -> Failure {
+    let why = format!(
+        "the module returned {count} records for one message; transform.max_records is {max} (it may be raised to {})",
+        abi::MAX_RECORDS
+    );
+    Failure::new(Cause::BadOutput, why)
 }
 
 /// A slot on loan, with its instance unless that was discarded; the slot goes back to
@@ -262,12 +302,14 @@ impl Checkout<'_> {
     ) -> Result<u64, Failure> {
         self.pool.overruns.fetch_add(1, Ordering::Relaxed);
         self.instance = None;
-        let fresh = GuestInstance::new(&self.pool.module).await.map_err(|f| {
-            Failure::new(
-                Cause::Unavailable,
-                format!("could not replace an instance: {f}"),
-            )
-        })?;
+        let fresh = GuestInstance::new(&self.pool.module, &self.pool.store)
+            .await
+            .map_err(|f| {
+                Failure::new(
+                    Cause::Unavailable,
+                    format!("could not replace an instance: {f}"),
+                )
+            })?;
         let instance = self.instance.insert(fresh);
         let called = instance.call(input).await;
         if !instance.last_call_was_quick() {
@@ -284,11 +326,15 @@ impl Checkout<'_> {
 
     /// Checks every record of the output document at `packed`.
     fn checked(&mut self, packed: u64) -> Result<u64, Failure> {
+        let max = self.pool.module.max_records;
         let instance = self.instance()?;
         match instance.output(packed)? {
             Output::Error(msg) => Err(Failure::reported(Cause::GuestError, msg)),
             Output::Invalid(msg) => Err(Failure::reported(Cause::BadOutput, msg)),
             Output::Records(records) => {
+                if records.len() > max as usize {
+                    return Err(too_many_records(records.len(), max));
+                }
                 for record in records.iter() {
                     let record =
                         record.map_err(|e| Failure::new(Cause::BadOutput, e.to_string()))?;

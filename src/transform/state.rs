@@ -8,6 +8,7 @@ use std::time::Duration;
 use wasmtime::{Memory, ResourceLimiter, Result, UpdateDeadline};
 
 use super::failure::Stopped;
+use super::state_store::StateStore;
 use super::ticker::{EpochState, EPOCH_TICK};
 use crate::observe::LogLimiter;
 
@@ -27,6 +28,8 @@ pub(crate) struct HostState {
     pub(crate) guest_log: Arc<LogLimiter>,
     /// Told while guest code runs on a fiber.
     pub(crate) epoch: Arc<EpochState>,
+    /// The entry's state store, shared by the pool's instances.
+    pub(crate) store: Arc<StateStore>,
 }
 
 /// Caps linear memory at `transform.max_memory` and remembers when a guest hit the cap,

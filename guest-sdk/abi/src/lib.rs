@@ -16,6 +16,7 @@ pub mod output;
 pub mod rules;
 pub mod sample;
 pub mod script;
+pub mod state;
 mod wire;
 
 pub use wire::WireError;
@@ -46,8 +47,11 @@ pub const IMPORT_ABORT: &str = "abort";
 /// Length value that marks an absent optional field.
 pub const ABSENT: u32 = u32::MAX;
 
-/// Most records one call may return.
-pub const MAX_RECORDS: u32 = 1024;
+/// Most records one call may return: the ceiling of the host's `transform.max_records`
+/// (default [`DEFAULT_MAX_RECORDS`]), which an entry may set lower.
+pub const MAX_RECORDS: u32 = 65_536;
+/// `transform.max_records` when the entry does not set it.
+pub const DEFAULT_MAX_RECORDS: u32 = 1024;
 /// Most headers one record may carry.
 pub const MAX_HEADERS: u32 = 1024;
 

@@ -12,6 +12,7 @@ mod exception;
 mod payload;
 mod records;
 mod script;
+mod state;
 
 pub use script::Script;
 

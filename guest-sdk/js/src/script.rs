@@ -42,6 +42,7 @@ impl Script {
             let runner = prelude(&ctx, &payload)
                 .map_err(|e| Error::msg(format_args!("the runtime's prelude failed: {e}")))?;
             let config = config_object(&ctx, cfg).map_err(Error::msg)?;
+            crate::state::define(&ctx).map_err(Error::msg)?;
             run_top_level(&ctx, source, name)?;
             let transform = find_transform(&ctx, name)?;
             let run: Function = runner.call((transform, config)).map_err(Error::msg)?;

@@ -299,3 +299,56 @@ fn a_payload_read_after_its_call_is_refused_not_mixed_up() {
         Some("TypeError")
     );
 }
+
+#[test]
+fn state_outlives_the_call_and_a_refused_put_throws() {
+    let s = script(
+        r#"function transform(msg) {
+             const [op, key, value] = msg.text().split(" ");
+             let out;
+             if (op === "put") out = state.put(key, value);
+             if (op === "putBytes") out = state.put(new TextEncoder().encode(key), new Uint8Array([1, 2]));
+             if (op === "get") out = state.getText(key) ?? "absent";
+             if (op === "getBytes") out = Array.from(state.get(key) ?? []).join(",");
+             if (op === "delete") out = state.delete(key);
+             if (op === "long") {
+               try { state.put("k".repeat(1025), "v"); } catch (e) { out = `${e.name}: ${e.message}`; }
+             }
+             if (op === "ttl") {
+               try { state.put(key, "v", -5); } catch (e) { out = `${e.name}: ${e.message}`; }
+             }
+             if (op === "badKey") {
+               try { state.get(42); } catch (e) { out = `${e.name}: ${e.message}`; }
+             }
+             return { payload: String(out) };
+           }"#,
+    );
+    let call = |text: &str| {
+        let t = TestMessage::new("t", text);
+        let r = one(&s, &t);
+        String::from_utf8(r.payload().unwrap().to_vec()).unwrap()
+    };
+    assert_eq!(call("put alias/7 temperature"), "undefined");
+    assert_eq!(call("get alias/7"), "temperature");
+    assert_eq!(call("putBytes raw"), "undefined");
+    assert_eq!(call("getBytes raw"), "1,2");
+    assert_eq!(call("delete alias/7"), "true");
+    assert_eq!(call("delete alias/7"), "false");
+    assert_eq!(call("get alias/7"), "absent");
+    assert_eq!(
+        call("long"),
+        "Error: state.put: a state key of 1025 bytes; the limit is 1024"
+    );
+    assert_eq!(
+        call("ttl x"),
+        "RangeError: state.put: the TTL must be a positive number of ms, not -5"
+    );
+    assert_eq!(
+        call("badKey"),
+        "TypeError: state: the key must be a string, a Uint8Array or an ArrayBuffer"
+    );
+    assert!(
+        start("state = 1; function transform() {}", &[]).is_ok(),
+        "a script may shadow the global"
+    );
+}

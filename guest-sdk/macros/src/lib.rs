@@ -6,6 +6,7 @@ use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
+use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
 use syn::{
     parse_macro_input, FnArg, GenericArgument, GenericParam, ItemFn, Lifetime, Path, PathArguments,
@@ -68,12 +69,19 @@ const RESERVED: [&str; 6] = [
     INIT_ADAPTER,
 ];
 
-/// The lifetime the macro gives every elided lifetime of the signature.
-const LIFETIME: &str = "'__rmqtt";
+/// The lifetime the macro gives every elided lifetime of the signature: one call's, for the
+/// message, the config or state, and the records, which all live until the host has read
+/// the output. The borrow checker names it in its errors ("`'call` must outlive
+/// `'static`", "lifetime `'call` defined here" under `#[transform]`), so it says what it is.
+const LIFETIME: &str = "'call";
 
 fn expand(args: Args, mut func: ItemFn) -> TokenStream2 {
     let checked = validate(&func.sig, args.init.is_some());
-    // Also on error, so that the function as written compiles and the only error is ours.
+    // Also on error, so that the function compiles and the only error is ours: as
+    // written, or with the `'static`s we refuse replaced by what the macro makes of them.
+    if checked.is_err() {
+        replace_statics(&mut func.sig);
+    }
     name_elided_lifetimes(&mut func.sig);
     if let Err(err) = checked {
         let mut tokens = err.to_compile_error();
@@ -251,6 +259,7 @@ fn validate(sig: &syn::Signature, has_init: bool) -> syn::Result<()> {
         }
     }
     check_return(&sig.output, sig.paren_token.span.join())?;
+    check_lifetimes(sig, has_init)?;
     if RESERVED.contains(&sig.ident.to_string().as_str()) {
         return Err(syn::Error::new(
             sig.ident.span(),
@@ -263,36 +272,207 @@ fn validate(sig: &syn::Signature, has_init: bool) -> syn::Result<()> {
     Ok(())
 }
 
-/// Names the lifetimes the signature elides, so that the result may borrow from the
-/// message's data and the config (plain elision cannot pick between several input
-/// lifetimes): `fn f<'l>(msg: &Message<'l>, cfg: &'l Config) -> Outcome<'l>`. Signatures
-/// with explicit lifetime parameters are left alone.
-fn name_elided_lifetimes(sig: &mut syn::Signature) {
-    if sig.generics.lifetimes().next().is_none() {
-        let lifetime = Lifetime::new(LIFETIME, Span::call_site());
-        let mut namer = NameElided {
-            lifetime: lifetime.clone(),
-            touched: false,
+/// Rejects the lifetimes the adapter cannot provide, which the borrow checker would
+/// otherwise report as "`'call` must outlive `'static`" or as an undeclared lifetime in
+/// generated code, without saying what to write. The adapter lends the message, the config
+/// and the state for one call, never for `'static`; and the instance keeps the state
+/// across calls, so its type cannot borrow for the function's own lifetimes. (`'static`
+/// inside the state type or the error type is fine.)
+fn check_lifetimes(sig: &syn::Signature, has_init: bool) -> syn::Result<()> {
+    let is_static = |l: &&Lifetime| l.ident == "static";
+    for (i, arg) in sig.inputs.iter().enumerate() {
+        let FnArg::Typed(pat) = arg else { continue };
+        let Type::Reference(reference) = &*pat.ty else {
+            continue;
         };
-        for (i, arg) in sig.inputs.iter_mut().enumerate() {
-            if let FnArg::Typed(pat) = arg {
-                match &mut *pat.ty {
-                    // `&Message<'l>`: records borrow the message's data ('l), not the
-                    // reference to the `Message` value, which may be a temporary.
-                    Type::Reference(reference) if i == 0 => {
-                        namer.visit_type_mut(&mut reference.elem)
-                    }
-                    // `&'l Config`: records may borrow config values.
-                    ty => namer.visit_type_mut(ty),
-                }
+        if let Some(lifetime) = reference.lifetime.iter().find(is_static) {
+            return Err(static_error(lifetime, sig));
+        }
+        let inner = lifetimes_in(&reference.elem);
+        if i == 1 && has_init && !is_ref_to(arg, "Config") {
+            let declared = |l: &&Lifetime| sig.generics.lifetimes().any(|p| p.lifetime == **l);
+            if let Some(lifetime) = inner.iter().find(declared) {
+                let message = format!(
+                    "the state `{}` cannot borrow for `{lifetime}`: the instance keeps what the init function returns across calls, so write `'static` there (and give the state owned fields, `String` rather than `&str`, where it would borrow from the config)",
+                    pretty(&reference.elem)
+                );
+                return Err(syn::Error::new(lifetime.span(), message));
             }
+        } else if let Some(lifetime) = inner.iter().find(is_static) {
+            return Err(static_error(lifetime, sig));
         }
-        namer.visit_return_type_mut(&mut sig.output);
-        if namer.touched {
-            sig.generics
-                .params
-                .insert(0, GenericParam::Lifetime(syn::LifetimeParam::new(lifetime)));
+    }
+    let mut output = sig.output.clone();
+    let in_outcome = match result_parts(&mut output) {
+        (Some(outcome), _) => lifetimes_in(outcome),
+        _ => Vec::new(),
+    };
+    match in_outcome.iter().find(is_static) {
+        Some(lifetime) => Err(static_error(lifetime, sig)),
+        None => Ok(()),
+    }
+}
+
+/// Replaces the `'static`s that `check_lifetimes` refuses by `'_` (or the signature's own
+/// lifetime), so that after its error the function compiles: the borrow checker would
+/// otherwise add its "`'call` must outlive `'static`" to ours.
+fn replace_statics(sig: &mut syn::Signature) {
+    let to = match sig.generics.lifetimes().next() {
+        Some(param) => param.lifetime.clone(),
+        None => Lifetime::new("'_", Span::call_site()),
+    };
+    let mut replace = ReplaceStatic(to);
+    for (i, arg) in sig.inputs.iter_mut().enumerate() {
+        let FnArg::Typed(pat) = arg else { continue };
+        let Type::Reference(reference) = &mut *pat.ty else {
+            continue;
+        };
+        if let Some(lifetime) = &mut reference.lifetime {
+            replace.visit_lifetime_mut(lifetime);
         }
+        if i == 0 {
+            replace.visit_type_mut(&mut reference.elem);
+        }
+    }
+    if let (Some(outcome), _) = result_parts(&mut sig.output) {
+        replace.visit_type_mut(outcome);
+    }
+}
+
+/// Replaces every `'static` it visits by its lifetime.
+struct ReplaceStatic(Lifetime);
+
+impl VisitMut for ReplaceStatic {
+    fn visit_lifetime_mut(&mut self, lifetime: &mut Lifetime) {
+        if lifetime.ident == "static" {
+            *lifetime = self.0.clone();
+        }
+    }
+}
+
+/// The error for a `'static` in the signature, with the two ways that work, the second
+/// spelled with the function's own names so that it can be pasted.
+fn static_error(lifetime: &Lifetime, sig: &syn::Signature) -> syn::Error {
+    let message = format!(
+        "a #[transform] function cannot take or return `'static` borrows: the message, the config or state, and the records live for one call. \
+         Leave the lifetimes out, and the macro gives them all one lifetime, `{LIFETIME}`, so that records may borrow from each; or name it yourself: `{}`",
+        explicit_form(sig)
+    );
+    syn::Error::new(lifetime.span(), message)
+}
+
+/// `fn name<'a>(msg: &Message<'a>, cfg: &'a Config) -> Result<Outcome<'a>, E>`: the
+/// signature with one named lifetime for the message's data, the config or state, and
+/// the records (the form the macro makes of elided lifetimes).
+fn explicit_form(sig: &syn::Signature) -> String {
+    let a = Lifetime::new("'a", Span::call_site());
+    let mut args = Vec::new();
+    for (i, arg) in sig.inputs.iter().enumerate() {
+        let FnArg::Typed(pat) = arg else { continue };
+        let ty = match &*pat.ty {
+            Type::Reference(r) if i == 0 => format!("&{}", pretty(&with_lifetime(&r.elem, &a))),
+            Type::Reference(r) => format!("&{a} {}", pretty(&r.elem)),
+            ty => pretty(ty),
+        };
+        args.push(format!("{}: {ty}", pat.pat.to_token_stream()));
+    }
+    let mut output = sig.output.clone();
+    if let (Some(outcome), _) = result_parts(&mut output) {
+        *outcome = with_lifetime(outcome, &a);
+    }
+    let ret = match &output {
+        ReturnType::Type(_, ty) => format!(" -> {}", pretty(ty)),
+        ReturnType::Default => String::new(),
+    };
+    format!("fn {}<{a}>({}){ret}", sig.ident, args.join(", "))
+}
+
+/// `Message<'a>` from `Message`, `Message<'_>` or `Message<'static>` (any path).
+fn with_lifetime(ty: &Type, lifetime: &Lifetime) -> Type {
+    let mut ty = ty.clone();
+    if let Type::Path(TypePath { path, .. }) = &mut ty {
+        if let Some(last) = path.segments.last_mut() {
+            last.arguments = PathArguments::AngleBracketed(syn::parse_quote!(<#lifetime>));
+        }
+    }
+    ty
+}
+
+/// The `Outcome` and the error type of a return type `Outcome` or `Result<Outcome, E>`
+/// (`Result<Outcome>`, an alias, has no error type).
+fn result_parts(output: &mut ReturnType) -> (Option<&mut Type>, Option<&mut Type>) {
+    let ReturnType::Type(_, ty) = output else {
+        return (None, None);
+    };
+    let is_result = matches!(&**ty, Type::Path(TypePath { path, .. })
+        if path.segments.last().is_some_and(|s| s.ident == "Result"));
+    if !is_result {
+        return (Some(&mut **ty), None);
+    }
+    let Type::Path(TypePath { path, .. }) = &mut **ty else {
+        return (None, None);
+    };
+    let Some(last) = path.segments.last_mut() else {
+        return (None, None);
+    };
+    let PathArguments::AngleBracketed(args) = &mut last.arguments else {
+        return (None, None);
+    };
+    let mut types = args.args.iter_mut().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    });
+    (types.next(), types.next())
+}
+
+/// The lifetimes a type names.
+fn lifetimes_in(ty: &Type) -> Vec<Lifetime> {
+    struct Named(Vec<Lifetime>);
+    impl<'ast> Visit<'ast> for Named {
+        fn visit_lifetime(&mut self, lifetime: &'ast Lifetime) {
+            self.0.push(lifetime.clone());
+        }
+    }
+    let mut named = Named(Vec::new());
+    named.visit_type(ty);
+    named.0
+}
+
+/// Names the lifetimes the signature elides, so that the result may borrow from the
+/// message's data, the config and the state (plain elision cannot pick between several
+/// input lifetimes): `fn f<'l>(msg: &Message<'l>, cfg: &'l Config) -> Outcome<'l>`. The
+/// state type is left as written (the instance keeps it across calls, so only `'static`
+/// fits, which is what `'_` in it infers to), and an error type's elided lifetimes are
+/// `'static` (an error outlives the call: `Err("empty")` with `&str`). Signatures with
+/// explicit lifetime parameters are left alone.
+fn name_elided_lifetimes(sig: &mut syn::Signature) {
+    if sig.generics.lifetimes().next().is_some() {
+        return;
+    }
+    let lifetime = Lifetime::new(LIFETIME, Span::call_site());
+    let mut namer = NameElided::new(&lifetime);
+    for (i, arg) in sig.inputs.iter_mut().enumerate() {
+        let FnArg::Typed(pat) = arg else { continue };
+        let Type::Reference(reference) = &mut *pat.ty else {
+            continue;
+        };
+        if i == 0 {
+            // `&Message<'l>`: records borrow the message's data ('l), not the reference
+            // to the `Message` value, which may be a temporary.
+            namer.visit_type_mut(&mut reference.elem);
+        } else {
+            // `&'l Config`, `&'l S`: records may borrow config values and the state.
+            namer.name_reference(reference);
+        }
+    }
+    if let (_, Some(error)) = result_parts(&mut sig.output) {
+        NameElided::new(&Lifetime::new("'static", Span::call_site())).visit_type_mut(error);
+    }
+    namer.visit_return_type_mut(&mut sig.output);
+    if namer.touched {
+        sig.generics
+            .params
+            .insert(0, GenericParam::Lifetime(syn::LifetimeParam::new(lifetime)));
     }
 }
 
@@ -430,19 +610,26 @@ struct NameElided {
     touched: bool,
 }
 
+impl NameElided {
+    fn new(lifetime: &Lifetime) -> NameElided {
+        NameElided {
+            lifetime: lifetime.clone(),
+            touched: false,
+        }
+    }
+
+    /// Names the lifetime of `&T` or `&'_ T`, and nothing inside `T`.
+    fn name_reference(&mut self, r: &mut syn::TypeReference) {
+        if r.lifetime.as_ref().is_none_or(|l| l.ident == "_") {
+            r.lifetime = Some(self.lifetime.clone());
+            self.touched = true;
+        }
+    }
+}
+
 impl VisitMut for NameElided {
     fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
-        match &r.lifetime {
-            None => {
-                r.lifetime = Some(self.lifetime.clone());
-                self.touched = true;
-            }
-            Some(l) if l.ident == "_" => {
-                r.lifetime = Some(self.lifetime.clone());
-                self.touched = true;
-            }
-            Some(_) => {}
-        }
+        self.name_reference(r);
         syn::visit_mut::visit_type_reference_mut(self, r);
     }
 
@@ -497,15 +684,23 @@ mod tests {
     fn elided_lifetimes_get_one_name() {
         assert_eq!(
             named("fn f(msg: &Message) -> Outcome"),
-            "fnf<'__rmqtt>(msg:&Message<'__rmqtt>)->Outcome<'__rmqtt>"
+            "fnf<'call>(msg:&Message<'call>)->Outcome<'call>"
         );
         assert_eq!(
             named("fn f(msg: &Message<'_>, cfg: &Config) -> Result<Outcome, Error>"),
-            "fnf<'__rmqtt>(msg:&Message<'__rmqtt>,cfg:&'__rmqttConfig)->Result<Outcome<'__rmqtt>,Error>"
+            "fnf<'call>(msg:&Message<'call>,cfg:&'callConfig)->Result<Outcome<'call>,Error>"
         );
         assert_eq!(
             named("fn f(msg: &x::Message, _: &x::Config) -> std::result::Result<x::Outcome, &str>"),
-            "fnf<'__rmqtt>(msg:&x::Message<'__rmqtt>,_:&'__rmqttx::Config)->std::result::Result<x::Outcome<'__rmqtt>,&'__rmqttstr>"
+            "fnf<'call>(msg:&x::Message<'call>,_:&'callx::Config)->std::result::Result<x::Outcome<'call>,&'staticstr>"
+        );
+    }
+
+    #[test]
+    fn the_state_type_is_left_as_written() {
+        assert_eq!(
+            named("fn f(msg: &Message, s: &Settings<'_>) -> Outcome"),
+            "fnf<'call>(msg:&Message<'call>,s:&'callSettings<'_>)->Outcome<'call>"
         );
     }
 
@@ -558,6 +753,51 @@ mod tests {
         let sig = syn::parse_str("fn f(msg: &Message, s: &Settings) -> Outcome").unwrap();
         let state = state_type(&sig).map(|t| t.to_token_stream().to_string());
         assert_eq!(state.as_deref(), Some("Settings"));
+    }
+
+    #[test]
+    fn static_borrows_are_refused_with_the_explicit_form() {
+        let check =
+            |sig: &str| validate(&syn::parse_str(sig).unwrap(), true).map_err(|e| e.to_string());
+        let explicit = "fn f<'a>(msg: &Message<'a>, s: &'a Settings) -> Result<Outcome<'a>, Error>";
+        for sig in [
+            "fn f(msg: &Message, s: &Settings) -> Result<Outcome<'static>, Error>",
+            "fn f(msg: &Message<'static>, s: &Settings) -> Result<Outcome, Error>",
+            "fn f(msg: &'static Message, s: &'static Settings) -> Result<Outcome, Error>",
+        ] {
+            let err = check(sig).unwrap_err();
+            assert!(
+                err.contains("cannot take or return `'static` borrows"),
+                "{err}"
+            );
+            assert!(err.ends_with(&format!("`{explicit}`")), "{err}");
+        }
+        assert!(check(explicit).is_ok());
+        assert!(check(
+            "fn f(msg: &Message, s: &Settings<'static>) -> Result<Outcome, &'static str>"
+        )
+        .is_ok());
+        let err =
+            check("fn f<'a>(msg: &Message<'a>, s: &'a Settings<'a>) -> Outcome<'a>").unwrap_err();
+        assert!(
+            err.starts_with("the state `Settings<'a>` cannot borrow for `'a`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refused_statics_become_the_macros_lifetime() {
+        let mut sig = syn::parse_str(
+            "fn f(msg: &Message<'static>, s: &'static S<'static>) -> Outcome<'static>",
+        )
+        .unwrap();
+        replace_statics(&mut sig);
+        name_elided_lifetimes(&mut sig);
+        let sig = sig.to_token_stream().to_string().replace(' ', "");
+        assert_eq!(
+            sig,
+            "fnf<'call>(msg:&Message<'call>,s:&'callS<'static>)->Outcome<'call>"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use clap::Args;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// A message's fields as flags; with `--input`, the defaults of every line.
 #[derive(Args, Debug, Clone)]
@@ -118,6 +119,9 @@ struct Line {
     topic: Option<String>,
     payload: Option<String>,
     payload_b64: Option<String>,
+    /// A JSON document, whose text as written is the payload (as `transform test`
+    /// prints one).
+    payload_json: Option<Box<RawValue>>,
     qos: Option<u8>,
     retain: Option<bool>,
     clientid: Option<String>,
@@ -145,13 +149,14 @@ pub fn read_lines(path: &Path, defaults: &Message) -> Result<Vec<Message>> {
 }
 
 fn over(l: Line, d: &Message) -> Result<Message> {
-    let payload = match (l.payload, l.payload_b64) {
-        (Some(_), Some(_)) => bail!("give payload or payload_b64, not both"),
-        (Some(p), None) => p.into_bytes(),
-        (None, Some(b)) => base64::engine::general_purpose::STANDARD
+    let payload = match (l.payload, l.payload_b64, l.payload_json) {
+        (Some(p), None, None) => p.into_bytes(),
+        (None, Some(b), None) => base64::engine::general_purpose::STANDARD
             .decode(b)
             .context("payload_b64")?,
-        (None, None) => d.payload.clone(),
+        (None, None, Some(doc)) => doc.get().as_bytes().to_vec(),
+        (None, None, None) => d.payload.clone(),
+        _ => bail!("give one of payload, payload_b64 and payload_json"),
     };
     if l.qos.is_some_and(|q| q > 2) {
         bail!("qos must be 0, 1 or 2");

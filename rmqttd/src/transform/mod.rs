@@ -46,9 +46,10 @@ pub struct TestArgs {
     module: PathBuf,
     #[command(flatten)]
     message: MessageArgs,
-    /// Messages, one JSON object per line, with the flags' fields (`topic`, `payload`
-    /// or `payload_b64`, `qos`, `retain`, `clientid`, `username`, `properties` as
-    /// `[["name", "value"], …]`, `timestamp_ms`); the flags give the defaults.
+    /// Messages, one JSON object per line, with the flags' fields (`topic`, `payload`,
+    /// `payload_b64` or `payload_json`, `qos`, `retain`, `clientid`, `username`,
+    /// `properties` as `[["name", "value"], …]`, `timestamp_ms`); the flags give the
+    /// defaults.
     #[arg(long)]
     input: Option<PathBuf>,
     #[command(flatten)]
@@ -60,7 +61,8 @@ pub struct TestArgs {
     #[arg(long)]
     max_memory: Option<String>,
     /// A golden file: the output expected, one JSON object per line. Exits 1 and
-    /// prints the differences if the output is not the same.
+    /// prints the differences if the output is not the same: each field that differs,
+    /// per message and record, then both lines.
     #[arg(long)]
     expect: Option<PathBuf>,
     /// With `--expect`: an error matches on its cause alone, not its message (for a
@@ -190,7 +192,12 @@ async fn start(module: Arc<TransformModule>) -> Result<TransformPool> {
 }
 
 /// Runs the module on message `i` and adds its output lines; whether it succeeded.
-async fn transform(pool: &TransformPool, i: usize, m: &Message, lines: &mut Vec<Value>) -> bool {
+async fn transform(
+    pool: &TransformPool,
+    i: usize,
+    m: &Message,
+    lines: &mut Vec<report::Line>,
+) -> bool {
     let input = m.fields();
     match pool.run(&input).await {
         Err(failure) => {

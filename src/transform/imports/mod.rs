@@ -1,9 +1,11 @@
-//! Functions a module may import: `rmqtt.log` and `rmqtt.abort` (`rmqtt.rs`), and a
+//! Functions a module may import: `rmqtt.log` and `rmqtt.abort` (`rmqtt.rs`), the
+//! state store's `rmqtt.state_get`, `state_put` and `state_delete` (`state.rs`), and a
 //! deny-by-default subset of WASI preview 1 so that modules built for `wasm32-wasip1`
 //! load (`wasi.rs`). Each host call is one named function; this file holds what they
 //! share: bounds-checked access to guest memory.
 
 mod rmqtt;
+mod state;
 mod wasi;
 
 use wasmtime::{Caller, Linker, Result};
@@ -13,6 +15,7 @@ use super::state::HostState;
 /// Defines every import this host provides.
 pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<()> {
     rmqtt::define(linker)?;
+    state::define(linker)?;
     wasi::define(linker)
 }
 
