@@ -9,6 +9,7 @@
 
 mod bytes;
 mod exception;
+mod json;
 mod payload;
 mod records;
 mod script;

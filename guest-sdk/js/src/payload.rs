@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use rquickjs::{Ctx, Exception, Result, String as JsString, TypedArray};
+use rquickjs::{Ctx, Exception, Result, String as JsString, TypedArray, Value};
 
 use crate::bytes::text;
 
@@ -56,6 +56,14 @@ impl CurrentPayload {
     /// `payloadBytes(call)`: a new `Uint8Array` of the payload.
     pub(crate) fn bytes<'js>(&self, ctx: Ctx<'js>, call: u32) -> Result<TypedArray<'js, u8>> {
         self.read(&ctx, call, |b| TypedArray::new_copy(ctx.clone(), b))
+    }
+
+    /// `payloadJson(call)`: the payload parsed as JSON, or `undefined` when the fast
+    /// path leaves it to `JSON.parse` (`json.rs`).
+    pub(crate) fn json<'js>(&self, ctx: Ctx<'js>, call: u32) -> Result<Value<'js>> {
+        self.read(&ctx, call, |b| {
+            Ok(crate::json::parse(&ctx, b).unwrap_or_else(|| Value::new_undefined(ctx.clone())))
+        })
     }
 
     /// `payloadText(call)`: the payload as text, invalid UTF-8 as U+FFFD.

@@ -3,7 +3,7 @@
 // runtime calls with the script's `transform` once the script's top-level code has run.
 // `msg` is built here, as an object literal: the engine sets its members faster than
 // one native call per member would.
-(function (decodeUtf8, encodeUtf8, payloadBytes, payloadText) {
+(function (decodeUtf8, encodeUtf8, payloadBytes, payloadText, payloadJson) {
   "use strict";
 
   // The payload stays with the runtime until the script reads it: `payload` makes its
@@ -24,8 +24,14 @@
       const bytes = this[PAYLOAD];
       return bytes === undefined ? payloadText(this[CALL]) : decodeUtf8(bytes, false);
     },
-    // The payload parsed as JSON; throws a SyntaxError when it is not JSON.
+    // The payload parsed as JSON; throws a SyntaxError when it is not JSON. The runtime
+    // parses the untouched payload itself when it can (json.rs), and it answers
+    // `undefined` for what it leaves to JSON.parse.
     json() {
+      if (this[PAYLOAD] === undefined) {
+        const doc = payloadJson(this[CALL]);
+        if (doc !== undefined) return doc;
+      }
       return JSON.parse(this.text());
     },
   };

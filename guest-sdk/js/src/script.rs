@@ -123,10 +123,11 @@ fn prelude<'js>(ctx: &Ctx<'js>, payload: &CurrentPayload) -> rquickjs::Result<Fu
     let setup: Function = ctx.eval_with_options(PRELUDE, options("<prelude>"))?;
     let decode = Function::new(ctx.clone(), decode_utf8)?;
     let encode = Function::new(ctx.clone(), encode_utf8)?;
-    let (p, q) = (payload.clone(), payload.clone());
+    let (p, q, r) = (payload.clone(), payload.clone(), payload.clone());
     let bytes = Function::new(ctx.clone(), move |ctx, call| p.bytes(ctx, call))?;
     let text = Function::new(ctx.clone(), move |ctx, call| q.text(ctx, call))?;
-    setup.call((decode, encode, bytes, text))
+    let json = Function::new(ctx.clone(), move |ctx, call| r.json(ctx, call))?;
+    setup.call((decode, encode, bytes, text, json))
 }
 
 fn options(name: &str) -> EvalOptions {

@@ -352,3 +352,92 @@ fn state_outlives_the_call_and_a_refused_put_throws() {
         "a script may shadow the global"
     );
 }
+
+/// `msg.json()` parses the payload itself when it can; whatever it gives must be what
+/// `JSON.parse(msg.text())` gives, member order, `-0`, `__proto__` and errors included.
+#[test]
+fn msg_json_is_json_parse_of_the_text() {
+    let s = script(
+        r#"function same(a, b, depth = 0) {
+             if (typeof a !== "object" || a === null || b === null) return Object.is(a, b);
+             // Deep documents: their text, not the stack's depth.
+             if (depth > 50) return JSON.stringify(a) === JSON.stringify(b);
+             if (Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) return false;
+             const ka = Reflect.ownKeys(a), kb = Reflect.ownKeys(b);
+             if (ka.length !== kb.length || ka.some((k, i) => k !== kb[i])) return false;
+             return ka.every((k) => {
+               const da = Object.getOwnPropertyDescriptor(a, k), db = Object.getOwnPropertyDescriptor(b, k);
+               return da.writable === db.writable && da.enumerable === db.enumerable
+                 && da.configurable === db.configurable && same(da.value, db.value, depth + 1);
+             });
+           }
+           function outcome(f) {
+             try { return { value: f() }; } catch (e) { return { error: `${e.name}: ${e.message}` }; }
+           }
+           // Counts the calls of JSON.parse, which msg.json() makes only when it leaves
+           // the payload to it.
+           const parse = JSON.parse;
+           let parsed = 0;
+           JSON.parse = (text) => { parsed++; return parse(text); };
+           function transform(msg) {
+             parsed = 0;
+             const fast = outcome(() => msg.json());
+             const path = parsed ? "JSON.parse" : "runtime";
+             const slow = outcome(() => JSON.parse(msg.text()));
+             const agree = "error" in fast ? fast.error === slow.error : same(fast.value, slow.value);
+             return { payload: agree ? path : `differ: ${JSON.stringify(fast)} vs ${JSON.stringify(slow)}` };
+           }"#,
+    );
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let runtime = [
+        r#"{"device_id":"d-17","temp":21.5,"ok":true,"n":null,"tags":["a","b"],"nested":{"x":[1,{"y":2}]}}"#,
+        r#"{"b":1,"a":2,"10":3,"2":4,"b":5}"#,
+        r#"{"__proto__":{"polluted":true},"x":1}"#,
+        r#"[-0, 0, -0.0, 5e-324, 0.1, 0.30000000000000004, 1.7976931348623157e308]"#,
+        r#"[9007199254740993, 18446744073709551615, 123456789012345678901234567890, -9223372036854775809]"#,
+        r#"[2.2250738585072011e-308, 9007199254740993.0, 1.00000000000000011102230246251565]"#,
+        r#""\u00e9\ud83d\ude00 \n\t\"\\ \/ é😀""#,
+        r#"{"\u0061":1, "a":2}"#,
+        " \t\r\n {\"a\" : [ ] , \"b\" : { } } \n",
+    ];
+    // What serde_json refuses: lone surrogates and numbers past f64 (which JSON.parse
+    // takes), nesting past 128, invalid UTF-8, and what is not JSON.
+    let left_to_json_parse = [
+        r#"["\ud800", "\udc00x"]"#,
+        "[1e400, -1e400]",
+        r#"{"a":1,}"#,
+        r#"{'a':1}"#,
+        "[1, 2",
+        "",
+        "01",
+        "true false",
+        "NaN",
+        "\u{feff}{}",
+    ];
+    let cases = runtime
+        .iter()
+        .map(|c| (c.as_bytes().to_vec(), "runtime"))
+        .chain(
+            left_to_json_parse
+                .iter()
+                .map(|c| (c.as_bytes().to_vec(), "JSON.parse")),
+        )
+        .chain(
+            [
+                deep.into_bytes(),
+                b"{\"a\":\"\xff\"}".to_vec(),
+                b"\"\xc3\"".to_vec(),
+            ]
+            .map(|c| (c, "JSON.parse")),
+        );
+    for (case, path) in cases {
+        let t = TestMessage::new("t", case.clone());
+        let r = one(&s, &t);
+        assert_eq!(
+            text(r.payload()),
+            Some(path),
+            "{:?}",
+            String::from_utf8_lossy(&case)
+        );
+    }
+}
