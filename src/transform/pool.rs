@@ -244,6 +244,7 @@ impl TransformPool {
             "replaced": self.replaced(),
             "replace_failures": self.replace_failures(),
             "calls_on_fibers": self.on_fiber.load(Ordering::Relaxed),
+            "quick_calls_in_a_row": self.quick_in_a_row.load(Ordering::Relaxed),
             "fast_path_overruns": self.overruns.load(Ordering::Relaxed),
             "fast_path_exits": self.fast_path_exits.load(Ordering::Relaxed),
             "fast_path_returns": self.fast_path_returns.load(Ordering::Relaxed),
