@@ -14,7 +14,7 @@ use crate::observe::{Outcome, ReloadResult, Reloads, ENTRY_LABELS, PREFIX};
 use crate::pipeline::{BridgeView, Entry, Running};
 use crate::shape::Reason;
 use crate::spool::Spool;
-use crate::transform::{Cause, StateStore, TransformPool, REFUSALS};
+use crate::transform::{Cause, StateStore, TransformPool};
 
 /// Reads the running pipeline at scrape time; while the plugin is stopped it reports
 /// nothing (the series vanish rather than freeze).
@@ -211,11 +211,9 @@ impl StateSeries {
         self.max_bytes
             .with_label_values(labels)
             .set(to_i64(max_bytes));
-        for reason in REFUSALS {
+        for (reason, n) in store.refusals() {
             let l = &[labels[0], labels[1], reason.as_str()];
-            self.refused
-                .with_label_values(l)
-                .inc_by(store.refused(reason));
+            self.refused.with_label_values(l).inc_by(n);
         }
     }
 }

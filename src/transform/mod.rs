@@ -23,5 +23,5 @@ pub use failure::{Cause, Failure};
 pub use module::TransformModule;
 pub use modules::Modules;
 pub use pool::{TransformPool, Transformed, QUICK_CALLS_TO_RETURN};
-pub use state_store::{StateStore, REFUSALS};
+pub use state_store::StateStore;
 pub use ticker::EPOCH_TICK;

@@ -111,35 +111,37 @@ impl StateStore {
             0 => 0,
             ttl => self.now_ms().saturating_add(ttl),
         };
-        let mut shard = self.shard(key);
-        let (new_key, old_bytes) = match shard.get(key) {
-            Some(old) => (false, key.len() + old.bytes.len()),
-            None => (true, 0),
-        };
-        let new_bytes = key.len() + value.len();
-        if new_key && !reserve(&self.keys, 1, self.max_keys.load(Ordering::Relaxed)) {
-            return PutStatus::TooManyKeys;
-        }
-        let growth = new_bytes.saturating_sub(old_bytes);
-        if !reserve(&self.bytes, growth, self.max_bytes.load(Ordering::Relaxed)) {
-            if new_key {
-                self.keys.fetch_sub(1, Ordering::Relaxed);
-            }
-            return PutStatus::TooManyBytes;
-        }
-        self.bytes
-            .fetch_sub(old_bytes.saturating_sub(new_bytes), Ordering::Relaxed);
-        let value = Value {
+        let new = Value {
             bytes: value.into(),
             expires_ms,
         };
+        let mut shard = self.shard(key);
         match shard.get_mut(key) {
-            Some(slot) => *slot = value,
+            Some(old) => {
+                let (old_len, new_len) = (old.bytes.len(), new.bytes.len());
+                if !self.reserve_bytes(new_len.saturating_sub(old_len)) {
+                    return PutStatus::TooManyBytes;
+                }
+                self.bytes
+                    .fetch_sub(old_len.saturating_sub(new_len), Ordering::Relaxed);
+                *old = new;
+            }
             None => {
-                shard.insert(key.into(), value);
+                if !reserve(&self.keys, 1, self.max_keys.load(Ordering::Relaxed)) {
+                    return PutStatus::TooManyKeys;
+                }
+                if !self.reserve_bytes(key.len() + new.bytes.len()) {
+                    self.keys.fetch_sub(1, Ordering::Relaxed);
+                    return PutStatus::TooManyBytes;
+                }
+                shard.insert(key.into(), new);
             }
         }
         PutStatus::Ok
+    }
+
+    fn reserve_bytes(&self, n: usize) -> bool {
+        reserve(&self.bytes, n, self.max_bytes.load(Ordering::Relaxed))
     }
 
     /// Removes every expired key; how many went.
@@ -200,12 +202,18 @@ impl StateStore {
         self.refused[status as usize].load(Ordering::Relaxed)
     }
 
+    /// Refused puts by reason, every reason that refuses listed (zeros too).
+    pub fn refusals(&self) -> impl Iterator<Item = (PutStatus, u64)> + '_ {
+        let refusing = PutStatus::ALL.into_iter().filter(|s| *s != PutStatus::Ok);
+        refusing.map(|s| (s, self.refused(s)))
+    }
+
     /// The store's part of the pool's `/status` document.
     pub fn to_json(&self) -> serde_json::Value {
         let (max_keys, max_bytes) = self.limits();
-        let refused: serde_json::Map<_, _> = REFUSALS
-            .iter()
-            .map(|s| (s.as_str().to_owned(), self.refused(*s).into()))
+        let refused: serde_json::Map<_, _> = self
+            .refusals()
+            .map(|(s, n)| (s.as_str().to_owned(), n.into()))
             .collect();
         serde_json::json!({
             "keys": self.keys(),
@@ -216,14 +224,6 @@ impl StateStore {
         })
     }
 }
-
-/// The answers that refuse a put, as `/status` and `/metrics` count them.
-pub const REFUSALS: [PutStatus; 4] = [
-    PutStatus::TooManyKeys,
-    PutStatus::TooManyBytes,
-    PutStatus::KeyTooLong,
-    PutStatus::BadTtl,
-];
 
 /// Adds `n` to `counter` unless that would pass `max`.
 fn reserve(counter: &AtomicUsize, n: usize, max: usize) -> bool {
