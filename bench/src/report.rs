@@ -412,7 +412,7 @@ fn render(out: &mut String, rows: &[Vec<String>], columns: usize) {
 }
 
 /// The configurations compared at equal load: what each adds to broker CPU per message.
-const DIFFERENCES: [(Config, Config, &str); 11] = [
+const DIFFERENCES: [(Config, Config, &str); 12] = [
     (Config::C, Config::A, "what the bridge adds"),
     (Config::D, Config::C, "passthrough module"),
     (Config::E, Config::C, "key_headers module"),
@@ -424,6 +424,7 @@ const DIFFERENCES: [(Config, Config, &str); 11] = [
     (Config::H, Config::C, "acked on delivery"),
     (Config::K, Config::C, "key-headers.js script"),
     (Config::K, Config::E, "the script over the module"),
+    (Config::L, Config::C, "Avro encoding"),
 ];
 
 /// The equal-load table of one load (`--rate`): CPU per delivered message of each

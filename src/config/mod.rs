@@ -3,6 +3,7 @@
 //! and the field it is about.
 
 mod error;
+mod schema;
 mod units;
 mod validate;
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::ConfigError;
+pub use schema::{RegistryAuth, RegistrySource, SchemaConfig, SchemaFormat, SchemaSource};
 pub use units::parse_duration;
 use units::{byte_size, duration};
 
@@ -204,9 +206,21 @@ pub struct RemoteConfig {
     /// What happens to a record one of whose templates has no value for its message.
     #[serde(default = "forward")]
     pub on_template_error: OnError,
-    /// Where `on_template_error = "dead_letter"` sends such a message.
+    /// Where `on_template_error = "dead_letter"` sends such a message (and
+    /// `on_schema_error = "dead_letter"`).
     #[serde(default)]
     pub dead_letter_topic: Option<KafkaTopic>,
+    /// The record's value encoded against a schema and framed as Confluent's serializers
+    /// frame it.
+    #[serde(default)]
+    pub value_schema: Option<SchemaConfig>,
+    /// The record's key, likewise.
+    #[serde(default)]
+    pub key_schema: Option<SchemaConfig>,
+    /// What happens to a record whose value or key does not fit its schema, or whose
+    /// schema is not available: `"drop"` or `"dead_letter"`; never sent unencoded.
+    #[serde(default)]
+    pub on_schema_error: OnError,
     /// When a QoS 1/2 publish is acknowledged; see [`AckLevel`]. Unset: `"delivered"`
     /// with `ack_after_delivery = true`, else the buffer mode's default.
     #[serde(default)]
@@ -832,6 +846,130 @@ remote.queue_timeout = "5 parsecs"
         let e = error_of(&base.replace("t-${topic.1}", "t ${topic.1}"));
         assert_eq!(e.field, "remote.topic");
         assert!(e.to_string().contains("column 2"), "{e}");
+    }
+
+    #[test]
+    fn schema_settings_load_and_every_refusal_names_its_field() {
+        let base = "[[bridges]]\nname = \"x\"\nservers = \"k\"\n[[bridges.entries]]\nlocal.topic_filter = \"a\"\nremote.topic = \"t\"\n";
+        let c = PluginConfig::from_toml(&format!(
+            "{base}remote.value_schema = {{ format = \"protobuf\", registry = \"https://sr.example:8081/\", subject = \"t-value\", version = 3, token = \"tk\", message = \"p.T\" }}\nremote.key_schema = {{ format = \"avro\", file = \"k.avsc\", id = 17 }}\nremote.on_schema_error = \"dead_letter\"\nremote.dead_letter_topic = \"dlq\"\n"
+        ))
+        .unwrap();
+        let r = &c.bridges[0].entries[0].remote;
+        let value = r.value_schema.as_ref().unwrap();
+        assert_eq!(value.format, SchemaFormat::Protobuf);
+        assert_eq!(value.message.as_deref(), Some("p.T"));
+        let SchemaSource::Registry(registry) = &value.source else {
+            panic!("{value:?}")
+        };
+        assert_eq!(
+            registry.url, "https://sr.example:8081",
+            "without the trailing /"
+        );
+        assert_eq!(registry.version, Some(3));
+        assert_eq!(registry.auth, Some(RegistryAuth::Bearer("tk".into())));
+        assert!(
+            !format!("{registry:?}").contains("tk"),
+            "the token is hidden"
+        );
+        let key = r.key_schema.as_ref().unwrap();
+        assert_eq!(
+            key.source,
+            SchemaSource::File {
+                path: "k.avsc".into(),
+                id: 17
+            }
+        );
+        assert_eq!(r.on_schema_error, OnError::DeadLetter);
+
+        let avro =
+            |fields: &str| format!("remote.value_schema = {{ format = \"avro\", {fields} }}");
+        for (remote, field, says) in [
+            (
+                avro("subject = \"s\""),
+                "remote.value_schema",
+                "needs `registry`",
+            ),
+            (
+                avro("registry = \"ftp://x\", subject = \"s\""),
+                "remote.value_schema",
+                "http:// or https://",
+            ),
+            (
+                avro("registry = \"http://x\""),
+                "remote.value_schema",
+                "needs `subject`",
+            ),
+            (
+                avro("registry = \"http://x\", subject = \"s\", version = \"newest\""),
+                "remote.value_schema",
+                "\"latest\" or a number",
+            ),
+            (
+                avro("registry = \"http://x\", subject = \"s\", username = \"u\""),
+                "remote.value_schema",
+                "needs both",
+            ),
+            (
+                avro("registry = \"http://x\", subject = \"s\", id = 3"),
+                "remote.value_schema",
+                "`id` goes with `file`",
+            ),
+            (
+                avro("file = \"a.avsc\""),
+                "remote.value_schema",
+                "needs the `id`",
+            ),
+            (
+                avro("file = \"a.avsc\", id = 1, message = \"x\""),
+                "remote.value_schema",
+                "only for protobuf",
+            ),
+            (
+                "remote.key_schema = { format = \"protobuf\", file = \"a.proto\", id = 1 }".into(),
+                "remote.key_schema",
+                "needs `message`",
+            ),
+            (
+                "remote.value_schema = { format = \"xml\", file = \"a\", id = 1 }".into(),
+                "remote.value_schema.format",
+                "xml",
+            ),
+            (
+                avro("file = \"a.avsc\", id = 1, colour = 1"),
+                "remote.value_schema.colour",
+                "unknown field `colour`",
+            ),
+            (
+                format!(
+                    "{}\nremote.on_schema_error = \"forward\"",
+                    avro("file = \"a\", id = 1")
+                ),
+                "remote.on_schema_error",
+                "would send a record",
+            ),
+            (
+                "remote.on_schema_error = \"dead_letter\"\nremote.dead_letter_topic = \"d\"".into(),
+                "remote.on_schema_error",
+                "no remote.value_schema",
+            ),
+            (
+                format!(
+                    "{}\nremote.on_schema_error = \"dead_letter\"",
+                    avro("file = \"a\", id = 1")
+                ),
+                "remote.dead_letter_topic",
+                "on_schema_error",
+            ),
+        ] {
+            let e = error_of(&format!("{base}{remote}\n"));
+            assert_eq!(
+                (e.entry, e.field.as_str()),
+                (Some(0), field),
+                "{remote}: {e}"
+            );
+            assert!(e.to_string().contains(says), "{remote}: {e}");
+        }
     }
 
     #[test]

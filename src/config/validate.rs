@@ -154,12 +154,35 @@ fn check_shaping(r: &RemoteConfig) -> Result<(), Problem> {
     if r.headers.contains_key("") {
         return Err(("remote.headers", "a header name is empty".into()));
     }
+    check_schemas(r)?;
+    // Both policies send to the one dead-letter topic; it is needed if either does.
+    let (policy, name) = match r.on_schema_error {
+        OnError::DeadLetter => (OnError::DeadLetter, "on_schema_error"),
+        _ => (r.on_template_error, "on_template_error"),
+    };
     check_dead_letter(
-        r.on_template_error,
+        policy,
         r.dead_letter_topic.is_some(),
         "remote.dead_letter_topic",
-        "on_template_error",
+        name,
     )
+}
+
+/// `remote.on_schema_error`: a record its schema refused never reaches the governed
+/// topic, and the policy needs a schema to apply to.
+fn check_schemas(r: &RemoteConfig) -> Result<(), Problem> {
+    let field = "remote.on_schema_error";
+    match r.on_schema_error {
+        OnError::Forward => Err((
+            field,
+            "\"forward\" would send a record that does not fit its schema to the schema's topic; choose \"drop\" or \"dead_letter\"".into(),
+        )),
+        OnError::DeadLetter if r.value_schema.is_none() && r.key_schema.is_none() => Err((
+            field,
+            "is set, but the entry has no remote.value_schema or remote.key_schema".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A dead-letter topic is named exactly when the policy sends to it.

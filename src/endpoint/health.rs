@@ -162,10 +162,24 @@ fn brokers_unreachable(b: &BridgeView<'_>) -> bool {
     holding.peek().is_some() && holding.all(|s| !s.any_broker_up())
 }
 
+/// The first entry schema that is not available (its registry did not answer), and why.
+fn missing_schema(b: &BridgeView<'_>) -> Option<String> {
+    b.entries.iter().find_map(|e| {
+        let slot = e.schemas().slots().find(|s| s.encoder().is_none())?;
+        let why = slot.error().unwrap_or_default();
+        Some(format!(
+            "entry {}: {} is not available, its records go to on_schema_error: {why}",
+            e.metrics_label(),
+            slot.field()
+        ))
+    })
+}
+
 /// Down when no Kafka broker is reachable, when Kafka settled none of the records that
 /// were in flight a window ago (it hangs: connections stay up, nothing answers), or when
-/// every recent delivery failed; degraded when some failed, or when the in-flight
-/// records or bytes are above half their bound (Kafka is falling behind).
+/// every recent delivery failed; degraded when some failed, when an entry's schema is
+/// not available, or when the in-flight records or bytes are above half their bound
+/// (Kafka is falling behind).
 fn verdict(b: &BridgeView<'_>, older: Sample, interval: Duration) -> (State, String) {
     let now = sample(b);
     // The statistics may be an interval old: they count only while records of the
@@ -198,6 +212,9 @@ fn verdict(b: &BridgeView<'_>, older: Sample, interval: Duration) -> (State, Str
             State::Degraded,
             format!("{failed} of {} recent deliveries failed", failed + acked),
         );
+    }
+    if let Some(why) = missing_schema(b) {
+        return (State::Degraded, why);
     }
     let (max_messages, max_bytes) = b.inflight.limits();
     let bytes = b.inflight.bytes();

@@ -10,7 +10,9 @@ use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::kafka::Summary;
-use crate::observe::{Outcome, ReloadResult, Reloads, ENTRY_LABELS, PREFIX};
+use crate::observe::{
+    Outcome, ReloadResult, Reloads, SchemaFailure, Snapshot, ENTRY_LABELS, PREFIX,
+};
 use crate::pipeline::{BridgeView, Entry, Running};
 use crate::shape::Reason;
 use crate::spool::Spool;
@@ -140,6 +142,9 @@ struct Series {
     inflight_bytes_limit: IntGaugeVec,
     transform_failures: IntCounterVec,
     template_failures: IntCounterVec,
+    schema_failures: IntCounterVec,
+    schema_ready: IntGaugeVec,
+    schema_id: IntGaugeVec,
     transform_instances: IntGaugeVec,
     transform_replaced: IntCounterVec,
     state: StateSeries,
@@ -466,6 +471,21 @@ impl Series {
                 "Records with a template that had no value, by reason (whatever on_template_error made of them)",
                 &["bridge", "entry", "reason"],
             ),
+            schema_failures: counter(
+                "schema_failures_total",
+                "Records not encoded against their schema, by reason (whatever on_schema_error made of them)",
+                &["bridge", "entry", "reason"],
+            ),
+            schema_ready: gauge(
+                "schema_ready",
+                "1 when the schema setting (remote.value_schema, remote.key_schema) is compiled, 0 while it is not available",
+                &["bridge", "entry", "field"],
+            ),
+            schema_id: gauge(
+                "schema_id",
+                "The registry id the entry's records carry",
+                &["bridge", "entry", "field"],
+            ),
             transform_instances: gauge(
                 "transform_instances",
                 "Transform instances by state (idle, busy)",
@@ -494,6 +514,9 @@ impl Series {
             &self.inflight_bytes_limit,
             &self.transform_failures,
             &self.template_failures,
+            &self.schema_failures,
+            &self.schema_ready,
+            &self.schema_id,
             &self.transform_instances,
             &self.transform_replaced,
         ]);
@@ -548,8 +571,32 @@ impl Series {
                     .inc_by(s.template_failures(reason));
             }
         }
+        if !e.schemas().is_empty() {
+            self.fill_schemas(labels, e, &s);
+        }
         if let Some(pool) = e.transform() {
             self.fill_transform(labels, pool);
+        }
+    }
+
+    fn fill_schemas(&self, labels: &[&str; 2], e: &Entry, s: &Snapshot) {
+        for f in SchemaFailure::ALL {
+            let l = &[labels[0], labels[1], f.as_str()];
+            self.schema_failures
+                .with_label_values(l)
+                .inc_by(s.schema_failures(f));
+        }
+        for slot in e.schemas().slots() {
+            let l = &[labels[0], labels[1], slot.field()];
+            let encoder = slot.encoder();
+            self.schema_ready
+                .with_label_values(l)
+                .set(i64::from(encoder.is_some()));
+            if let Some(encoder) = encoder {
+                self.schema_id
+                    .with_label_values(l)
+                    .set(i64::from(encoder.id()));
+            }
         }
     }
 

@@ -12,7 +12,7 @@ pub mod stats;
 pub use histograms::{CallTimer, Histograms};
 pub use log_limit::LogLimiter;
 pub use reloads::{ReloadResult, Reloads};
-pub use stats::{EntryStats, Outcome, Snapshot};
+pub use stats::{EntryStats, Outcome, SchemaFailure, Snapshot};
 
 /// The prefix of every series of this plugin.
 pub const PREFIX: &str = "rmqtt_kafka_bridge_";

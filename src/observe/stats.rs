@@ -21,6 +21,9 @@ pub enum Outcome {
     /// A template had no value and `remote.on_template_error = "drop"`, or the topic
     /// itself had none.
     TemplateError,
+    /// The record's value or key did not fit its schema, or its schema was not
+    /// available, and `remote.on_schema_error = "drop"`.
+    SchemaError,
     /// Kafka acknowledged the record in the dead-letter topic.
     DeadLettered,
     /// No room in the in-flight buffer within `remote.queue_timeout`.
@@ -33,12 +36,33 @@ pub enum Outcome {
     PossiblyDelivered,
 }
 
+/// Why a record was not encoded against its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaFailure {
+    /// The value or key does not fit the schema.
+    Mismatch,
+    /// The schema has not been fetched from its registry.
+    Unavailable,
+}
+
+impl SchemaFailure {
+    pub const ALL: [SchemaFailure; 2] = [SchemaFailure::Mismatch, SchemaFailure::Unavailable];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaFailure::Mismatch => "schema_mismatch",
+            SchemaFailure::Unavailable => "schema_unavailable",
+        }
+    }
+}
+
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Delivered,
         Outcome::Filtered,
         Outcome::TransformError,
         Outcome::TemplateError,
+        Outcome::SchemaError,
         Outcome::DeadLettered,
         Outcome::DroppedBufferFull,
         Outcome::DeliveryFailed,
@@ -51,6 +75,7 @@ impl Outcome {
             Outcome::Filtered => "filtered",
             Outcome::TransformError => "transform_error",
             Outcome::TemplateError => "template_error",
+            Outcome::SchemaError => "schema_error",
             Outcome::DeadLettered => "dead_lettered",
             Outcome::DroppedBufferFull => "dropped_buffer_full",
             Outcome::DeliveryFailed => "delivery_failed",
@@ -72,6 +97,8 @@ pub struct EntryStats {
     outcomes: [AtomicU64; Outcome::ALL.len()],
     /// Records with a template that had no value, by reason, whatever became of them.
     template_failures: [AtomicU64; Reason::ALL.len()],
+    /// Records not encoded against their schema, by why, whatever became of them.
+    schema_failures: [AtomicU64; SchemaFailure::ALL.len()],
 }
 
 impl EntryStats {
@@ -103,6 +130,10 @@ impl EntryStats {
         self.template_failures[r as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn schema_failed(&self, f: SchemaFailure) {
+        self.schema_failures[f as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters at this moment.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -112,6 +143,8 @@ impl EntryStats {
             outcomes: Outcome::ALL.map(|o| self.get(o)),
             template_failures: Reason::ALL
                 .map(|r| self.template_failures[r as usize].load(Ordering::Relaxed)),
+            schema_failures: SchemaFailure::ALL
+                .map(|f| self.schema_failures[f as usize].load(Ordering::Relaxed)),
         }
     }
 }
@@ -124,6 +157,7 @@ pub struct Snapshot {
     pub produced: u64,
     pub outcomes: [u64; Outcome::ALL.len()],
     pub template_failures: [u64; Reason::ALL.len()],
+    pub schema_failures: [u64; SchemaFailure::ALL.len()],
 }
 
 impl Snapshot {
@@ -133,6 +167,10 @@ impl Snapshot {
 
     pub fn template_failures(&self, r: Reason) -> u64 {
         self.template_failures[r as usize]
+    }
+
+    pub fn schema_failures(&self, f: SchemaFailure) -> u64 {
+        self.schema_failures[f as usize]
     }
 
     /// Records produced but not yet settled by a delivery report.
@@ -153,6 +191,10 @@ impl Snapshot {
             .iter()
             .map(|r| (r.as_str().to_owned(), self.template_failures(*r).into()))
             .collect();
+        let schema_failures: Map<String, Value> = SchemaFailure::ALL
+            .iter()
+            .map(|f| (f.as_str().to_owned(), self.schema_failures(*f).into()))
+            .collect();
         json!({
             "matched": self.matched,
             "acl_denied": self.acl_denied,
@@ -160,6 +202,7 @@ impl Snapshot {
             "in_flight": self.in_flight(),
             "outcomes": outcomes,
             "template_failures": template_failures,
+            "schema_failures": schema_failures,
         })
     }
 }
@@ -179,6 +222,9 @@ impl std::ops::Add for Snapshot {
             .iter_mut()
             .zip(other.template_failures)
         {
+            *a += b;
+        }
+        for (a, b) in self.schema_failures.iter_mut().zip(other.schema_failures) {
             *a += b;
         }
         self

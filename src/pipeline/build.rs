@@ -15,6 +15,7 @@ use crate::delivery::{
 use crate::kafka::producers::too_many_producers;
 use crate::kafka::Producers;
 use crate::observe::{EntryStats, Histograms, LogLimiter};
+use crate::schema::Schemas;
 use crate::spool::Spool;
 use crate::transform::{Modules, StateStore, TransformPool};
 
@@ -66,6 +67,7 @@ impl Pipeline {
         config: &PluginConfig,
         node_id: u64,
         modules: &Modules,
+        schemas: &Schemas,
         histograms: &Histograms,
     ) -> Result<Pipeline, ConfigError> {
         if let Some(warning) = too_many_producers(config) {
@@ -74,6 +76,7 @@ impl Pipeline {
         let build = Build {
             node_id,
             modules,
+            schemas,
             histograms,
         };
         let mut bridges = Vec::new();
@@ -131,6 +134,7 @@ pub(super) async fn warm_up<'a>(entries: impl Iterator<Item = &'a Entry>) {
 pub(super) struct Build<'a> {
     pub node_id: u64,
     pub modules: &'a Modules,
+    pub schemas: &'a Schemas,
     pub histograms: &'a Histograms,
 }
 
@@ -166,7 +170,7 @@ impl Build<'_> {
         for (ei, ledger) in ledgers.into_iter().enumerate() {
             let transform = self.pool((bi, b), ei, None).await?;
             let p = producers.clone();
-            entries.push(self.assemble(b, ei, ledger, p, transform, handover.clone()));
+            entries.push(self.assemble((bi, b), ei, ledger, p, transform, handover.clone()));
         }
         Ok(entries)
     }
@@ -186,7 +190,14 @@ impl Build<'_> {
         let producers = Producers::create(b, self.node_id, Some(ei), reports)
             .map_err(|e| ConfigError::at((bi, &b.name), Some(ei), "properties", e))?;
         let transform = self.pool((bi, b), ei, None).await?;
-        Ok(self.assemble(b, ei, ledger, Arc::new(producers), transform, handover))
+        Ok(self.assemble(
+            (bi, b),
+            ei,
+            ledger,
+            Arc::new(producers),
+            transform,
+            handover,
+        ))
     }
 
     /// The ledger of entry `ei`, at `position` among its producers' ledgers.
@@ -235,7 +246,7 @@ impl Build<'_> {
     /// An entry of configuration `b.entries[ei]` over existing parts.
     pub fn assemble(
         &self,
-        b: &BridgeConfig,
+        (bi, b): (usize, &BridgeConfig),
         ei: usize,
         ledger: Arc<Ledger>,
         producers: Arc<Producers>,
@@ -268,8 +279,10 @@ impl Build<'_> {
             },
             policy,
             transform,
+            schemas: self.schemas.get(bi, ei),
             transform_log: LogLimiter::default(),
             template_log: LogLimiter::default(),
+            schema_log: LogLimiter::default(),
         }
     }
 }

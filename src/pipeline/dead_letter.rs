@@ -1,5 +1,6 @@
 //! The dead-letter record of a message whose transform failed (`transform.on_error =
-//! "dead_letter"`) or whose templates had no value (`remote.on_template_error =
+//! "dead_letter"`), whose templates had no value (`remote.on_template_error =
+//! "dead_letter"`) or whose record did not fit its schema (`remote.on_schema_error =
 //! "dead_letter"`): the original payload, the standard headers, and headers that say
 //! where and why it failed.
 
@@ -7,27 +8,32 @@ use crate::record::Headers;
 
 /// Why a message went to a dead-letter topic.
 pub struct Cause<'a> {
-    /// The transform's failure cause, or the template failure's reason.
+    /// The transform's failure cause, the template failure's reason, or the schema
+    /// failure's.
     pub name: &'a str,
     pub message: String,
-    /// For a template: the field it is written in, and the template as written.
-    pub template: Option<(&'a str, &'a str)>,
+    /// For a template or a schema: the field it is written in.
+    pub field: Option<&'a str>,
+    /// For a template: the template as written.
+    pub template: Option<&'a str>,
 }
 
 /// Most bytes of the failure message that go into the `error_message` header.
 const MAX_ERROR_MESSAGE: usize = 1024;
 
 /// Adds `error_bridge`, `error_entry` (the entry's index, as text), `error_cause` and
-/// `error_message` after the standard headers, and for a template `error_field` and
-/// `error_template`.
+/// `error_message` after the standard headers, and for a template or a schema
+/// `error_field` (and a template's `error_template`).
 pub fn add_headers<'a>(h: &mut Headers<'a>, bridge: &'a str, entry: &'a str, cause: &'a Cause) {
     h.push(("error_bridge", Some(bridge.as_bytes())));
     h.push(("error_entry", Some(entry.as_bytes())));
     h.push(("error_cause", Some(cause.name.as_bytes())));
     let message = truncate(&cause.message, MAX_ERROR_MESSAGE);
     h.push(("error_message", Some(message.as_bytes())));
-    if let Some((field, template)) = cause.template {
+    if let Some(field) = cause.field {
         h.push(("error_field", Some(field.as_bytes())));
+    }
+    if let Some(template) = cause.template {
         h.push(("error_template", Some(template.as_bytes())));
     }
 }

@@ -1,13 +1,15 @@
 //! One entry of a bridge: for each publish its filter matched, it renders the entry's
 //! templates, runs the transform if it has one (applying `on_error` when that fails),
-//! and submits each record to its ledger (applying `on_template_error` to a record
-//! whose templates failed).
+//! encodes each record against its schemas if it has any, and submits it to its ledger
+//! (applying `on_template_error` to a record whose templates failed, and
+//! `on_schema_error` to one that could not be encoded).
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use super::dead_letter::{self, Cause};
+use super::encoded::{encoded, NotEncoded};
 use super::publish::PublishInfo;
 use super::shaped::{build, Built};
 use crate::config::{EntryConfig, OnError};
@@ -18,6 +20,7 @@ use crate::log_limited;
 use crate::observe::{CallTimer, EntryStats, LogLimiter, Outcome};
 use crate::record::Record;
 use crate::route::KafkaTopic;
+use crate::schema::{EntrySchemas, SchemaSlot};
 use crate::shape::{Shaped, Templates};
 use crate::transform::{Failure, TransformPool};
 
@@ -33,8 +36,11 @@ pub struct Entry {
     pub(super) transform: Option<Arc<TransformPool>>,
     /// Its transform calls' durations (with `transform`).
     pub(super) transform_duration: Option<CallTimer>,
+    /// Its `remote.value_schema` and `remote.key_schema`.
+    pub(super) schemas: EntrySchemas,
     pub(super) transform_log: LogLimiter,
     pub(super) template_log: LogLimiter,
+    pub(super) schema_log: LogLimiter,
 }
 
 impl Entry {
@@ -51,6 +57,11 @@ impl Entry {
     /// Its counters, read at scrape time.
     pub fn stats(&self) -> &EntryStats {
         self.ledger.stats()
+    }
+
+    /// Its schema settings, for `/metrics` and `/health`.
+    pub fn schemas(&self) -> &EntrySchemas {
+        &self.schemas
     }
 
     /// Its transform's instance pool, if it has a transform.
@@ -147,7 +158,7 @@ impl Entry {
         }
     }
 
-    /// Submits a built record, or applies `remote.on_template_error` to one whose
+    /// Sends a built record, or applies `remote.on_template_error` to one whose
     /// templates failed.
     async fn send_shaped(
         &self,
@@ -156,9 +167,10 @@ impl Entry {
         built: Built<'_>,
         wait: Option<&mut AckWait>,
     ) {
-        let failure = match &built {
-            Ok((record, None)) => return self.submit(record, wait).await,
-            Ok((_, Some(failure))) | Err(failure) => *failure,
+        let (record, failure) = match built {
+            Ok((record, None)) => return self.send(p, shaped, record, wait).await,
+            Ok((record, Some(failure))) => (Some(record), failure),
+            Err(failure) => (None, failure),
         };
         let on_error = self.config.remote.on_template_error;
         self.ledger.stats().template_failed(failure.reason);
@@ -170,19 +182,74 @@ impl Entry {
             p.topic(),
             on_error.as_str()
         );
-        match (on_error, &built) {
-            (OnError::Forward, Ok((record, _))) => self.submit(record, wait).await,
+        match (on_error, record) {
+            (OnError::Forward, Some(record)) => self.send(p, shaped, record, wait).await,
             (OnError::Drop | OnError::Forward, _) => self.ledger.count(Outcome::TemplateError),
             (OnError::DeadLetter, _) => {
                 let field = failure.field.to_string();
                 let cause = Cause {
                     name: failure.reason.as_str(),
                     message: failure.to_string(),
-                    template: Some((&field, failure.template)),
+                    field: Some(&field),
+                    template: Some(failure.template),
                 };
                 let topic = self.config.remote.dead_letter_topic.as_ref();
                 self.dead_letter(p, shaped, topic, &cause, wait).await;
             }
+        }
+    }
+
+    /// Submits a record, its value and key encoded when the entry has schemas, or
+    /// applies `remote.on_schema_error` to one that could not be encoded.
+    async fn send(
+        &self,
+        p: &PublishInfo<'_>,
+        shaped: &Shaped<'_>,
+        record: Record<'_>,
+        wait: Option<&mut AckWait>,
+    ) {
+        if self.schemas.is_empty() {
+            return self.submit(&record, wait).await;
+        }
+        let (mut value, mut key) = (Vec::new(), Vec::new());
+        match encoded(&self.schemas, &record, &mut value, &mut key) {
+            Ok(record) => self.submit(&record, wait).await,
+            Err(not) => self.not_encoded(p, shaped, not, wait).await,
+        };
+    }
+
+    async fn not_encoded(
+        &self,
+        p: &PublishInfo<'_>,
+        shaped: &Shaped<'_>,
+        not: NotEncoded,
+        wait: Option<&mut AckWait>,
+    ) {
+        let on_error = self.config.remote.on_schema_error;
+        self.ledger.stats().schema_failed(not.failure);
+        log_limited!(
+            self.schema_log,
+            log::Level::Warn,
+            "{}: on topic {}, {}: {}; on_schema_error = {}",
+            self.ledger.label(),
+            p.topic(),
+            not.field,
+            not.message,
+            on_error.as_str()
+        );
+        match on_error {
+            OnError::DeadLetter => {
+                let cause = Cause {
+                    name: not.failure.as_str(),
+                    message: not.message,
+                    field: Some(not.field),
+                    template: None,
+                };
+                let topic = self.config.remote.dead_letter_topic.as_ref();
+                self.dead_letter(p, shaped, topic, &cause, wait).await;
+            }
+            // "forward" is refused at load: a governed topic never gets an unencoded record.
+            OnError::Drop | OnError::Forward => self.ledger.count(Outcome::SchemaError),
         }
     }
 
@@ -211,6 +278,7 @@ impl Entry {
                 let cause = Cause {
                     name: failure.cause.as_str(),
                     message: failure.message,
+                    field: None,
                     template: None,
                 };
                 let topic = settings.and_then(|t| t.dead_letter_topic.as_ref());
@@ -262,6 +330,9 @@ impl Entry {
             "remote_timestamp": r.timestamp.as_ref().map(|t| t.as_str()),
             "remote_payload": r.payload.as_ref().map(|t| t.as_str()),
             "on_template_error": r.on_template_error.as_str(),
+            "value_schema": self.schemas.value.as_deref().map(SchemaSlot::to_json),
+            "key_schema": self.schemas.key.as_deref().map(SchemaSlot::to_json),
+            "on_schema_error": (!self.schemas.is_empty()).then_some(r.on_schema_error.as_str()),
             "ack": self.policy.level.as_str(),
             "client_ids": self.outlet.producers.client_ids(),
             "partitions": self.outlet.topic.as_ref().map(TrackedTopic::to_json),

@@ -4,6 +4,7 @@
 
 mod build;
 mod dead_letter;
+mod encoded;
 mod entry;
 mod publish;
 mod reload;

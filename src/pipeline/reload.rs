@@ -22,6 +22,7 @@ use crate::config::{BridgeConfig, BufferMode, ConfigError, PluginConfig, Produce
 use crate::delivery::{Handover, Inflight};
 use crate::kafka::producers::same_clients;
 use crate::observe::Histograms;
+use crate::schema::Schemas;
 use crate::transform::Modules;
 
 /// A new pipeline, built and not yet running.
@@ -79,11 +80,13 @@ impl Pipeline {
         config: &PluginConfig,
         node_id: u64,
         modules: &Modules,
+        schemas: &Schemas,
         histograms: &Histograms,
     ) -> Result<Reloaded, ConfigError> {
         let build = Build {
             node_id,
             modules,
+            schemas,
             histograms,
         };
         let mut next = Next {
@@ -302,7 +305,7 @@ async fn reuse(
     };
     let (ledger, producers) = (prev.ledger.clone(), prev.producers().clone());
     let handover = prev.outlet.handover.clone();
-    Ok(build.assemble(b, ei, ledger, producers, transform, handover))
+    Ok(build.assemble((bi, b), ei, ledger, producers, transform, handover))
 }
 
 /// A running bridge keeps its buffer: its spool's directory stays locked and its

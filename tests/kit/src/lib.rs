@@ -1,7 +1,8 @@
 //! Real parts for the tests and the benchmark, each set up once: an
 //! in-process RMQTT broker with chosen plugins, librdkafka's mock cluster on a thread of
 //! its own, a Kafka reader, rumqttc clients, separate processes (tansu, rmqttd's working directory), the example
-//! transform modules, and an HTTP client and test certificates for rmqttd's process tests.
+//! transform modules, and an HTTP client and test certificates for rmqttd's process tests;
+//! a stand-in schema registry, and decoding a topic with Confluent's own deserializers.
 
 pub mod broker;
 pub mod http;
@@ -11,6 +12,7 @@ pub mod mock_kafka;
 pub mod modules;
 pub mod mqtt;
 pub mod procs;
+pub mod registry;
 pub mod rmqttd;
 pub mod tls;
 

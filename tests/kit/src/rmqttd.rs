@@ -19,6 +19,8 @@ pub struct Site {
     bin: PathBuf,
     /// The MQTT TCP listener's port.
     pub port: u16,
+    /// Environment variables rmqttd starts with, besides the test's.
+    env: Vec<(String, String)>,
 }
 
 impl Site {
@@ -41,6 +43,7 @@ impl Site {
             dir,
             bin: bin.into(),
             port,
+            env: Vec::new(),
         };
         site.write(
             "rmqtt.toml",
@@ -57,6 +60,11 @@ impl Site {
         self.dir.path()
     }
 
+    /// Starts rmqttd with `key=value` in its environment (`SSL_CERT_FILE`, say).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// Writes `file`, relative to the working directory.
     pub fn write(&self, file: &str, text: &str) {
         std::fs::write(self.dir.path().join(file), text).unwrap();
@@ -64,6 +72,7 @@ impl Site {
 
     fn command(&self) -> Command {
         let mut c = Command::new(&self.bin);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c.args(["-f", "rmqtt.toml"]).current_dir(self.dir.path());
         // The HTTP API's error answers then carry the error (salvo hides it by default).
         c.env("SALVO_STATUS_ERROR", "force_detail");
