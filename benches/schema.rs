@@ -55,7 +55,7 @@ fn encode(c: &mut Criterion) {
             Some("plant.Telemetry"),
         ),
     ] {
-        let encoder = Encoder::compile(format, text, message, 1, None).unwrap();
+        let encoder = Encoder::compile(format, text, message, 1).unwrap();
         group.bench_function(name, |b| {
             b.iter(|| {
                 let mut out = Vec::with_capacity(json.len() + 8);

@@ -516,7 +516,7 @@ mod tests {
         let avsc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("telemetry.avsc");
         let schema = std::fs::read_to_string(avsc).unwrap();
         let id = crate::config::AVRO_ID;
-        let encoder = Encoder::compile(SchemaFormat::Avro, &schema, None, id, None).unwrap();
+        let encoder = Encoder::compile(SchemaFormat::Avro, &schema, None, id).unwrap();
         let mut avro = Vec::new();
         let p = payload(3, 123_456, 1_700_000_000_123_456, 256);
         encoder.encode(&p, &mut avro).unwrap();

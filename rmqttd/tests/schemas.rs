@@ -247,6 +247,12 @@ fn a_new_version_is_picked_up_by_a_reload_and_the_registry_may_go_away() {
     assert_ne!(v1, v2);
     let answer = reload(http);
     assert_eq!(answer["reloaded"], true, "{answer}");
+    let changed = &answer["changes"]["entries_changed"];
+    assert_eq!(
+        changed,
+        &json!(["b1/0:evolve/+"]),
+        "a new version changes the entry"
+    );
     let e = entry_when(http, 0, "version 2", |e| e["value_schema"]["id"] == v2);
     assert_eq!(e["value_schema"]["version"], 2);
     publish(site.port, "evolve/b", reading);
@@ -258,6 +264,7 @@ fn a_new_version_is_picked_up_by_a_reload_and_the_registry_may_go_away() {
         answer["reloaded"], true,
         "a reload keeps the schema it has: {answer}"
     );
+    assert_eq!(answer["changes"]["entries_unchanged"], 1, "{answer}");
     assert_eq!(
         entry_when(http, 0, "kept", |e| e["value_schema"]["ready"] == true)["value_schema"]["id"],
         v2

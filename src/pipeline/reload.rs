@@ -212,7 +212,7 @@ impl Pipeline {
                 // Its producers learn the new topic's partitions before its first record.
                 next.fresh.push(next.entries.len());
             }
-            match e.config == prev.config && same_pool(&e, prev) {
+            match e.config == prev.config && same_pool(&e, prev) && same_schemas(&e, prev) {
                 true => next.changes.entries_unchanged += 1,
                 false => next.changes.entries_changed.push(label),
             }
@@ -317,6 +317,18 @@ fn same_buffer(old: &BridgeConfig, (bi, b): (usize, &BridgeConfig)) -> Result<()
         return Err(ConfigError::at((bi, &b.name), None, "buffer", why));
     }
     Ok(())
+}
+
+/// Whether `e` encodes with the schemas `prev` does: a reload that fetched a new
+/// version, or a schema that was not available, changes the entry.
+fn same_schemas(e: &Entry, prev: &Entry) -> bool {
+    let ids = |e: &Entry| -> Vec<_> {
+        e.schemas
+            .slots()
+            .map(|s| (s.encoder().map(|c| c.id()), s.version()))
+            .collect()
+    };
+    ids(e) == ids(prev)
 }
 
 /// Whether `e` runs `prev`'s instance pool (or neither has one).

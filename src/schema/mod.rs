@@ -31,8 +31,6 @@ const MAGIC: u8 = 0;
 /// A compiled schema and the id its records carry.
 pub struct Encoder {
     id: u32,
-    /// The registry's version of the subject, when it came from one.
-    version: Option<u32>,
     codec: Codec,
 }
 
@@ -50,7 +48,6 @@ impl Encoder {
         text: &str,
         message: Option<&str>,
         id: u32,
-        version: Option<u32>,
     ) -> Result<Encoder, String> {
         let codec = match format {
             SchemaFormat::Avro => Codec::Avro(AvroEncoder::new(text)?),
@@ -59,15 +56,11 @@ impl Encoder {
                 Codec::Protobuf(ProtobufEncoder::new(text, message.unwrap_or_default())?)
             }
         };
-        Ok(Encoder { id, version, codec })
+        Ok(Encoder { id, codec })
     }
 
     pub fn id(&self) -> u32 {
         self.id
-    }
-
-    pub fn version(&self) -> Option<u32> {
-        self.version
     }
 
     /// Appends the framed encoding of the JSON value `json` to `out`. A schema that is a
@@ -125,7 +118,7 @@ mod tests {
 
     #[test]
     fn records_are_framed_with_the_magic_byte_and_the_id() {
-        let e = Encoder::compile(SchemaFormat::Avro, r#""long""#, None, 0x0102_0304, None).unwrap();
+        let e = Encoder::compile(SchemaFormat::Avro, r#""long""#, None, 0x0102_0304).unwrap();
         let mut out = Vec::new();
         e.encode(b"-1", &mut out).unwrap();
         assert_eq!(out, [0, 1, 2, 3, 4, 1]);
@@ -138,7 +131,7 @@ mod tests {
                 SchemaFormat::Avro => r#""string""#,
                 _ => r#"{"type": "string"}"#,
             };
-            let e = Encoder::compile(format, schema, None, 7, None).unwrap();
+            let e = Encoder::compile(format, schema, None, 7).unwrap();
             let (mut plain, mut json) = (Vec::new(), Vec::new());
             e.encode(b"sensor-1", &mut plain).unwrap();
             e.encode(br#""sensor-1""#, &mut json).unwrap();

@@ -7,8 +7,8 @@
 //!   to `remote.on_schema_error`), unless the running configuration has the same
 //!   setting ready: a reload keeps that one. A retry fetches it in the background.
 //!
-//! A compiled schema is reused, not compiled again, while the registry answers the
-//! same id and version.
+//! Compiled schemas are cached by registry and id: a schema that another setting, or the
+//! running configuration, already compiled is not compiled again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -19,7 +19,9 @@ use tokio::task::JoinHandle;
 
 use super::registry::{self, Fetched};
 use super::{Encoder, SchemaSlot};
-use crate::config::{entry_label, ConfigError, PluginConfig, SchemaConfig, SchemaSource};
+use crate::config::{
+    entry_label, ConfigError, PluginConfig, SchemaConfig, SchemaFormat, SchemaSource,
+};
 
 /// The schema settings of one entry.
 #[derive(Clone, Default)]
@@ -99,14 +101,15 @@ impl Schemas {
             let label = format!("{}: {}", entry_label(name, ei), slot.field());
             match fetched {
                 Ok(f) => {
-                    let encoder = compiled(slot.config(), f, running)
+                    let known = [Some(self), running];
+                    let encoder = compiled(slot.config(), &f, known.into_iter().flatten())
                         .map_err(|why| ConfigError::at((bi, name), Some(ei), slot.field(), why))?;
-                    slot.set(encoder);
+                    slot.set(encoder, Some(f.version));
                 }
                 Err(why) => match running.and_then(|r| r.ready_for(slot.config())) {
-                    Some(encoder) => {
+                    Some((encoder, version)) => {
                         log::warn!("{label}: {why}; keeping schema id {} until the registry answers a reload", encoder.id());
-                        slot.set(encoder);
+                        slot.set(encoder, version);
                     }
                     None => {
                         log::error!("{label}: no schema, so its records go to remote.on_schema_error until it is fetched: {why}");
@@ -138,13 +141,35 @@ impl Schemas {
             .collect()
     }
 
-    /// A ready schema of a setting equal to `config`.
-    fn ready_for(&self, config: &SchemaConfig) -> Option<Arc<Encoder>> {
+    /// A ready schema of a setting equal to `config`, and its version.
+    fn ready_for(&self, config: &SchemaConfig) -> Option<(Arc<Encoder>, Option<u32>)> {
         self.by_entry
             .values()
             .flat_map(EntrySchemas::slots)
             .filter(|s| s.config() == config)
-            .find_map(|s| s.shared_encoder().cloned())
+            .find_map(|s| Some((s.shared_encoder()?.clone(), s.version())))
+    }
+
+    /// A compiled schema of id `id` from the registry at `url`, for `format` (and
+    /// Protobuf's `message`).
+    fn cached(
+        &self,
+        url: &str,
+        format: SchemaFormat,
+        message: Option<&str>,
+        id: u32,
+    ) -> Option<Arc<Encoder>> {
+        self.by_entry
+            .values()
+            .flat_map(EntrySchemas::slots)
+            .filter(|s| {
+                let c = s.config();
+                let same_registry = matches!(&c.source, SchemaSource::Registry(r) if r.url == url);
+                same_registry && c.format == format && c.message.as_deref() == message
+            })
+            .filter_map(|s| s.shared_encoder())
+            .find(|e| e.id() == id)
+            .cloned()
     }
 }
 
@@ -171,19 +196,19 @@ fn slot(
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| (file_field, format!("cannot read {}: {e}", path.display())))?;
-        let encoder = Encoder::compile(config.format, &text, config.message.as_deref(), *id, None)
+        let encoder = Encoder::compile(config.format, &text, config.message.as_deref(), *id)
             .map_err(|why| (file_field, format!("{}: {why}", path.display())))?;
-        slot.set(Arc::new(encoder));
+        slot.set(Arc::new(encoder), None);
     }
     Ok(Some(Arc::new(slot)))
 }
 
-/// The compiled schema of what the registry answered: the running one when it has the
-/// same id and version, else compiled now.
-fn compiled(
+/// The compiled schema of what the registry answered: one of `known` already compiled
+/// it, or it is compiled now.
+fn compiled<'a>(
     config: &SchemaConfig,
-    f: Fetched,
-    running: Option<&Schemas>,
+    f: &Fetched,
+    mut known: impl Iterator<Item = &'a Schemas>,
 ) -> Result<Arc<Encoder>, String> {
     let found = f.schema_type.as_deref().unwrap_or("AVRO");
     let wanted = config.format.registry_type();
@@ -193,20 +218,16 @@ fn compiled(
             f.version
         ));
     }
-    let same = running
-        .and_then(|r| r.ready_for(config))
-        .filter(|e| e.id() == f.id && e.version() == Some(f.version));
-    if let Some(encoder) = same {
+    let SchemaSource::Registry(registry) = &config.source else {
+        unreachable!("only registry schemas are fetched")
+    };
+    let message = config.message.as_deref();
+    if let Some(encoder) = known.find_map(|k| k.cached(&registry.url, config.format, message, f.id))
+    {
         return Ok(encoder);
     }
-    let encoder = Encoder::compile(
-        config.format,
-        &f.schema,
-        config.message.as_deref(),
-        f.id,
-        Some(f.version),
-    )
-    .map_err(|why| format!("schema id {} (version {}): {why}", f.id, f.version))?;
+    let encoder = Encoder::compile(config.format, &f.schema, message, f.id)
+        .map_err(|why| format!("schema id {} (version {}): {why}", f.id, f.version))?;
     Ok(Arc::new(encoder))
 }
 
@@ -224,16 +245,16 @@ async fn retry(slot: Weak<SchemaSlot>, label: String) {
             return;
         };
         let result = match registry::fetch(source).await {
-            Ok(f) => compiled(slot.config(), f, None),
+            Ok(f) => compiled(slot.config(), &f, std::iter::empty()).map(|e| (e, f.version)),
             Err(why) => Err(why),
         };
         match result {
-            Ok(encoder) => {
+            Ok((encoder, version)) => {
                 log::info!(
                     "{label}: schema id {} fetched; the entry's records are encoded from now on",
                     encoder.id()
                 );
-                slot.set(encoder);
+                slot.set(encoder, Some(version));
                 return;
             }
             Err(why) => {
@@ -290,6 +311,29 @@ mod tests {
             );
             assert!(text.contains(&path.display().to_string()), "{text}");
         }
+    }
+
+    #[test]
+    fn compiled_registry_schemas_are_found_by_registry_and_id() {
+        let schema = r#"{ format = "avro", registry = "http://r:1", subject = "s" }"#;
+        let schemas = Schemas::load(&config_with(schema)).unwrap();
+        let slot = schemas.get(0, 1).key.unwrap();
+        let encoder = Encoder::compile(SchemaFormat::Avro, r#""long""#, None, 5).unwrap();
+        let encoder = Arc::new(encoder);
+        slot.set(encoder.clone(), Some(2));
+        let hit = schemas.cached("http://r:1", SchemaFormat::Avro, None, 5);
+        assert!(Arc::ptr_eq(&hit.unwrap(), &encoder));
+        for (url, format, id) in [
+            ("http://other:1", SchemaFormat::Avro, 5),
+            ("http://r:1", SchemaFormat::Json, 5),
+            ("http://r:1", SchemaFormat::Avro, 6),
+        ] {
+            assert!(
+                schemas.cached(url, format, None, id).is_none(),
+                "{url} {id}"
+            );
+        }
+        assert_eq!(slot.version(), Some(2));
     }
 
     #[test]

@@ -16,9 +16,15 @@ pub struct SchemaSlot {
     field: &'static str,
     config: SchemaConfig,
     /// Set once: a slot's schema does not change (a reload makes new slots).
-    ready: OnceLock<Arc<Encoder>>,
+    ready: OnceLock<Ready>,
     /// Why it is not ready, while it is not.
     error: Mutex<Option<String>>,
+}
+
+/// A slot's schema, and the subject's version it is (from a registry).
+struct Ready {
+    encoder: Arc<Encoder>,
+    version: Option<u32>,
 }
 
 impl SchemaSlot {
@@ -42,15 +48,20 @@ impl SchemaSlot {
     /// The compiled schema, once there is one: an atomic load.
     #[inline]
     pub fn encoder(&self) -> Option<&Encoder> {
-        self.ready.get().map(|e| &**e)
+        self.ready.get().map(|r| &*r.encoder)
+    }
+
+    /// The registry's version of the subject, once ready (`None` for a file).
+    pub fn version(&self) -> Option<u32> {
+        self.ready.get().and_then(|r| r.version)
     }
 
     pub(super) fn shared_encoder(&self) -> Option<&Arc<Encoder>> {
-        self.ready.get()
+        self.ready.get().map(|r| &r.encoder)
     }
 
-    pub(super) fn set(&self, encoder: Arc<Encoder>) {
-        let _ = self.ready.set(encoder);
+    pub(super) fn set(&self, encoder: Arc<Encoder>, version: Option<u32>) {
+        let _ = self.ready.set(Ready { encoder, version });
         *self.error.lock() = None;
     }
 
@@ -86,7 +97,7 @@ impl SchemaSlot {
             "source": source,
             "ready": encoder.is_some(),
             "id": encoder.map(Encoder::id),
-            "version": encoder.and_then(Encoder::version),
+            "version": self.version(),
             "error": self.error(),
         })
     }

@@ -245,3 +245,16 @@ fn what_is_not_supported_is_refused_when_compiled() {
     let e = AvroEncoder::new(bad_default).err().unwrap();
     assert!(e.contains("default"), "{e}");
 }
+
+#[test]
+fn deep_nesting_is_refused_not_a_stack_overflow() {
+    let schema = r#"{"type": "record", "name": "Node", "fields": [
+        {"name": "next", "type": ["null", "Node"], "default": null}
+    ]}"#;
+    let nested =
+        |depth: usize| format!("{}{{}}{}", r#"{"next": "#.repeat(depth), "}".repeat(depth));
+    // Each level: the union's branch index, then the innermost record's null.
+    assert_eq!(ours(schema, &nested(100)).unwrap().len(), 101);
+    let e = ours(schema, &nested(100_000)).unwrap_err();
+    assert!(e.contains("not JSON") && e.contains("recursion"), "{e}");
+}
