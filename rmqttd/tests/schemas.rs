@@ -123,7 +123,7 @@ remote.dead_letter_topic = "sr-dlq"
 local.topic_filter = "json/+"
 remote.topic = "sr-json"
 remote.payload = '{{"device": "${{topic.1}}", "reading": ${{payload.v}}}}'
-remote.value_schema = {{ format = "json", registry = "{url}", subject = "sr-json-value", version = "1" }}
+remote.value_schema = {{ format = "json", registry = "{url}", version = "1" }}
 [[bridges.entries]]
 local.topic_filter = "proto/+"
 remote.topic = "sr-proto"

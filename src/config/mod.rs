@@ -477,8 +477,9 @@ impl PluginConfig {
     /// Deserializes and validates the configuration tree rmqtt read for this plugin.
     pub fn from_value(raw: config::Value) -> Result<PluginConfig, ConfigError> {
         let names = error::bridge_names(&raw);
-        let cfg: PluginConfig = serde_path_to_error::deserialize(raw)
+        let mut cfg: PluginConfig = serde_path_to_error::deserialize(raw)
             .map_err(|e| ConfigError::from_serde(e.path(), &names, &e.inner().to_string()))?;
+        cfg.name_subjects()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -849,6 +850,27 @@ remote.queue_timeout = "5 parsecs"
     }
 
     #[test]
+    fn a_registry_subject_defaults_to_the_topics() {
+        let entry = |topic: &str| {
+            format!("[[bridges]]\nname = \"x\"\nservers = \"k\"\n[[bridges.entries]]\nlocal.topic_filter = \"a/+\"\nremote.topic = \"{topic}\"\nremote.value_schema = {{ format = \"json\", registry = \"http://r\" }}\nremote.key_schema = {{ format = \"avro\", registry = \"http://r\" }}\n")
+        };
+        let c = PluginConfig::from_toml(&entry("telemetry")).unwrap();
+        let subject = |s: &Option<SchemaConfig>| match &s.as_ref().unwrap().source {
+            SchemaSource::Registry(r) => r.subject.clone(),
+            SchemaSource::File { .. } => unreachable!(),
+        };
+        let r = &c.bridges[0].entries[0].remote;
+        assert_eq!(subject(&r.value_schema), "telemetry-value");
+        assert_eq!(subject(&r.key_schema), "telemetry-key");
+        let e = error_of(&entry("t-${topic.1}"));
+        assert_eq!(
+            (e.entry, e.field.as_str()),
+            (Some(0), "remote.value_schema")
+        );
+        assert!(e.problem.contains("needs `subject`"), "{e}");
+    }
+
+    #[test]
     fn schema_settings_load_and_every_refusal_names_its_field() {
         let base = "[[bridges]]\nname = \"x\"\nservers = \"k\"\n[[bridges.entries]]\nlocal.topic_filter = \"a\"\nremote.topic = \"t\"\n";
         let c = PluginConfig::from_toml(&format!(
@@ -896,9 +918,9 @@ remote.queue_timeout = "5 parsecs"
                 "http:// or https://",
             ),
             (
-                avro("registry = \"http://x\""),
+                avro("registry = \"http://x\", subject = \"\""),
                 "remote.value_schema",
-                "needs `subject`",
+                "`subject` is empty",
             ),
             (
                 avro("registry = \"http://x\", subject = \"s\", version = \"newest\""),

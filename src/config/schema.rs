@@ -60,6 +60,8 @@ pub enum SchemaSource {
 pub struct RegistrySource {
     /// `http://host:8081` or `https://…`, perhaps with a path prefix.
     pub url: String,
+    /// Unset in the file: `<remote.topic>-value` or `-key`, Confluent's default
+    /// (TopicNameStrategy), named when the configuration loads.
     pub subject: String,
     /// `None`: the latest, fetched again at every reload.
     pub version: Option<u32>,
@@ -172,9 +174,11 @@ fn registry(
             "`registry` {url:?} is not an http:// or https:// URL with a host"
         ));
     }
-    let subject = subject
-        .filter(|s| !s.is_empty())
-        .ok_or("a registry needs `subject`, e.g. \"telemetry-value\"")?;
+    if subject.as_deref() == Some("") {
+        return Err("`subject` is empty".into());
+    }
+    // Named after the topic when the configuration loads (`name_subjects`).
+    let subject = subject.unwrap_or_default();
     let version = match version.as_deref() {
         None | Some("latest") => None,
         Some(v) => match v.parse::<u32>() {
@@ -212,5 +216,37 @@ fn auth(
         (None, None, Some(_)) => Err("`token` is empty".into()),
         (_, _, Some(_)) => Err("`token` and `username`/`password` are both set; choose one".into()),
         _ => Err("basic authentication needs both `username` and `password`".into()),
+    }
+}
+
+impl super::PluginConfig {
+    /// Gives each registry schema without a `subject` Confluent's default,
+    /// `<remote.topic>-value` (or `-key`), which needs a constant topic.
+    pub(super) fn name_subjects(&mut self) -> Result<(), super::ConfigError> {
+        for (bi, b) in self.bridges.iter_mut().enumerate() {
+            for (ei, e) in b.entries.iter_mut().enumerate() {
+                let r = &mut e.remote;
+                let topic = r.topic.constant().map(str::to_owned);
+                for (field, suffix, schema) in [
+                    ("remote.value_schema", "value", &mut r.value_schema),
+                    ("remote.key_schema", "key", &mut r.key_schema),
+                ] {
+                    let Some(SchemaSource::Registry(registry)) =
+                        schema.as_mut().map(|s| &mut s.source)
+                    else {
+                        continue;
+                    };
+                    if !registry.subject.is_empty() {
+                        continue;
+                    }
+                    let Some(topic) = &topic else {
+                        let why = "needs `subject`: remote.topic is a template, so no one topic names it (the default is \"<topic>-value\" or \"<topic>-key\")";
+                        return Err(super::ConfigError::at((bi, &b.name), Some(ei), field, why));
+                    };
+                    registry.subject = format!("{topic}-{suffix}");
+                }
+            }
+        }
+        Ok(())
     }
 }
