@@ -167,10 +167,9 @@ impl Entry {
         built: Built<'_>,
         wait: Option<&mut AckWait>,
     ) {
-        let (record, failure) = match built {
+        let failure = match &built {
             Ok((record, None)) => return self.send(p, shaped, record, wait).await,
-            Ok((record, Some(failure))) => (Some(record), failure),
-            Err(failure) => (None, failure),
+            Ok((_, Some(failure))) | Err(failure) => *failure,
         };
         let on_error = self.config.remote.on_template_error;
         self.ledger.stats().template_failed(failure.reason);
@@ -182,8 +181,8 @@ impl Entry {
             p.topic(),
             on_error.as_str()
         );
-        match (on_error, record) {
-            (OnError::Forward, Some(record)) => self.send(p, shaped, record, wait).await,
+        match (on_error, &built) {
+            (OnError::Forward, Ok((record, _))) => self.send(p, shaped, record, wait).await,
             (OnError::Drop | OnError::Forward, _) => self.ledger.count(Outcome::TemplateError),
             (OnError::DeadLetter, _) => {
                 let field = failure.field.to_string();
@@ -205,14 +204,14 @@ impl Entry {
         &self,
         p: &PublishInfo<'_>,
         shaped: &Shaped<'_>,
-        record: Record<'_>,
+        record: &Record<'_>,
         wait: Option<&mut AckWait>,
     ) {
         if self.schemas.is_empty() {
-            return self.submit(&record, wait).await;
+            return self.submit(record, wait).await;
         }
         let (mut value, mut key) = (Vec::new(), Vec::new());
-        match encoded(&self.schemas, &record, &mut value, &mut key) {
+        match encoded(&self.schemas, record, &mut value, &mut key) {
             Ok(record) => self.submit(&record, wait).await,
             Err(not) => self.not_encoded(p, shaped, not, wait).await,
         };
