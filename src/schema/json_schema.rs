@@ -37,15 +37,24 @@ impl JsonSchemaEncoder {
     pub fn encode(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), Mismatch> {
         let value: Value = serde_json::from_slice(json)
             .map_err(|e| At::ROOT.mismatch(format!("not JSON: {e}")))?;
-        if let Err(e) = self.validator.validate(&value) {
-            let path = path_of_pointer(e.instance_path().as_str());
-            return Err(Mismatch {
-                path,
-                reason: e.masked().to_string(),
-            });
-        }
+        self.check(&value)?;
         out.extend_from_slice(json);
         Ok(())
+    }
+
+    /// Appends `text` as a JSON string when the plain-string schema
+    /// ([`Self::is_string`]) accepts it.
+    pub fn encode_text(&self, text: &str, out: &mut Vec<u8>) -> Result<(), Mismatch> {
+        let value = Value::String(text.to_owned());
+        self.check(&value)?;
+        serde_json::to_writer(out, &value).map_err(|e| At::ROOT.mismatch(e.to_string()))
+    }
+
+    fn check(&self, value: &Value) -> Result<(), Mismatch> {
+        self.validator.validate(value).map_err(|e| Mismatch {
+            path: path_of_pointer(e.instance_path().as_str()),
+            reason: e.masked().to_string(),
+        })
     }
 
     pub fn is_string(&self) -> bool {

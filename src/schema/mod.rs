@@ -69,31 +69,24 @@ impl Encoder {
     pub fn encode(&self, json: &[u8], out: &mut Vec<u8>) -> Result<(), Mismatch> {
         out.push(MAGIC);
         out.extend_from_slice(&self.id.to_be_bytes());
-        let quoted;
-        let json = match self.is_string() && !starts_as_string(json) {
-            true => {
-                let text = std::str::from_utf8(json).map_err(|_| {
-                    mismatch::At::ROOT.mismatch("expected text, got bytes that are not UTF-8")
-                })?;
-                quoted = serde_json::to_vec(text).unwrap_or_default();
-                &quoted[..]
-            }
-            false => json,
-        };
         match &self.codec {
+            Codec::Avro(c) if c.is_string() && !starts_as_string(json) => {
+                c.encode_text(text(json)?, out)
+            }
+            Codec::Json(c) if c.is_string() && !starts_as_string(json) => {
+                c.encode_text(text(json)?, out)
+            }
             Codec::Avro(c) => c.encode(json, out),
             Codec::Json(c) => c.encode(json, out),
             Codec::Protobuf(c) => c.encode(json, out),
         }
     }
+}
 
-    fn is_string(&self) -> bool {
-        match &self.codec {
-            Codec::Avro(c) => c.is_string(),
-            Codec::Json(c) => c.is_string(),
-            Codec::Protobuf(_) => false,
-        }
-    }
+/// Bytes taken as text for a plain-string schema.
+fn text(bytes: &[u8]) -> Result<&str, Mismatch> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| mismatch::At::ROOT.mismatch("expected text, got bytes that are not UTF-8"))
 }
 
 /// A zig-zag varint, 7 bits a byte, lowest first: Avro's `int` and `long`, and the

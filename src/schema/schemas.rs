@@ -20,7 +20,8 @@ use tokio::task::JoinHandle;
 use super::registry::{self, Fetched};
 use super::{Encoder, SchemaSlot};
 use crate::config::{
-    entry_label, ConfigError, PluginConfig, SchemaConfig, SchemaFormat, SchemaSource,
+    entry_label, ConfigError, PluginConfig, RegistrySource, SchemaConfig, SchemaFormat,
+    SchemaSource,
 };
 
 /// The schema settings of one entry.
@@ -53,13 +54,12 @@ impl Schemas {
         let mut by_entry = HashMap::new();
         for (bi, b) in config.enabled_bridges() {
             for (ei, e) in b.entries.iter().enumerate() {
-                let at =
-                    |field: &str, why: String| ConfigError::at((bi, &b.name), Some(ei), field, why);
+                let at = |(field, why): (String, String)| {
+                    ConfigError::at((bi, &b.name), Some(ei), &field, why)
+                };
                 let schemas = EntrySchemas {
-                    value: slot("remote.value_schema", &e.remote.value_schema)
-                        .map_err(|(f, w)| at(f, w))?,
-                    key: slot("remote.key_schema", &e.remote.key_schema)
-                        .map_err(|(f, w)| at(f, w))?,
+                    value: slot("remote.value_schema", &e.remote.value_schema).map_err(at)?,
+                    key: slot("remote.key_schema", &e.remote.key_schema).map_err(at)?,
                 };
                 if !schemas.is_empty() {
                     by_entry.insert((bi, ei), schemas);
@@ -86,10 +86,8 @@ impl Schemas {
     ) -> Result<(), ConfigError> {
         let mut pending = Vec::new();
         for (bi, b) in config.enabled_bridges() {
-            for (ei, slot) in self.registry_slots(bi, b.entries.len()) {
-                let SchemaSource::Registry(source) = slot.config().source.clone() else {
-                    continue;
-                };
+            for (ei, slot, source) in self.registry_slots(bi, b.entries.len()) {
+                let source = source.clone();
                 let task = tokio::spawn(async move { registry::fetch(&source).await });
                 pending.push(((bi, b.name.as_str()), ei, slot, task));
             }
@@ -131,13 +129,20 @@ impl Schemas {
         }
     }
 
-    /// The not-ready registry slots of bridge `bi`'s entries.
-    fn registry_slots(&self, bi: usize, entries: usize) -> Vec<(usize, &Arc<SchemaSlot>)> {
+    /// The not-ready registry slots of bridge `bi`'s entries, with their registries.
+    fn registry_slots(
+        &self,
+        bi: usize,
+        entries: usize,
+    ) -> Vec<(usize, &Arc<SchemaSlot>, &RegistrySource)> {
         (0..entries)
             .filter_map(|ei| self.by_entry.get(&(bi, ei)).map(|s| (ei, s)))
             .flat_map(|(ei, s)| s.slots().map(move |slot| (ei, slot)))
             .filter(|(_, slot)| slot.encoder().is_none())
-            .filter(|(_, slot)| matches!(slot.config().source, SchemaSource::Registry(_)))
+            .filter_map(|(ei, slot)| match &slot.config().source {
+                SchemaSource::Registry(r) => Some((ei, slot, r)),
+                SchemaSource::File { .. } => None,
+            })
             .collect()
     }
 
@@ -183,21 +188,22 @@ impl Drop for Schemas {
 fn slot(
     field: &'static str,
     config: &Option<SchemaConfig>,
-) -> Result<Option<Arc<SchemaSlot>>, (&'static str, String)> {
+) -> Result<Option<Arc<SchemaSlot>>, (String, String)> {
     let Some(config) = config else {
         return Ok(None);
     };
     let slot = SchemaSlot::new(field, config.clone());
     if let SchemaSource::File { path, id } = &config.source {
-        let file_field = if field == "remote.value_schema" {
-            "remote.value_schema.file"
-        } else {
-            "remote.key_schema.file"
+        let failed = |why: String| {
+            (
+                format!("{field}.file"),
+                format!("{}: {why}", path.display()),
+            )
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| (file_field, format!("cannot read {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| failed(format!("cannot read it: {e}")))?;
         let encoder = Encoder::compile(config.format, &text, config.message.as_deref(), *id)
-            .map_err(|why| (file_field, format!("{}: {why}", path.display())))?;
+            .map_err(failed)?;
         slot.set(Arc::new(encoder), None);
     }
     Ok(Some(Arc::new(slot)))

@@ -265,7 +265,7 @@ fn scalar(node: &Node, it: &mut Jiter, peek: Peek, at: &At, out: &mut Vec<u8>) -
 }
 
 /// The string `s` as `node`: a string, bytes, fixed, an enum's symbol or a UUID.
-fn text(node: &Node, s: &str, at: &At, out: &mut Vec<u8>) -> Written {
+pub(super) fn text(node: &Node, s: &str, at: &At, out: &mut Vec<u8>) -> Written {
     match node {
         Node::Bytes => {
             long(out, s.chars().count() as i64);

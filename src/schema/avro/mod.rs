@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use apache_avro::schema::{InnerDecimalSchema, Name, RecordSchema, Schema, UuidSchema};
 
-use super::mismatch::Mismatch;
+use super::mismatch::{At, Mismatch};
 
 /// A schema, ready to encode JSON values.
 pub struct AvroEncoder {
@@ -90,6 +90,11 @@ impl AvroEncoder {
     /// the text itself (a JSON string is read as JSON).
     pub fn is_string(&self) -> bool {
         matches!(self.nodes[0], Node::String | Node::Uuid)
+    }
+
+    /// Appends the encoding of `text` as the plain-string schema ([`Self::is_string`]).
+    pub fn encode_text(&self, text: &str, out: &mut Vec<u8>) -> Result<(), Mismatch> {
+        encode::text(&self.nodes[0], text, &At::ROOT, out)
     }
 }
 
@@ -174,12 +179,12 @@ impl Compiler {
     /// so that they may refer to it.
     fn name(&mut self, name: &Name, namespace: Option<&str>) -> usize {
         let at = self.reserve();
-        self.named.insert(full_name(name, namespace), at);
+        self.named.insert(name.fullname(namespace), at);
         at
     }
 
     fn named(&mut self, name: &Name, namespace: Option<&str>) -> Result<usize, String> {
-        let full = full_name(name, namespace);
+        let full = name.fullname(namespace);
         self.named
             .get(&full)
             .or_else(|| self.named.get(name.name()))
@@ -192,10 +197,10 @@ impl Compiler {
         let mut branches = Vec::with_capacity(variants.len());
         for v in variants {
             let name = match v {
-                Schema::Ref { name } => full_name(name, namespace),
-                Schema::Record(RecordSchema { name, .. }) => full_name(name, namespace),
-                Schema::Enum(e) => full_name(&e.name, namespace),
-                Schema::Fixed(f) => full_name(&f.name, namespace),
+                Schema::Ref { name } => name.fullname(namespace),
+                Schema::Record(RecordSchema { name, .. }) => name.fullname(namespace),
+                Schema::Enum(e) => e.name.fullname(namespace),
+                Schema::Fixed(f) => f.name.fullname(namespace),
                 other => type_name(other).to_owned(),
             };
             let node = self.node(v, namespace)?;
@@ -265,10 +270,6 @@ impl Compiler {
         }
         Ok(out.into())
     }
-}
-
-fn full_name(name: &Name, namespace: Option<&str>) -> String {
-    name.fullname(namespace)
 }
 
 /// The name of an unnamed type, as Avro's JSON encoding names a union's branch.
