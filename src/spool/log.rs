@@ -1,13 +1,14 @@
-//! The segment log under a spool. An append copies a frame into a shared mapping of the
-//! active segment's file, under one lock: once it returns, the frame is the kernel's
+//! The segment log under a spool. An append writes a frame into the active segment's
+//! file (`active.rs`), under one lock: once it returns, the frame is the kernel's
 //! and survives the process dying. A syncer thread makes written frames durable with
 //! `fdatasync`, as soon as a waiter asks (group commit: one sync covers everything
 //! written meanwhile) and at least every `flush_interval` otherwise; it also writes the
 //! acked, unsent and sending frames, deletes segments whose records are all settled, and
 //! allocates the next segment ahead.
 //!
-//! Segment files are allocated in full when they are created (`fallocate`), so writing
-//! through the mapping never needs disk space the file system might not have.
+//! Segment files are allocated in full when they are created (`fallocate`), so an append
+//! never needs disk space the file system might not have, and a sync has no file size
+//! to update.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::{oneshot, watch, Notify};
 
+use super::active::Active;
 use super::frame;
-use super::window::Mapped;
 use crate::config::BufferConfig;
 
 /// The bookkeeping of one segment file.
@@ -67,8 +68,8 @@ struct State {
     next_seq: u64,
     /// Oldest first; the last one is the active segment.
     segments: VecDeque<Segment>,
-    /// The active segment's mapping.
-    active: Mapped,
+    /// The active segment's file.
+    active: Active,
     /// The next segment's file, allocated ahead by the syncer.
     spare: Spare,
     /// Bytes of the segment files (their allocated sizes).
@@ -167,7 +168,7 @@ impl Log {
             state: Mutex::new(State {
                 next_seq,
                 segments,
-                active: Mapped::new(file, segment_bytes)?,
+                active: Active::new(file, segment_bytes),
                 spare: Spare::Wanted,
                 allocated,
                 acked: Vec::new(),
@@ -267,7 +268,10 @@ impl Log {
             self.roll(s, frame.len() as u64, bounded)?;
         }
         if let Err(e) = s.active.write(frame) {
-            ::log::error!("spool {}: cannot map the segment ({e})", self.dir.display());
+            ::log::error!(
+                "spool {}: cannot write the segment ({e})",
+                self.dir.display()
+            );
             s.closed = true;
             return Err(Refused::Closed);
         }
@@ -307,16 +311,10 @@ impl Log {
                 return Err(Refused::Closed);
             }
         };
-        let mapped = Mapped::new(file, size).map_err(|e| {
-            ::log::error!("spool {}: cannot map a segment ({e})", self.dir.display());
-            Refused::Closed
-        })?;
-        let sealed = std::mem::replace(&mut s.active, mapped);
+        s.active = Active::new(file, size);
         s.allocated += size;
         s.segments.push_back(segment);
         s.dir_dirty = true;
-        // Its mapping is unmapped by the syncer, off the appenders' lock.
-        s.active.retire(sealed);
         self.wake_syncer.notify_one();
         Ok(())
     }
@@ -526,14 +524,12 @@ impl Log {
                 Vec::new()
             },
             sending,
-            unmapped: s.active.take_retired(),
             closing: s.closed,
         }
     }
 
     /// Syncs what `job` covers, then books it and wakes whoever waits.
     fn run(&self, job: Job) -> io::Result<()> {
-        drop(job.unmapped);
         for (_, _, file) in &job.files {
             file.sync_data()?;
         }
@@ -630,8 +626,6 @@ struct Job {
     acked: Vec<u64>,
     /// The sending mark this sync covers.
     sending: Option<u64>,
-    /// Mappings of sealed segments, to unmap.
-    unmapped: Vec<memmap2::MmapMut>,
     closing: bool,
 }
 
@@ -669,8 +663,8 @@ fn settled_prefix(s: &mut State) -> Vec<(u64, u64)> {
     gone
 }
 
-/// Segment files are sized in steps of this (a multiple of every page size Linux uses),
-/// so that mappings of them start on page boundaries.
+/// Segment files are sized in steps of this, a multiple of every page and block size
+/// Linux uses.
 const GRANULE: u64 = 64 << 10;
 
 fn round_up(n: u64) -> u64 {

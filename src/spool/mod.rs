@@ -5,11 +5,11 @@
 //! `buffer.max_bytes` instead of memory. What a stop, crash or `kill -9` leaves behind
 //! is replayed at the next start.
 
+mod active;
 mod frame;
 mod log;
 mod reader;
 mod recover;
-mod window;
 
 use std::cell::RefCell;
 use std::fs::File;
