@@ -9,10 +9,12 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt as _;
+use std::sync::Arc;
 
 /// A segment file being appended to.
 pub struct Active {
-    file: File,
+    /// Shared with the segment's bookkeeping, which syncs it.
+    file: Arc<File>,
     /// The file's size, allocated when it was created.
     size: u64,
     /// Bytes written so far.
@@ -21,7 +23,7 @@ pub struct Active {
 
 impl Active {
     /// The start of `file`, which is `size` bytes long and empty.
-    pub fn new(file: File, size: u64) -> Active {
+    pub fn new(file: Arc<File>, size: u64) -> Active {
         Active { file, size, len: 0 }
     }
 
@@ -49,15 +51,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg");
         let size = (2 << 20) + (64 << 10);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let file = File::create(&path).unwrap();
         file.set_len(size).unwrap();
-        let mut active = Active::new(file, size);
+        let mut active = Active::new(Arc::new(file), size);
         let chunk: Vec<u8> = (0..=255u8).cycle().take(1_000_003).collect();
         let mut written = Vec::new();
         while active.room() > 0 {

@@ -694,21 +694,22 @@ fn allocate(path: &Path, size: u64) -> io::Result<File> {
 }
 
 /// Creates segment `first_seq` of `size` bytes, from `spare` (allocated ahead, renamed)
-/// when there is one. The directory is synced later, by the syncer.
+/// when there is one, and its file, shared by the segment's bookkeeping and the appends.
+/// The directory is synced later, by the syncer.
 fn create_segment(
     dir: &Path,
     first_seq: u64,
     size: u64,
     spare: Option<File>,
-) -> io::Result<(File, Segment)> {
+) -> io::Result<(Arc<File>, Segment)> {
     let path = segment_path(dir, first_seq);
-    let file = match spare {
+    let file = Arc::new(match spare {
         Some(file) => {
             fs::rename(dir.join(SPARE), &path)?;
             file
         }
         None => allocate(&path, size)?,
-    };
+    });
     let segment = Segment {
         first_seq,
         len: 0,
@@ -717,7 +718,7 @@ fn create_segment(
         records: 0,
         acked: 0,
         first_received_ms: None,
-        file: Some(Arc::new(file.try_clone()?)),
+        file: Some(file.clone()),
     };
     Ok((file, segment))
 }
